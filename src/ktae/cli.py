@@ -1,0 +1,44 @@
+"""The ``ktae`` command: one sub-command per job, each living in its own package.
+
+Sub-commands are imported lazily so that ``ktae eval`` does not pay for the
+trainer's imports and the optional extras are only touched by their own jobs.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+
+#: sub-command -> (module with a ``main(argv)`` function, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("ktae.train.cli", "train a policy with GRPO/DAPO, with or without KTAE (default: embedded CPU task)"),
+    "compare": ("ktae.train.compare", "run GRPO vs GRPO+KTAE over several seeds and write a figure and a table"),
+    "plot": ("ktae.train.plot", "plot accuracy, response length and entropy of one or more run folders"),
+    "eval": ("ktae.eval.cli", "evaluate a model on the five math benchmarks, or re-grade saved generations"),
+    "analyze": ("ktae.analysis.cli", "show which tokens KTAE rewards or punishes in a file of rollouts"),
+}
+
+
+def _usage() -> str:
+    width = max(len(name) for name in COMMANDS)
+    lines = ["usage: ktae <command> [options]", "", "commands:"]
+    lines += [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += ["", "Run 'ktae <command> --help' for the options of one command."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"ktae: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[name][0])
+    result = module.main(rest)
+    return int(result or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
