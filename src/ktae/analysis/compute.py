@@ -1,0 +1,221 @@
+"""Key-token analysis of a set of rollouts: tokenise, call the core, decode one piece per token.
+
+This is shell code: every number comes from `ktae.explain` (per (group, token) statistics),
+`ktae.key_token_values` (K at every position) and `ktae.rollout_advantages`.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+import ktae
+from ktae.analysis.rollouts import Rollout
+from ktae.analysis.tokens import TokenPieces, _is_byte_level, _token_bytes, decode_ids, token_pieces
+from ktae.core.advantages import KeyTokenTable
+from ktae.core.config import KTAEConfig
+
+
+@dataclass
+class GroupSummary:
+    """One prompt: its rollouts (indices into `Analysis.rollouts`) and its top key tokens (table records)."""
+
+    index: int
+    key: Any
+    prompt: str | None
+    reference: str | None
+    members: list[int]
+    n_correct: int
+    n_wrong: int
+    positive: list[dict] = field(default_factory=list)
+    negative: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class Analysis:
+    """Everything a report needs.
+
+    ``values[i]`` is K (float32, from `ktae.key_token_values`) at each token of rollout i,
+    ``pieces[i]`` its decoded text per token, ``advantages[i]`` its rollout-level advantage,
+    ``correct[i]`` whether KTAE counted it as correct (score > threshold).
+    """
+
+    rollouts: list[Rollout]
+    token_ids: list[list[int]]
+    pieces: list[TokenPieces]
+    values: list[torch.Tensor]
+    advantages: list[float]
+    correct: list[bool]
+    groups: list[GroupSummary]
+    table: KeyTokenTable
+    config: KTAEConfig
+    token_labels: dict[int, str]
+
+    @property
+    def group_of(self) -> list[int]:
+        out = [0] * len(self.rollouts)
+        for g in self.groups:
+            for i in g.members:
+                out[i] = g.index
+        return out
+
+
+def load_tokenizer(name_or_path: Any) -> Any:
+    """A tokenizer object as is, or ``AutoTokenizer.from_pretrained(name_or_path)`` for a name / folder."""
+    if isinstance(name_or_path, (str, os.PathLike)):
+        from transformers import AutoTokenizer
+
+        try:
+            return AutoTokenizer.from_pretrained(os.fspath(name_or_path))
+        except (OSError, ValueError) as err:
+            raise ValueError(
+                f"tokenizer {os.fspath(name_or_path)!r} could not be loaded: give a Hugging Face model name "
+                f"or a folder with tokenizer files ({err})"
+            ) from err
+    if not hasattr(name_or_path, "decode"):
+        raise TypeError(
+            f"tokenizer must be a name, a folder or a tokenizer object with decode(), got {type(name_or_path).__name__}"
+        )
+    return name_or_path
+
+
+def default_ignore_ids(tokenizer: Any) -> tuple[int, ...]:
+    """The tokenizer's pad and EOS ids (the tokens whose K the spec forces to 0)."""
+    ids = []
+    for name in ("pad_token_id", "eos_token_id"):
+        value = getattr(tokenizer, name, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            ids.append(value)
+        elif isinstance(value, (list, tuple)):
+            ids.extend(int(v) for v in value if isinstance(v, int))
+    return tuple(sorted(set(ids)))
+
+
+def encode_text(tokenizer: Any, text: str) -> list[int]:
+    """Token ids of a response given as text, without added special tokens."""
+    if callable(tokenizer) and hasattr(tokenizer, "convert_ids_to_tokens"):
+        return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    if hasattr(tokenizer, "encode"):
+        try:
+            return list(tokenizer.encode(text, add_special_tokens=False))
+        except TypeError:
+            return list(tokenizer.encode(text))
+    raise TypeError(f"tokenizer {type(tokenizer).__name__} cannot encode text; give token_ids in the rollouts file")
+
+
+def token_label(tokenizer: Any, token_id: int) -> str:
+    """A short readable label of one token for tables: its own text, or its bytes when it is part of a character."""
+    if _is_byte_level(tokenizer):
+        chunks = _token_bytes(tokenizer, [token_id])
+        if chunks is not None:
+            try:
+                return chunks[0].decode("utf-8")
+            except UnicodeDecodeError:
+                return "".join(f"<0x{b:02X}>" for b in chunks[0])
+    text = decode_ids(tokenizer, [token_id])
+    if "\ufffd" in text and hasattr(tokenizer, "convert_ids_to_tokens"):
+        raw = tokenizer.convert_ids_to_tokens([token_id])[0]
+        if raw:
+            return str(raw)
+    return text
+
+
+def _group_slices(table: KeyTokenTable, num_groups: int) -> list[tuple[int, int]]:
+    # rows are ordered by group, then token id
+    bounds = torch.searchsorted(table.group, torch.arange(num_groups + 1, dtype=table.group.dtype)).tolist()
+    return [(bounds[g], bounds[g + 1]) for g in range(num_groups)]
+
+
+def top_tokens(table: KeyTokenTable, start: int, stop: int, k: int) -> tuple[list[dict], list[dict]]:
+    """The k most positive and k most negative rows of ``table[start:stop]`` (one group's rows), by K."""
+    values = table.value[start:stop]
+    rows = torch.arange(start, stop)
+    pos, neg = values > 0, values < 0
+    positive = rows[pos][torch.argsort(values[pos], descending=True, stable=True)][:k]
+    negative = rows[neg][torch.argsort(values[neg], stable=True)][:k]
+    return table.records(positive), table.records(negative)
+
+
+def analyze(
+    rollouts: Sequence[Rollout],
+    tokenizer: Any,
+    config: KTAEConfig | None = None,
+    top: int = 20,
+    progress: bool = True,
+) -> Analysis:
+    """Key-token values of every token of every rollout, grouped by prompt.
+
+    Args:
+        rollouts: from `load_rollouts`.
+        tokenizer: a tokenizer object (or a name / folder for ``AutoTokenizer``).
+        config: KTAE options; None -> defaults with the tokenizer's pad and EOS ids ignored.
+        top: how many positive and negative tokens to keep per group.
+        progress: show tqdm progress bars.
+    """
+    if not rollouts:
+        raise ValueError("rollouts must not be empty")
+    if isinstance(top, bool) or not isinstance(top, int) or top < 0:
+        raise ValueError(f"top must be a non-negative integer, got {top!r}")
+    tokenizer = load_tokenizer(tokenizer)
+    if config is None:
+        config = KTAEConfig(ignore_token_ids=default_ignore_ids(tokenizer))
+    elif not isinstance(config, KTAEConfig):
+        raise TypeError(f"config must be a KTAEConfig, got {type(config).__name__}")
+    token_ids: list[list[int]] = []
+    for r in tqdm(rollouts, desc="tokenising", unit="rollout", disable=not progress, leave=False):
+        token_ids.append(list(r.token_ids) if r.token_ids is not None else encode_text(tokenizer, r.response or ""))
+    length = max(1, max(len(ids) for ids in token_ids))
+    batch = len(rollouts)
+    responses = torch.zeros(batch, length, dtype=torch.int64)
+    mask = torch.zeros(batch, length, dtype=torch.bool)
+    for i, ids in enumerate(token_ids):
+        if ids:
+            responses[i, : len(ids)] = torch.tensor(ids, dtype=torch.int64)
+            mask[i, : len(ids)] = True
+    scores = torch.tensor([r.score for r in rollouts], dtype=torch.float64)
+    group = [r.group for r in rollouts]
+    table = ktae.explain(responses, mask, scores, group, config)
+    values = ktae.key_token_values(responses, mask, scores, group, config)
+    advantages = ktae.rollout_advantages(scores, group, config).tolist()
+    correct = (scores > config.threshold).tolist()
+
+    pieces = [
+        token_pieces(tokenizer, ids)
+        for ids in tqdm(token_ids, desc="decoding tokens", unit="rollout", disable=not progress, leave=False)
+    ]
+    keys = table.group_keys
+    index = {key: g for g, key in enumerate(keys)}
+    groups = [
+        GroupSummary(index=g, key=key, prompt=None, reference=None, members=[], n_correct=0, n_wrong=0)
+        for g, key in enumerate(keys)
+    ]
+    for i, r in enumerate(rollouts):
+        summary = groups[index[r.group]]
+        summary.members.append(i)
+        summary.prompt = summary.prompt if summary.prompt is not None else r.prompt
+        summary.reference = summary.reference if summary.reference is not None else r.reference
+        if correct[i]:
+            summary.n_correct += 1
+        else:
+            summary.n_wrong += 1
+    labels: dict[int, str] = {}
+    for summary, (start, stop) in zip(groups, _group_slices(table, len(keys))):
+        summary.positive, summary.negative = top_tokens(table, start, stop, top)
+        for record in summary.positive + summary.negative:
+            if record["token"] not in labels:
+                labels[record["token"]] = token_label(tokenizer, record["token"])
+    return Analysis(
+        rollouts=list(rollouts),
+        token_ids=token_ids,
+        pieces=pieces,
+        values=[values[i, : len(ids)].clone() for i, ids in enumerate(token_ids)],
+        advantages=[float(a) for a in advantages],
+        correct=[bool(c) for c in correct],
+        groups=groups,
+        table=table,
+        config=config,
+        token_labels=labels,
+    )

@@ -1,0 +1,341 @@
+"""Self-contained HTML report of an `Analysis`: every token shaded by its key-token value.
+
+One file when the input has at most ``page_size`` groups; otherwise an index page at the given path and
+the groups in pages ``<stem>_pages/page-001.html`` ... next to it. Every file is standalone: inline CSS, no
+script, no network. Each token is one ``<span>`` with its value in ``data-k`` and a tooltip (``title``);
+the spans concatenated give the decoded response.
+"""
+from __future__ import annotations
+
+import html
+import math
+import os
+import tempfile
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from ktae.analysis.colors import LEVELS, css_class, hex_color, level_color, mix, text_color
+from ktae.analysis.compute import Analysis, GroupSummary, _group_slices
+
+_FIELDS_HELP = (
+    ("a", "correct rollouts that contain the token, of all correct rollouts"),
+    ("b", "wrong rollouts that contain the token, of all wrong rollouts"),
+    ("p", "Fisher's exact test two-sided p-value of the presence table"),
+    ("IG", "information gain between correctness and presence, in bits"),
+    ("direction", "signed direction x = arcsine distance + gamma * term-frequency ratio"),
+    ("K", "key-token value added to the rollout advantage at every occurrence"),
+)
+
+
+def _esc(text: Any) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _stylesheet() -> str:
+    rules = []
+    for sign, prefix in ((1, "p"), (-1, "n")):
+        for lv in range(1, LEVELS + 1):
+            rgb = level_color(sign, lv)
+            rules.append(f".{prefix}{lv}{{background:{hex_color(rgb)};color:{text_color(rgb)}}}")
+    shades = "\n".join(rules)
+    return f"""
+:root{{--ink:#1b1b1b;--muted:#666;--line:#dedede;--soft:#f6f6f4}}
+*{{box-sizing:border-box}}
+body{{margin:0;background:#fff;color:var(--ink);font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif}}
+main{{max-width:1180px;margin:0 auto;padding:20px 24px 48px}}
+h1{{font-size:22px;margin:0 0 4px}} h2{{font-size:18px;margin:0 0 8px}} h3{{font-size:14px;margin:14px 0 6px;color:var(--muted);text-transform:uppercase;letter-spacing:.04em}}
+.sub{{color:var(--muted);font-size:13px}}
+code,.mono,.text,pre{{font-family:ui-monospace,"DejaVu Sans Mono",Menlo,Consolas,monospace}}
+.legend{{display:flex;align-items:center;gap:10px;margin:12px 0 4px;font-size:12.5px;color:var(--muted);flex-wrap:wrap}}
+.bar{{width:320px;height:14px;border-radius:3px;border:1px solid var(--line);background:linear-gradient(90deg,{hex_color(mix(-1, 1))},#ffffff 50%,{hex_color(mix(1, 1))})}}
+.ticks{{display:flex;justify-content:space-between;width:320px;font-size:11px;color:var(--muted)}}
+nav.pages{{margin:14px 0;font-size:14px}} nav.pages a,nav.pages span{{margin-right:10px}}
+section.group{{border-top:2px solid var(--ink);margin-top:28px;padding-top:12px}}
+.question,.reference{{background:var(--soft);border-radius:6px;padding:8px 12px;white-space:pre-wrap;overflow-wrap:anywhere;font-size:14px}}
+.question{{max-height:16em;overflow:auto}}
+.reference b{{font-weight:600}}
+.tops{{display:grid;grid-template-columns:1fr 1fr;gap:16px}}
+@media (max-width:820px){{.tops{{grid-template-columns:1fr}}}}
+table{{border-collapse:collapse;font-size:12.5px;width:100%}}
+th,td{{padding:3px 7px;border-bottom:1px solid var(--line);text-align:right;white-space:nowrap}}
+th{{color:var(--muted);font-weight:600}} th:first-child,td:first-child{{text-align:left}}
+td.tok span{{padding:1px 4px;border-radius:3px;white-space:pre;font-family:ui-monospace,"DejaVu Sans Mono",Menlo,Consolas,monospace}}
+details.rollout{{border:1px solid var(--line);border-radius:8px;margin:10px 0;overflow:hidden}}
+details.rollout>summary{{cursor:pointer;padding:6px 12px;background:var(--soft);font-size:13.5px;list-style-position:inside}}
+.badge{{display:inline-block;padding:0 8px;border-radius:10px;font-size:12px;font-weight:600;margin-right:6px}}
+.ok{{background:#d9efdf;color:#135b2f}} .bad{{background:#f8d9d6;color:#8a1f17}}
+.text{{margin:0;padding:10px 12px;font-size:13.5px;line-height:1.75;white-space:pre-wrap;overflow-wrap:anywhere;word-break:normal;tab-size:4}}
+.text span{{border-radius:2px}}
+.text span:hover{{outline:1.5px solid #222}}
+.text .sp{{outline:1px dashed #9a9a9a;color:#777}}
+.text .nl::before{{content:"\\21b5";color:#b0b0b0}}
+{shades}
+"""
+
+
+def _legend(vmax: float) -> str:
+    half = vmax / 2
+    ticks = "".join(f"<span>{t:+.2g}</span>" for t in (-vmax, -half, 0.0, half, vmax)).replace("+0</span>", "0</span>")
+    return (
+        '<div class="legend"><span>leans to <b style="color:#b3261e">wrong</b> answers</span>'
+        f'<div><div class="bar" role="img" aria-label="colour scale from {-vmax:g} (red) to {vmax:g} (green)"></div>'
+        f'<div class="ticks">{ticks}</div></div>'
+        '<span>leans to <b style="color:#17703a">correct</b> answers</span>'
+        "<span>· key-token value K; hover a token for its statistics</span></div>"
+    )
+
+
+def _label(text: str) -> str:
+    """A token's text for a table cell: newlines and tabs made visible, the rest as is."""
+    if not text:
+        return "∅"
+    return text.replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r")
+
+
+def _fmt_p(p: float) -> str:
+    return f"{p:.3g}" if p >= 1e-3 else f"{p:.2e}"
+
+
+def _top_table(title: str, records: list[dict], analysis: Analysis, vmax: float) -> str:
+    head = (
+        f"<div><h3>{_esc(title)}</h3><table><thead><tr><th>token</th><th title='{_esc(_FIELDS_HELP[0][1])}'>in correct</th>"
+        f"<th title='{_esc(_FIELDS_HELP[1][1])}'>in wrong</th><th title='{_esc(_FIELDS_HELP[2][1])}'>p-value</th>"
+        f"<th title='{_esc(_FIELDS_HELP[3][1])}'>IG</th><th title='{_esc(_FIELDS_HELP[4][1])}'>direction</th>"
+        f"<th title='{_esc(_FIELDS_HELP[5][1])}'>K</th></tr></thead><tbody>"
+    )
+    if not records:
+        return head + '<tr><td colspan="7" class="sub">none</td></tr></tbody></table></div>'
+    rows = []
+    for r in records:
+        label = analysis.token_labels.get(r["token"], str(r["token"]))
+        shown = _label(label)
+        rows.append(
+            f'<tr><td class="tok"><span class="{css_class(r["value"], vmax)}" title="token id {r["token"]}">'
+            f"{_esc(shown)}</span></td><td>{r['a']}/{r['n_correct']}</td><td>{r['b']}/{r['n_wrong']}</td>"
+            f"<td>{_fmt_p(r['p_value'])}</td><td>{r['info_gain']:.3f}</td><td>{r['direction']:+.3f}</td>"
+            f"<td><b>{r['value']:+.3f}</b></td></tr>"
+        )
+    return head + "".join(rows) + "</tbody></table></div>"
+
+
+def _rollout_html(analysis: Analysis, i: int, rows: torch.Tensor, vmax: float, open_: bool) -> str:
+    """One rollout: header and one span per token. ``rows[t]`` is the table row of token t."""
+    table = analysis.table
+    r = analysis.rollouts[i]
+    pieces = analysis.pieces[i]
+    values = analysis.values[i].tolist()
+    ids = analysis.token_ids[i]
+    a = table.a[rows].tolist()
+    b = table.b[rows].tolist()
+    nt = table.n_correct[rows].tolist()
+    nf = table.n_wrong[rows].tolist()
+    p = table.p_value[rows].tolist()
+    ig = table.info_gain[rows].tolist()
+    continued: dict[int, list[int]] = {}
+    for t, owner in enumerate(pieces.joined_to):
+        if owner >= 0:
+            continued.setdefault(owner, []).append(t)
+    spans = []
+    for t, (piece, value) in enumerate(zip(pieces.pieces, values)):
+        tip = (
+            f"K {value:+.4f} · token {ids[t]} · in {a[t]}/{nt[t]} correct, {b[t]}/{nf[t]} wrong"
+            f" · p {_fmt_p(p[t])} · IG {ig[t]:.3f}"
+        )
+        if pieces.joined_to[t] >= 0:
+            tip += f" · bytes of the character shown by token #{pieces.joined_to[t]}"
+        if t in continued:
+            tip += " · character continues in " + ", ".join(f"#{u} (K {values[u]:+.4f})" for u in continued[t])
+        classes = [css_class(value, vmax)]
+        if pieces.special[t]:
+            classes.append("sp")
+        if piece and not piece.strip(" \t") and "\n" in piece:
+            classes.append("nl")
+        spans.append(
+            f'<span class="{" ".join(classes)}" data-k="{value:.7g}" data-t="{ids[t]}" title="{_esc(tip)}">'
+            f"{_esc(piece)}</span>"
+        )
+    ok = analysis.correct[i]
+    badge = '<span class="badge ok">correct</span>' if ok else '<span class="badge bad">wrong</span>'
+    reward = f"reward {r.reward:g}" if r.reward is not None else f"score {r.score:g}"
+    summary = (
+        f"{badge}<b>rollout {i}</b> · {reward} · rollout advantage {analysis.advantages[i]:+.3f} · {len(ids)} tokens"
+    )
+    return (
+        f'<details class="rollout" id="r{i}"{" open" if open_ else ""}><summary>{summary}</summary>'
+        f'<div class="text">{"".join(spans)}</div></details>'
+    )
+
+
+def _group_html(
+    analysis: Analysis, g: GroupSummary, start: int, stop: int, vmax: float, open_rollouts: int | None
+) -> str:
+    table = analysis.table
+    tokens = table.token[start:stop]
+    parts = [f'<section class="group" id="g{g.index}"><h2>Prompt {g.index + 1}'
+             f'<span class="sub"> · group {_esc(_short(g.key, 80))} · {len(g.members)} rollouts: '
+             f"{g.n_correct} correct, {g.n_wrong} wrong</span></h2>"]
+    if g.prompt is not None:
+        parts.append(f'<h3>Question</h3><div class="question">{_esc(g.prompt)}</div>')
+    if g.reference is not None:
+        parts.append(f'<div class="reference" style="margin-top:8px"><b>Reference answer:</b> {_esc(g.reference)}</div>')
+    if g.n_correct == 0 or g.n_wrong == 0:
+        parts.append(
+            f'<p class="sub">All rollouts are {"correct" if g.n_wrong == 0 else "wrong"}: KTAE gives every token K = 0 '
+            "in this group.</p>"
+        )
+    else:
+        parts.append('<div class="tops">')
+        parts.append(_top_table("Key tokens of correct answers (K > 0)", g.positive, analysis, vmax))
+        parts.append(_top_table("Key tokens of wrong answers (K < 0)", g.negative, analysis, vmax))
+        parts.append("</div>")
+    parts.append("<h3>Rollouts</h3>")
+    for n, i in enumerate(g.members):
+        ids = torch.tensor(analysis.token_ids[i], dtype=torch.int64)
+        rows = start + torch.searchsorted(tokens, ids) if len(ids) else ids
+        parts.append(_rollout_html(analysis, i, rows, vmax, open_=open_rollouts is None or n < open_rollouts))
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def _short(value: Any, limit: int) -> str:
+    text = " ".join(str(value).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _page(title: str, body: str) -> str:
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<meta name="viewport" content="width=device-width,initial-scale=1">'
+        f"<title>{_esc(title)}</title><style>{_stylesheet()}</style></head><body><main>{body}</main></body></html>\n"
+    )
+
+
+def _header(analysis: Analysis, vmax: float, subtitle: str) -> str:
+    c = analysis.config
+    n = len(analysis.rollouts)
+    ignored = ", ".join(str(i) for i in c.ignore_token_ids) or "none"
+    settings = (
+        f"alpha={c.alpha:g}, beta={c.beta:g}, gamma={c.gamma:g}, top={c.top:g}, threshold={c.threshold:g}, "
+        f"fisher_at_one={c.fisher_at_one}, rollout={c.rollout}, ignored token ids: {ignored}"
+    )
+    return (
+        f"<h1>Key tokens · KTAE</h1><div class='sub'>{n} rollouts of {len(analysis.groups)} prompts{subtitle}. "
+        f"Settings: {_esc(settings)}.</div>{_legend(vmax)}"
+    )
+
+
+def _atomic_write(path: str, text: str) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".html", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def default_vmax(analysis: Analysis) -> float:
+    """The scale's end: the bound of K (``config.top``)."""
+    return float(analysis.config.top)
+
+
+def write_html(
+    analysis: Analysis,
+    path: str | os.PathLike,
+    *,
+    page_size: int = 10,
+    vmax: float | None = None,
+    open_rollouts: int | None = None,
+    progress: bool = True,
+) -> list[str]:
+    """Write the report; returns the files written (the index / single page first).
+
+    Args:
+        analysis: from `ktae.analysis.analyze`.
+        path: the HTML file to write.
+        page_size: groups per page; more groups than this -> an index page plus pages in ``<stem>_pages/``.
+        vmax: |K| at which the colour is fully saturated (default: ``config.top``, the bound of K).
+        open_rollouts: rollouts per group shown expanded, the others one click away (None: all).
+        progress: show a tqdm progress bar.
+    """
+    if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1:
+        raise ValueError(f"page_size must be a positive integer, got {page_size!r}")
+    vmax = default_vmax(analysis) if vmax is None else float(vmax)
+    if not math.isfinite(vmax) or vmax <= 0:
+        raise ValueError(f"vmax must be a positive number, got {vmax!r}")
+    path = os.fspath(path)
+    slices = _group_slices(analysis.table, len(analysis.groups))
+    groups = analysis.groups
+    bar = tqdm(total=len(groups), desc="writing report", unit="prompt", disable=not progress, leave=False)
+    try:
+        if len(groups) <= page_size:
+            body = [_header(analysis, vmax, "")]
+            for g in groups:
+                body.append(_group_html(analysis, g, *slices[g.index], vmax, open_rollouts))
+                bar.update(1)
+            _atomic_write(path, _page("KTAE key tokens", "".join(body)))
+            return [path]
+        stem = os.path.splitext(os.path.basename(path))[0]
+        folder_name = f"{stem}_pages"
+        folder = os.path.join(os.path.dirname(os.path.abspath(path)), folder_name)
+        pages = [groups[k : k + page_size] for k in range(0, len(groups), page_size)]
+        names = [f"page-{k + 1:03d}.html" for k in range(len(pages))]
+        written = []
+        for k, chunk in enumerate(pages):
+            nav = [f'<a href="../{_esc(os.path.basename(path))}">index</a>']
+            nav.append(f'<a href="{names[k - 1]}">← previous</a>' if k > 0 else "<span class='sub'>← previous</span>")
+            nav.append(f"<span>page {k + 1} of {len(pages)}</span>")
+            nav.append(f'<a href="{names[k + 1]}">next →</a>' if k + 1 < len(pages) else "<span class='sub'>next →</span>")
+            nav_html = f'<nav class="pages">{"".join(nav)}</nav>'
+            body = [_header(analysis, vmax, f" · page {k + 1} of {len(pages)}"), nav_html]
+            for g in chunk:
+                body.append(_group_html(analysis, g, *slices[g.index], vmax, open_rollouts))
+                bar.update(1)
+            body.append(nav_html)
+            target = os.path.join(folder, names[k])
+            _atomic_write(target, _page(f"KTAE key tokens · page {k + 1}", "".join(body)))
+            written.append(target)
+        _atomic_write(path, _page("KTAE key tokens", _index_body(analysis, vmax, pages, folder_name, names)))
+        return [path] + written
+    finally:
+        bar.close()
+
+
+def _index_body(analysis: Analysis, vmax: float, pages: list[list[GroupSummary]], folder: str, names: list[str]) -> str:
+    rows = []
+    for k, chunk in enumerate(pages):
+        for g in chunk:
+            link = f"{folder}/{names[k]}#g{g.index}"
+
+            def chips(records: list[dict]) -> str:
+                out = []
+                for r in records[:4]:
+                    label = analysis.token_labels.get(r["token"], str(r["token"]))
+                    out.append(
+                        f'<span class="{css_class(r["value"], vmax)}" title="K {r["value"]:+.4f}">'
+                        f"{_esc(_label(label))}</span>"
+                    )
+                return " ".join(out)
+
+            question = _short(g.prompt if g.prompt is not None else g.key, 90)
+            rows.append(
+                f'<tr><td><a href="{_esc(link)}">Prompt {g.index + 1}</a></td><td style="text-align:left;white-space:normal">'
+                f"{_esc(question)}</td><td>{g.n_correct}/{len(g.members)}</td>"
+                f'<td class="tok" style="text-align:left">{chips(g.positive)}</td>'
+                f'<td class="tok" style="text-align:left">{chips(g.negative)}</td></tr>'
+            )
+    page_links = " ".join(f'<a href="{folder}/{n}">{k + 1}</a>' for k, n in enumerate(names))
+    return (
+        _header(analysis, vmax, f" · {len(pages)} pages")
+        + f'<nav class="pages">pages: {page_links}</nav>'
+        + "<table><thead><tr><th>prompt</th><th style='text-align:left'>question</th><th>correct</th>"
+        + "<th style='text-align:left'>top K &gt; 0</th><th style='text-align:left'>top K &lt; 0</th></tr></thead><tbody>"
+        + "".join(rows)
+        + "</tbody></table>"
+    )
