@@ -1,0 +1,233 @@
+"""Statistics of 2x2 contingency tables and term frequencies, vectorised over batches (spec §3).
+
+A table describes one token in one prompt group::
+
+                    correct rollouts   wrong rollouts
+    token present          a                 b
+    token absent           c                 d
+
+Every function takes tensors of equal shape (any shape, one table per element) and returns a float64 tensor
+of that shape. They are pure, deterministic and run on any device.
+"""
+from __future__ import annotations
+
+import torch
+
+#: relative tolerance when comparing hypergeometric probabilities in the two-sided Fisher test, so that
+#: tables whose probabilities are equal in exact arithmetic are not split by rounding (R's fisher.test value).
+FISHER_RTOL = 1e-7
+
+#: upper bound on the number of float64 cells of one probability grid chunk in `fisher_exact_pvalues`.
+_GRID_BUDGET = 1 << 24
+
+
+def _as_counts(name: str, x: torch.Tensor) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor):
+        x = torch.as_tensor(x)
+    if x.dtype.is_floating_point or x.dtype.is_complex or x.dtype == torch.bool:
+        raise TypeError(f"{name} must be an integer tensor of counts, got dtype {x.dtype}")
+    return x.to(torch.int64)
+
+
+def _check_tables(**counts: torch.Tensor) -> list[torch.Tensor]:
+    tensors = [_as_counts(name, value) for name, value in counts.items()]
+    shape = tensors[0].shape
+    for (name, _), t in zip(counts.items(), tensors):
+        if t.shape != shape:
+            raise ValueError(f"{name} has shape {tuple(t.shape)}, expected {tuple(shape)} like the other counts")
+    if tensors[0].numel() and any(bool((t < 0).any()) for t in tensors):
+        bad = [name for (name, _), t in zip(counts.items(), tensors) if bool((t < 0).any())]
+        raise ValueError(f"table counts must be non-negative; negative values in {', '.join(bad)}")
+    return tensors
+
+
+def _log_binomial(n: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """log C(n, k) for 0 <= k <= n (float64); other cells are garbage and must be masked by the caller."""
+    n = n.to(torch.float64)
+    k = k.to(torch.float64)
+    return torch.lgamma(n + 1) - torch.lgamma(k.clamp(min=0) + 1) - torch.lgamma((n - k).clamp(min=0) + 1)
+
+
+def _pvalue_grid(n_true: torch.Tensor, n_false: torch.Tensor) -> torch.Tensor:
+    """Two-sided Fisher p-values of every table with the given column totals.
+
+    Args:
+        n_true: [P] int64, rollouts in the first column (correct), nT.
+        n_false: [P] int64, rollouts in the second column (wrong), nF.
+
+    Returns:
+        [P, R, K] float64 with R = max(nT + nF) + 1 and K = max(nT) + 1: entry [i, r, a] is the p-value of the
+        table with a = a, b = r - a (row total r), for column totals (nT[i], nF[i]); cells outside the
+        support hold 0 and must not be read.
+    """
+    device = n_true.device
+    n = n_true + n_false
+    rows = int(n.max()) + 1
+    cols = int(n_true.max()) + 1
+    nt = n_true.view(-1, 1, 1)
+    nf = n_false.view(-1, 1, 1)
+    r = torch.arange(rows, device=device).view(1, -1, 1)
+    a = torch.arange(cols, device=device).view(1, 1, -1)
+    b = r - a
+    valid = (a <= nt) & (b >= 0) & (b <= nf) & (r <= (nt + nf))
+    log_pmf = _log_binomial(nt, a) + _log_binomial(nf, b) - _log_binomial(nt + nf, r)
+    pmf = torch.where(valid, torch.exp(log_pmf), torch.zeros((), dtype=torch.float64, device=device))
+    ascending, _ = torch.sort(pmf, dim=-1)
+    cumulative = torch.cumsum(ascending, dim=-1)
+    # number of support points whose probability is <= P(a) (within the tolerance); their sum is the p-value
+    at_most = torch.searchsorted(ascending.contiguous(), (pmf * (1.0 + FISHER_RTOL)).contiguous(), right=True)
+    pvalue = torch.gather(cumulative, -1, (at_most - 1).clamp(min=0))
+    return torch.where(valid, pvalue.clamp(max=1.0), torch.zeros((), dtype=torch.float64, device=device))
+
+
+def fisher_exact_pvalues(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+    """Two-sided Fisher exact test p-values of a batch of 2x2 tables ``[[a, b], [c, d]]``.
+
+    With margins fixed, ``p = sum of P(k) over the tables k with P(k) <= P(a) * (1 + 1e-7)``, where ``P`` is the
+    hypergeometric probability (the definition of ``scipy.stats.fisher_exact(..., alternative="two-sided")``
+    and R's ``fisher.test``). Probabilities come from log-gamma in float64; each distinct pair of column totals
+    ``(a + c, b + d)`` is computed once for all its tables, so a batch of millions of tables from groups of a few
+    sizes costs a few small sorts.
+
+    Args:
+        a, b, c, d: integer tensors of one shape, non-negative counts.
+
+    Returns:
+        float64 tensor of that shape, p-values in [0, 1].
+    """
+    a, b, c, d = _check_tables(a=a, b=b, c=c, d=d)
+    shape = a.shape
+    a, b, c, d = a.reshape(-1), b.reshape(-1), c.reshape(-1), d.reshape(-1)
+    out = torch.zeros(a.shape, dtype=torch.float64, device=a.device)
+    if a.numel() == 0:
+        return out.reshape(shape)
+    n_true, n_false = a + c, b + d
+    pairs, inverse = torch.unique(torch.stack([n_true, n_false], dim=1), dim=0, return_inverse=True)
+    row = a + b
+    # chunks of column-total pairs, each grid at most _GRID_BUDGET cells (one chunk in all usual batches)
+    start = 0
+    while start < len(pairs):
+        stop = start + 1
+        while stop < len(pairs):
+            rows = int((pairs[start : stop + 1].sum(1)).max()) + 1
+            cols = int(pairs[start : stop + 1, 0].max()) + 1
+            if (stop + 1 - start) * rows * cols > _GRID_BUDGET:
+                break
+            stop += 1
+        grid = _pvalue_grid(pairs[start:stop, 0], pairs[start:stop, 1])
+        if start == 0 and stop == len(pairs):
+            out = grid[inverse, row, a]
+        else:
+            sel = (inverse >= start) & (inverse < stop)
+            out[sel] = grid[inverse[sel] - start, row[sel], a[sel]]
+        start = stop
+    return out.reshape(shape)
+
+
+def _binary_entropy(p: torch.Tensor) -> torch.Tensor:
+    """H(p) in bits with 0 log 0 = 0; p float64 in [0, 1]."""
+    q = 1.0 - p
+    return -(torch.xlogy(p, p) + torch.xlogy(q, q)) / torch.log(torch.tensor(2.0, dtype=torch.float64))
+
+
+def information_gain(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+    """Mutual information in bits between correctness (columns) and token presence (rows) of 2x2 tables.
+
+    ``IG = H(Y) - [(a+b)/n H(a/(a+b)) + (c+d)/n H(c/(c+d))]`` with ``n = a+b+c+d``, ``0 log 0 = 0``, an empty row
+    contributing 0 and ``IG = 0`` when ``n = 0``.
+
+    Args:
+        a, b, c, d: integer tensors of one shape, non-negative counts.
+
+    Returns:
+        float64 tensor of that shape, in [0, 1].
+    """
+    a, b, c, d = (t.to(torch.float64) for t in _check_tables(a=a, b=b, c=c, d=d))
+    n = a + b + c + d
+    safe = lambda num, den: torch.where(den > 0, num / den.clamp(min=1), torch.zeros_like(num))  # noqa: E731
+    h_y = _binary_entropy(safe(a + c, n))
+    present, absent = a + b, c + d
+    h_cond = safe(present, n) * _binary_entropy(safe(a, present)) + safe(absent, n) * _binary_entropy(
+        safe(c, absent)
+    )
+    return (h_y - h_cond).clamp(min=0.0)
+
+
+def arcsine_distance(a: torch.Tensor, b: torch.Tensor, n_true: torch.Tensor, n_false: torch.Tensor) -> torch.Tensor:
+    """Difference of arcsine-transformed presence rates, ``asin(sqrt(a/nT)) - asin(sqrt(b/nF))`` (half Cohen's h).
+
+    Rates are clamped to [0, 1]; an empty column counts as rate 0.
+
+    Args:
+        a: rollouts with the token among the correct ones; b: among the wrong ones (integer tensors).
+        n_true, n_false: numbers of correct / wrong rollouts (integer tensors, same shape).
+
+    Returns:
+        float64 tensor in [-pi/2, pi/2]: positive when the token is more frequent in correct rollouts.
+    """
+    a, b, n_true, n_false = (
+        t.to(torch.float64) for t in _check_tables(a=a, b=b, n_true=n_true, n_false=n_false)
+    )
+    rate_true = torch.where(n_true > 0, a / n_true.clamp(min=1), torch.zeros_like(a)).clamp(0.0, 1.0)
+    rate_false = torch.where(n_false > 0, b / n_false.clamp(min=1), torch.zeros_like(b)).clamp(0.0, 1.0)
+    return torch.asin(torch.sqrt(rate_true)) - torch.asin(torch.sqrt(rate_false))
+
+
+def bm25_saturation(
+    frequency: torch.Tensor, length: torch.Tensor, average_length: torch.Tensor, k1: float = 2.0, b: float = 0.5
+) -> torch.Tensor:
+    """BM25 term-frequency saturation ``f (k1 + 1) / (f + k1 (1 - b + b length / average_length))``.
+
+    Args:
+        frequency: float tensor, relative frequency of the token in a document (here: all correct or all wrong
+            rollouts of a group, concatenated).
+        length: that document's length in tokens; average_length: the mean document length (> 0).
+        k1, b: BM25 constants (the released code uses 2.0 and 0.5).
+
+    Returns:
+        float64 tensor of the broadcast shape.
+    """
+    frequency = torch.as_tensor(frequency, dtype=torch.float64)
+    length = torch.as_tensor(length, dtype=torch.float64, device=frequency.device)
+    average_length = torch.as_tensor(average_length, dtype=torch.float64, device=frequency.device)
+    return frequency * (k1 + 1.0) / (frequency + k1 * (1.0 - b + b * length / average_length))
+
+
+def term_frequency_ratio(
+    count_true: torch.Tensor,
+    count_false: torch.Tensor,
+    tokens_true: torch.Tensor,
+    tokens_false: torch.Tensor,
+    k1: float = 2.0,
+    b: float = 0.5,
+    smoothing: float = 1e-5,
+) -> torch.Tensor:
+    """Term-frequency part ``r`` of the direction score (spec §3).
+
+    ``fT = count_true / tokens_true`` (0 when there are no such tokens), ``fF`` likewise,
+    ``tfT = bm25_saturation(fT, tokens_true, avg)``, ``tfF`` likewise with ``avg = (tokens_true + tokens_false) / 2``,
+    ``r = tfT / (tfF + smoothing) - tfF / (tfT + smoothing)``.
+
+    Args:
+        count_true, count_false: occurrences of the token in the correct / wrong rollouts of its group.
+        tokens_true, tokens_false: unmasked tokens in the correct / wrong rollouts of the group (NT, NF).
+
+    Returns:
+        float64 tensor: positive when the token is relatively more frequent in correct rollouts.
+    """
+    count_true, count_false, tokens_true, tokens_false = _check_tables(
+        count_true=count_true, count_false=count_false, tokens_true=tokens_true, tokens_false=tokens_false
+    )
+    return _term_frequency_ratio(count_true, count_false, tokens_true, tokens_false, k1, b, smoothing)
+
+
+def _term_frequency_ratio(count_true, count_false, tokens_true, tokens_false, k1, b, smoothing):
+    # unchecked core of `term_frequency_ratio` (int64 inputs), with as few passes over the rows as possible
+    tokens_true = tokens_true.to(torch.float64)
+    tokens_false = tokens_false.to(torch.float64)
+    freq_true = count_true / tokens_true.clamp(min=1.0)  # count is 0 whenever the token total is 0
+    freq_false = count_false / tokens_false.clamp(min=1.0)
+    average = ((tokens_true + tokens_false) * 0.5).clamp(min=1e-12)
+    tf_true = bm25_saturation(freq_true, tokens_true, average, k1, b)
+    tf_false = bm25_saturation(freq_false, tokens_false, average, k1, b)
+    return tf_true / (tf_false + smoothing) - tf_false / (tf_true + smoothing)
