@@ -1,0 +1,77 @@
+"""Pieces shared by the framework adapters: special-token ids of a tokenizer and KTAE batch statistics for logs."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ktae.core.advantages import group_index
+
+
+def special_token_ids(tokenizer: Any) -> tuple[int, ...]:
+    """The pad and EOS token ids of a Hugging Face tokenizer (or of a processor's ``.tokenizer``), sorted.
+
+    Args:
+        tokenizer: a ``PreTrainedTokenizerBase``, a processor holding one as ``.tokenizer``, or None.
+
+    Returns:
+        The distinct ids found (an ``eos_token_id`` that is a list contributes every entry); () for None.
+    """
+    if tokenizer is None:
+        return ()
+    tok = getattr(tokenizer, "tokenizer", tokenizer)
+    ids: set[int] = set()
+    for name in ("pad_token_id", "eos_token_id"):
+        value = getattr(tok, name, None)
+        if value is None:
+            continue
+        for item in value if isinstance(value, (list, tuple)) else (value,):
+            if item is not None and int(item) >= 0:
+                ids.add(int(item))
+    return tuple(sorted(ids))
+
+
+def key_token_stats(
+    values: torch.Tensor, mask: torch.Tensor, scores: torch.Tensor, group: Any, threshold: float
+) -> dict[str, float]:
+    """Summary of the key-token values of one batch, for the training logs.
+
+    Args:
+        values: [B, L] key-token values K (0 at masked positions).
+        mask: [B, L] 0/1 response mask.
+        scores: [B] outcome rewards.
+        group: [B] prompt ids (tensor or sequence of hashables).
+        threshold: a rollout is correct when its score is > threshold.
+
+    Returns:
+        Plain floats: ``abs_mean``, ``mean``, ``max``, ``min`` of K over unmasked tokens; ``positive_fraction`` and
+        ``nonzero_fraction`` of unmasked tokens; ``mean_in_correct`` / ``mean_in_wrong`` (mean K over the tokens of
+        correct / wrong rollouts); ``mixed_group_fraction`` (groups with both correct and wrong rollouts, the only
+        ones where K can be non-zero).
+    """
+    m = mask.to(device=values.device) != 0
+    k = values.detach().to(torch.float64)[m]
+    scores = torch.as_tensor(scores).detach().to(device=values.device, dtype=torch.float64)
+    correct = scores > threshold
+    out: dict[str, float] = {}
+    if k.numel():
+        out.update(
+            abs_mean=float(k.abs().mean()),
+            mean=float(k.mean()),
+            max=float(k.max()),
+            min=float(k.min()),
+            positive_fraction=float((k > 0).double().mean()),
+            nonzero_fraction=float((k != 0).double().mean()),
+        )
+    for name, rows in (("mean_in_correct", correct), ("mean_in_wrong", ~correct)):
+        sel = m & rows.unsqueeze(1)
+        if bool(sel.any()):
+            out[name] = float(values.detach().to(torch.float64)[sel].mean())
+    if scores.numel():
+        ids, keys = group_index(group, scores.shape[0], values.device)
+        n_groups = len(keys)
+        n_correct = torch.zeros(n_groups, dtype=torch.int64, device=values.device).index_add_(0, ids, correct.long())
+        sizes = torch.bincount(ids, minlength=n_groups)
+        mixed = (n_correct > 0) & (n_correct < sizes)
+        out["mixed_group_fraction"] = float(mixed.double().mean())
+    return out

@@ -1,0 +1,408 @@
+"""KTAE inside verl (``pip install "ktae[verl]"``, verl >= 0.9, < 0.10).
+
+Importing this module (verl does it in every process through the ``verl.plugins`` entry point that ktae
+ships, or through ``actor_rollout_ref.model.external_lib=ktae.integrations.verl``):
+
+1. registers the advantage estimators ``ktae``, ``grpo_ktae``, ``dr_grpo_ktae`` and ``rloo_ktae`` with
+   ``verl.trainer.ppo.core_algos.register_adv_est``, so ``algorithm.adv_estimator=ktae`` works;
+2. makes the response token ids reach them. verl calls an estimator with ``token_level_rewards``,
+   ``response_mask``, ``index`` (the ``uid`` of each rollout's prompt) and ``config`` (the ``algorithm``
+   section) but not with the ids, so two verl functions are wrapped once each, as soon as their module is
+   imported, and only act when the configured estimator is a KTAE one (other estimators pass straight through):
+
+   - v1 trainer (default, ``trainer.use_v1=true``): ``PPOTrainer._compute_advantage`` also fetches ``responses``
+     from the TransferQueue (``kv_batch_get(..., select_fields=["responses"])``) and logs ``ktae/*`` metrics;
+   - legacy trainer (``trainer.use_v1=false``): ``ray_trainer.compute_advantage`` hands ``data.batch["responses"]``
+     to the estimator.
+
+Options come from ``algorithm.ktae.*`` (new keys need Hydra's ``+``: ``+algorithm.ktae.alpha=1.0``); the keys are
+the fields of :class:`ktae.KTAEConfig`. ``ignore_token_ids`` defaults to the tokenizer's pad and EOS ids.
+The advantages themselves are ``ktae.ktae_advantages``: this module only moves data.
+
+The module also provides verl reward functions for math (``math_score``: 1/0, ``dapo_score``: +1/-1, both with
+``acc``), usable as ``reward.custom_reward_function.path=pkg://ktae.integrations.verl``.
+"""
+from __future__ import annotations
+
+import contextvars
+import dataclasses
+import logging
+import sys
+import warnings
+from collections.abc import Mapping
+from typing import Any, Callable
+
+import torch
+
+try:
+    import wrapt
+    from verl.trainer.ppo import core_algos
+except ImportError as err:  # pragma: no cover - exercised only without the extra
+    raise ImportError(
+        "ktae.integrations.verl needs verl: pip install \"ktae[verl]\" (verl>=0.9,<0.10)"
+    ) from err
+
+from ktae.core.advantages import ktae_advantages, rollout_advantages
+from ktae.core.config import KTAEConfig
+from ktae.integrations._common import key_token_stats, special_token_ids
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "ESTIMATORS",
+    "compute_ktae_advantage",
+    "dapo_score",
+    "install",
+    "is_ktae_estimator",
+    "ktae_config_from_verl",
+    "math_score",
+]
+
+#: verl estimator name -> rollout-level estimator it composes K with (None: from the config, see below).
+ESTIMATORS: dict[str, str | None] = {
+    "ktae": None,
+    "grpo_ktae": "grpo",
+    "dr_grpo_ktae": "dr_grpo",
+    "rloo_ktae": "rloo",
+}
+
+_OPTION_NAMES = tuple(f.name for f in dataclasses.fields(KTAEConfig))
+_RAY_TRAINER = "verl.trainer.ppo.ray_trainer"
+_V1_TRAINER = "verl.trainer.ppo.v1.trainer_base"
+_WRAPPED = "__ktae_wrapped__"
+_MISSING_IDS = (
+    "adv_estimator={name!r} needs the response token ids, and verl's compute_advantage does not pass them. "
+    "ktae.integrations.verl supplies them when it is imported before the trainer runs: install ktae with the "
+    "verl extra (pip install \"ktae[verl]\") so verl loads it through its 'verl.plugins' entry point (and do not "
+    "set VERL_USE_EXTERNAL_PLUGINS=none), or add actor_rollout_ref.model.external_lib=ktae.integrations.verl. "
+    "When calling the estimator yourself, pass responses=[B, L] token ids."
+)
+
+
+@dataclasses.dataclass
+class _Batch:
+    """What a wrapped trainer function hands to the estimator it calls (one advantage computation)."""
+
+    responses: torch.Tensor | None = None
+    tokenizer: Any = None
+    metrics: dict[str, float] = dataclasses.field(default_factory=dict)
+
+
+_BATCH: contextvars.ContextVar[_Batch | None] = contextvars.ContextVar("ktae_verl_batch", default=None)
+# Tokenizer of the legacy RayPPOTrainer built in this process (its compute_advantage is a module function).
+_LEGACY_TOKENIZER: list[Any] = [None]
+_warned_no_tokenizer = [False]
+
+
+def is_ktae_estimator(name: Any) -> bool:
+    """Whether ``name`` (a string or verl's ``AdvantageEstimator``) is one of this module's estimators."""
+    value = getattr(name, "value", name)
+    return isinstance(value, str) and value in ESTIMATORS
+
+
+def _section(config: Any) -> dict[str, Any]:
+    """The ``ktae`` sub-section of verl's ``algorithm`` config as a plain dict ({} when absent)."""
+    if config is None:
+        return {}
+    if isinstance(config, Mapping) or hasattr(config, "get"):
+        section = config.get("ktae", None)
+    else:
+        section = getattr(config, "ktae", None)
+    if section is None:
+        return {}
+    try:
+        from omegaconf import DictConfig, OmegaConf
+
+        if isinstance(section, DictConfig):
+            section = OmegaConf.to_container(section, resolve=True)
+    except ImportError:  # pragma: no cover - omegaconf ships with verl
+        pass
+    if not isinstance(section, Mapping):
+        raise TypeError(f"algorithm.ktae must be a mapping of KTAE options, got {type(section).__name__}")
+    return dict(section)
+
+
+def _config_get(config: Any, key: str, default: Any) -> Any:
+    if config is None:
+        return default
+    if isinstance(config, Mapping) or hasattr(config, "get"):
+        value = config.get(key, default)
+    else:
+        value = getattr(config, key, default)
+    return default if value is None else value
+
+
+def ktae_config_from_verl(
+    algorithm_config: Any, estimator: str = "ktae", tokenizer: Any = None, norm_adv_by_std_in_grpo: bool | None = None
+) -> KTAEConfig:
+    """Build the :class:`KTAEConfig` for one verl run.
+
+    Args:
+        algorithm_config: verl's ``algorithm`` section (DictConfig, dict or AlgoConfig); KTAE options are read from
+            its ``ktae`` sub-section, whose keys must be fields of KTAEConfig.
+        estimator: the verl estimator name (a key of :data:`ESTIMATORS`).
+        tokenizer: the policy's tokenizer; its pad/EOS ids are ignored unless ``algorithm.ktae.ignore_token_ids``
+            is set (a list, possibly empty).
+        norm_adv_by_std_in_grpo: verl's switch (read from the config when None). For ``ktae`` with the GRPO
+            rollout estimator, False means Dr. GRPO (no division by the std), as it does for verl's ``grpo``.
+
+    Returns:
+        The validated KTAEConfig.
+
+    Raises:
+        ValueError: unknown estimator or option, or a ``rollout`` option that contradicts the estimator name.
+    """
+    name = getattr(estimator, "value", estimator)
+    if not is_ktae_estimator(name):
+        raise ValueError(f"estimator must be one of {sorted(ESTIMATORS)}, got {estimator!r}")
+    options = _section(algorithm_config)
+    unknown = sorted(set(options) - set(_OPTION_NAMES))
+    if unknown:
+        raise ValueError(
+            f"algorithm.ktae has unknown option(s) {unknown}; expected some of {list(_OPTION_NAMES)}"
+        )
+    fixed = ESTIMATORS[name]
+    if fixed is not None:
+        if options.get("rollout") not in (None, fixed):
+            raise ValueError(
+                f"algorithm.adv_estimator={name} composes KTAE with {fixed!r}, but algorithm.ktae.rollout="
+                f"{options['rollout']!r}; use adv_estimator=ktae with algorithm.ktae.rollout, or drop the option"
+            )
+        options["rollout"] = fixed
+    else:
+        if norm_adv_by_std_in_grpo is None:
+            norm_adv_by_std_in_grpo = bool(_config_get(algorithm_config, "norm_adv_by_std_in_grpo", True))
+        options.setdefault("rollout", "grpo")
+        if options["rollout"] == "grpo" and not norm_adv_by_std_in_grpo:
+            options["rollout"] = "dr_grpo"
+    if options.get("ignore_token_ids") is None:
+        options.pop("ignore_token_ids", None)
+        if tokenizer is not None:
+            options["ignore_token_ids"] = special_token_ids(tokenizer)
+        elif not _warned_no_tokenizer[0]:
+            _warned_no_tokenizer[0] = True
+            warnings.warn(
+                "KTAE: no tokenizer is known here and algorithm.ktae.ignore_token_ids is not set, so no token id "
+                "(pad, EOS) is excluded from the key-token values; set +algorithm.ktae.ignore_token_ids=[...] to "
+                "choose them",
+                stacklevel=3,
+            )
+    else:
+        ids = options["ignore_token_ids"]
+        options["ignore_token_ids"] = (ids,) if isinstance(ids, int) else tuple(ids)
+    return KTAEConfig(**options)
+
+
+def _padded(tensor: torch.Tensor) -> torch.Tensor:
+    """A regular [B, L] tensor from a (possibly jagged nested) [B, *] one, padding with 0."""
+    if getattr(tensor, "is_nested", False):
+        return tensor.to_padded_tensor(0)
+    return tensor
+
+
+def _make_estimator(name: str) -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
+    def estimator(
+        token_level_rewards: torch.Tensor,
+        response_mask: torch.Tensor,
+        index: Any = None,
+        config: Any = None,
+        responses: torch.Tensor | None = None,
+        norm_adv_by_std_in_grpo: bool | None = None,
+        **kwargs: Any,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return compute_ktae_advantage(
+            token_level_rewards,
+            response_mask,
+            index,
+            config,
+            responses=responses,
+            estimator=name,
+            norm_adv_by_std_in_grpo=norm_adv_by_std_in_grpo,
+        )
+
+    estimator.__name__ = f"compute_{name}_advantage"
+    estimator.__qualname__ = estimator.__name__
+    estimator.__doc__ = f"verl advantage estimator {name!r}: see ktae.integrations.verl.compute_ktae_advantage."
+    estimator.__ktae_estimator__ = name  # type: ignore[attr-defined]
+    return estimator
+
+
+def compute_ktae_advantage(
+    token_level_rewards: torch.Tensor,
+    response_mask: torch.Tensor,
+    index: Any,
+    config: Any = None,
+    *,
+    responses: torch.Tensor | None = None,
+    estimator: str = "ktae",
+    tokenizer: Any = None,
+    norm_adv_by_std_in_grpo: bool | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """verl advantage estimator: ``ktae.ktae_advantages`` on one verl batch.
+
+    Args:
+        token_level_rewards: [B, L] float; the outcome score of a rollout is its sum (as in verl's GRPO).
+        response_mask: [B, L] 0/1.
+        index: [B] prompt ids (verl's ``uid`` numpy object array of strings).
+        config: verl's ``algorithm`` section; options from ``algorithm.ktae.*``.
+        responses: [B, L] response token ids; taken from the trainer wrappers of this module when None.
+        estimator: which of :data:`ESTIMATORS`.
+        tokenizer: gives the default ignored ids (pad, EOS); the trainer's tokenizer when None.
+        norm_adv_by_std_in_grpo: see :func:`ktae_config_from_verl`.
+
+    Returns:
+        (advantages, returns): [B, L] float32 each, on the device of ``token_level_rewards``.
+
+    Raises:
+        ValueError: no response ids, ids of the wrong shape, missing ``index``, or a bad option.
+    """
+    batch = _BATCH.get()
+    if responses is None and batch is not None:
+        responses = batch.responses
+    if responses is None:
+        raise ValueError(_MISSING_IDS.format(name=estimator))
+    if index is None:
+        raise ValueError(
+            f"adv_estimator={estimator!r} needs the prompt id ('uid') of every rollout to form groups; verl passes "
+            "it as index when data.non_tensor_batch has 'uid'"
+        )
+    responses = _padded(responses)
+    if responses.shape != response_mask.shape:
+        raise ValueError(
+            f"response ids have shape {tuple(responses.shape)} but response_mask has {tuple(response_mask.shape)}; "
+            "KTAE needs one token id per response position"
+        )
+    if tokenizer is None:
+        tokenizer = batch.tokenizer if batch is not None and batch.tokenizer is not None else _LEGACY_TOKENIZER[0]
+    cfg = ktae_config_from_verl(config, estimator, tokenizer, norm_adv_by_std_in_grpo)
+    device = token_level_rewards.device
+    with torch.no_grad():
+        scores = token_level_rewards.sum(dim=-1)
+        ids = responses.to(device)
+        advantages, returns = ktae_advantages(ids, response_mask, scores, index, cfg)
+        if batch is not None:
+            mask = response_mask.to(torch.float32)
+            values = advantages - rollout_advantages(scores, index, cfg).to(advantages).unsqueeze(1) * mask
+            stats = key_token_stats(values, response_mask, scores, index, cfg.threshold)
+            batch.metrics.update({f"ktae/{key}": value for key, value in stats.items()})
+    return advantages.to(device), returns.to(device)
+
+
+def _register_estimators() -> None:
+    for name in ESTIMATORS:
+        current = core_algos.ADV_ESTIMATOR_REGISTRY.get(name)
+        if current is not None:
+            if getattr(current, "__ktae_estimator__", None) == name:
+                continue  # already ours (module imported twice, e.g. entry point + external_lib)
+            raise ValueError(
+                f"verl already has an advantage estimator named {name!r} ({current!r}); ktae cannot register its own"
+            )
+        core_algos.register_adv_est(name)(_make_estimator(name))
+
+
+def _patch_ray_trainer(module: Any) -> None:
+    """Wrap the legacy trainer's module-level ``compute_advantage`` and record the trainer's tokenizer."""
+    original = module.compute_advantage
+    if not hasattr(original, _WRAPPED):
+
+        def compute_advantage(data: Any, adv_estimator: Any, *args: Any, **kwargs: Any) -> Any:
+            if not is_ktae_estimator(adv_estimator) or "responses" not in data.batch.keys():
+                return original(data, adv_estimator, *args, **kwargs)
+            outer = _BATCH.get()
+            batch = _Batch(
+                responses=data.batch["responses"], tokenizer=outer.tokenizer if outer is not None else None
+            )
+            token = _BATCH.set(batch)
+            try:
+                result = original(data, adv_estimator, *args, **kwargs)
+            finally:
+                _BATCH.reset(token)
+            if outer is not None:
+                outer.metrics.update(batch.metrics)
+            return result
+
+        setattr(compute_advantage, _WRAPPED, original)
+        compute_advantage.__doc__ = original.__doc__
+        module.compute_advantage = compute_advantage
+
+    trainer_cls = getattr(module, "RayPPOTrainer", None)
+    init = getattr(trainer_cls, "__init__", None) if trainer_cls is not None else None
+    if init is not None and not hasattr(init, _WRAPPED):
+
+        def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+            init(self, *args, **kwargs)
+            _LEGACY_TOKENIZER[0] = getattr(self, "tokenizer", None)
+
+        setattr(__init__, _WRAPPED, init)
+        trainer_cls.__init__ = __init__
+
+
+def _patch_v1_trainer(module: Any) -> None:
+    """Wrap v1 ``PPOTrainer._compute_advantage`` to fetch the response ids from the TransferQueue."""
+    trainer_cls = module.PPOTrainer
+    original = trainer_cls._compute_advantage
+    if hasattr(original, _WRAPPED):
+        return
+
+    def _compute_advantage(self: Any, batch: Any, metrics: dict) -> Any:
+        name = self.config.algorithm.adv_estimator
+        if not is_ktae_estimator(name):
+            return original(self, batch, metrics)
+        tq = module.tq
+        try:
+            data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["responses"])
+            responses = data["responses"]
+        except (KeyError, ValueError) as err:
+            raise ValueError(
+                f"adv_estimator={getattr(name, 'value', name)!r} needs the 'responses' field of the batch, but the "
+                f"TransferQueue did not return it ({err}); KTAE only works with rollouts that store their response "
+                "token ids"
+            ) from err
+        context = _Batch(responses=_padded(responses), tokenizer=getattr(self, "tokenizer", None))
+        token = _BATCH.set(context)
+        try:
+            result = original(self, batch, metrics)
+        finally:
+            _BATCH.reset(token)
+        metrics.update(context.metrics)
+        return result
+
+    setattr(_compute_advantage, _WRAPPED, original)
+    _compute_advantage.__doc__ = original.__doc__
+    trainer_cls._compute_advantage = _compute_advantage
+
+
+def install() -> None:
+    """Register the KTAE estimators and arrange the trainer wrappers (idempotent; runs on import)."""
+    _register_estimators()
+    for name, patch in ((_RAY_TRAINER, _patch_ray_trainer), (_V1_TRAINER, _patch_v1_trainer)):
+        module = sys.modules.get(name)
+        if module is not None:
+            patch(module)
+        else:
+            wrapt.register_post_import_hook(patch, name)
+
+
+def _score(solution_str: str, ground_truth: Any, correct: float, wrong: float) -> dict[str, float]:
+    from ktae.rewards import grade_math
+
+    ok = grade_math(solution_str, ground_truth)
+    return {"score": correct if ok else wrong, "acc": 1.0 if ok else 0.0}
+
+
+def math_score(
+    data_source: str, solution_str: str, ground_truth: Any, extra_info: Any = None, **kwargs: Any
+) -> dict[str, float]:
+    """verl reward function (GRPO, paper): score 1 for a correct last ``\\boxed{}`` answer, else 0; ``acc`` 1/0."""
+    return _score(solution_str, ground_truth, 1.0, 0.0)
+
+
+def dapo_score(
+    data_source: str, solution_str: str, ground_truth: Any, extra_info: Any = None, **kwargs: Any
+) -> dict[str, float]:
+    """verl reward function (DAPO, paper): score +1 correct / -1 wrong, ``acc`` 1/0; use it with verl's ``dapo``
+    reward manager, which adds the overlong penalty."""
+    return _score(solution_str, ground_truth, 1.0, -1.0)
+
+
+install()
