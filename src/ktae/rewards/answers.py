@@ -172,7 +172,7 @@ def normalize_answer(answer: str) -> str:
     s = _strip_dollars(answer)
     s = s.replace("\\displaystyle", "").strip()
     if s.endswith(".") and not s.endswith(".."):
-        s = s[:-1].rstrip()
+        s = _strip_dollars(s[:-1])
     m = _SCI.match(s)
     if m:
         mant, exp = m.group(1), int(m.group(2))

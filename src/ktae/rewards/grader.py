@@ -163,6 +163,8 @@ class MathGrader:
         self.config = config
         self.stats = GradingStats()
         self._workers: list[_Worker] = []
+        self._spare: _Worker | None = None
+        self._want_spare = False
         self._lock = threading.RLock()
         self._closed = False
         self._inline = config.workers == 0 or not _can_start_processes()
@@ -238,6 +240,9 @@ class MathGrader:
             for worker in self._workers:
                 worker.stop()
             self._workers = []
+            if self._spare is not None:
+                self._spare.stop()
+                self._spare = None
 
     @property
     def num_workers(self) -> int:
@@ -304,10 +309,29 @@ class MathGrader:
                 bar.update(1)
 
     def _replace(self, worker: _Worker) -> None:
+        """Kill ``worker`` and put the standby worker (or a new one) in its place.
+
+        After the first kill the grader keeps one spare process with
+        math-verify imported, started once the replacement is ready (so the two
+        do not compete for the CPU), and later timeouts cost no start-up delay.
+        """
         worker.kill()
         index = self._workers.index(worker)
-        self._workers[index] = _Worker(self.config)
-        self.stats.workers_started += 1
+        spare, self._spare = self._spare, None
+        if spare is not None and spare.proc.poll() is None and not spare.conn.closed:
+            spare.deadline = time.monotonic() + self.config.startup_timeout  # its "ready" is waiting or coming
+            self._workers[index] = spare
+        else:
+            if spare is not None:
+                spare.kill()
+            self._workers[index] = _Worker(self.config)
+            self.stats.workers_started += 1
+        self._want_spare = True
+
+    def _start_spare_if_wanted(self) -> None:
+        if self._want_spare and self._spare is None and not self._closed:
+            self._spare = _Worker(self.config)
+            self.stats.workers_started += 1
 
     def _grade_in_workers(self, tasks, results, timeout, bar) -> None:
         while len(self._workers) < self.config.workers:
@@ -319,6 +343,10 @@ class MathGrader:
         while remaining:
             now = time.monotonic()
             for worker in self._workers:
+                if worker.state == "idle" and queue and worker.proc.poll() is not None:
+                    self.stats.worker_crashes += 1  # died while idle (killed from outside)
+                    self._replace(worker)
+                    continue
                 if worker.state == "idle" and queue:
                     i, answer, refs = queue.popleft()
                     try:
@@ -353,6 +381,7 @@ class MathGrader:
                 if worker.state == "starting":
                     worker.state = "idle"
                     failed_starts = 0
+                    self._start_spare_if_wanted()
                     continue
                 task_id, verdict = message
                 if task_id == worker.task:

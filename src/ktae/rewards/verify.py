@@ -28,6 +28,16 @@ def _parse(latex: str, timeout: int | None):
     return parse(latex, list(_EXTRACTION), parsing_timeout=timeout)
 
 
+def _parse_answer(answer: str, timeout: int | None) -> list:
+    """Parse the boxed content; math-verify reads some boxes (``\\boxed{50\\%}``) only in ``$...$``."""
+    parsed = _parse(f"\\boxed{{{answer}}}", timeout)
+    if not any(not isinstance(p, str) for p in parsed):
+        inline = _parse(f"${answer}$", timeout)
+        if any(not isinstance(p, str) for p in inline):
+            return inline
+    return parsed
+
+
 @lru_cache(maxsize=4096)
 def _parse_reference(reference: str, timeout: int | None) -> tuple:
     return tuple(_parse(f"${reference}$", timeout))
@@ -61,7 +71,7 @@ def verify_answer(
                 return True
             continue
         if predicted is None:
-            predicted = _parse(f"\\boxed{{{answer}}}", timeout)
+            predicted = _parse_answer(answer, timeout)
             if not predicted:
                 return False
         for variant in reference_variants(reference):
