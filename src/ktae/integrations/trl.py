@@ -1,0 +1,192 @@
+"""KTAE inside TRL (``pip install "ktae[trl]"``, trl >= 1.16, < 2): drop-in GRPO config and trainer.
+
+    from ktae.integrations.trl import KTAEGRPOConfig, KTAEGRPOTrainer
+
+    args = KTAEGRPOConfig(output_dir="out", num_generations=16, ktae_alpha=1.0)   # every GRPOConfig option
+    trainer = KTAEGRPOTrainer(model=..., reward_funcs=..., args=args, train_dataset=...)
+    trainer.train()
+
+``KTAEGRPOTrainer`` lets TRL generate, score and compute its per-completion advantage exactly as
+``GRPOTrainer`` does (``scale_rewards``, ``multi_objective_aggregation``, unscorable completions, ...), then adds
+the key-token value ``K`` of every completion token (``ktae.key_token_values``) and hands TRL's loss a ``[B, T]``
+advantage ``(A_i + K(token)) * mask``. Every ``loss_type`` and ``num_iterations`` works, since TRL's loss takes
+``[B, T]`` advantages. A prompt's completions may be spread over processes, so the token ids and masks of the
+whole generation batch are gathered, ``K`` is computed on whole groups, and each process keeps its own rows.
+
+A plain ``GRPOConfig`` works too (KTAE with the paper's settings). Statistics of ``K`` are logged with TRL's
+metrics under ``ktae/`` (see :func:`ktae.integrations._common.key_token_stats`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+try:
+    from trl import GRPOConfig, GRPOTrainer
+except ImportError as err:  # pragma: no cover - exercised only without the extra
+    raise ImportError("ktae.integrations.trl needs TRL: pip install \"ktae[trl]\" (trl>=1.16,<2)") from err
+
+from ktae.core.advantages import key_token_values
+from ktae.core.config import FISHER_AT_ONE, KTAEConfig
+from ktae.integrations._common import key_token_stats, special_token_ids
+
+__all__ = ["KTAEGRPOConfig", "KTAEGRPOTrainer", "local_key_token_values"]
+
+
+@dataclass
+class KTAEGRPOConfig(GRPOConfig):
+    """TRL's ``GRPOConfig`` plus the KTAE options (prefixed ``ktae_``; see :class:`ktae.KTAEConfig`)."""
+
+    use_ktae: bool = field(
+        default=True, metadata={"help": "add key-token values to the advantages (False: plain TRL GRPO)"}
+    )
+    ktae_alpha: float = field(default=1.0, metadata={"help": "weight of the Fisher association strength"})
+    ktae_beta: float = field(default=1.0, metadata={"help": "weight of the information gain"})
+    ktae_gamma: float = field(default=1.0, metadata={"help": "weight of the BM25 term-frequency direction part"})
+    ktae_top: float = field(default=1.0, metadata={"help": "bound of the key-token value: K in (-top, top)"})
+    ktae_threshold: float = field(
+        default=0.0, metadata={"help": "a completion is correct when its (weighted, summed) reward is > threshold"}
+    )
+    ktae_fisher_at_one: str = field(
+        default="exp", metadata={"help": f"Fisher strength when p = 1, one of {list(FISHER_AT_ONE)}"}
+    )
+    ktae_ignore_token_ids: list[int] | None = field(
+        default=None,
+        metadata={"help": "token ids with K = 0; default (None): the tokenizer's pad id and the model's EOS ids"},
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        try:
+            self.ktae_config(())
+        except ValueError as err:
+            raise ValueError(f"invalid KTAE option in KTAEGRPOConfig (ktae_* fields): {err}") from err
+
+    def ktae_config(self, default_ignore_token_ids: tuple[int, ...]) -> KTAEConfig:
+        """The :class:`KTAEConfig` of these options; ``default_ignore_token_ids`` apply when
+        ``ktae_ignore_token_ids`` is None."""
+        ids = self.ktae_ignore_token_ids
+        return KTAEConfig(
+            alpha=self.ktae_alpha,
+            beta=self.ktae_beta,
+            gamma=self.ktae_gamma,
+            top=self.ktae_top,
+            threshold=self.ktae_threshold,
+            fisher_at_one=self.ktae_fisher_at_one,
+            ignore_token_ids=tuple(default_ignore_token_ids if ids is None else ids),
+        )
+
+
+def local_key_token_values(
+    completion_ids: torch.Tensor,
+    completion_mask: torch.Tensor,
+    rewards: torch.Tensor,
+    num_generations: int,
+    start: int,
+    local_size: int,
+    local_length: int,
+    config: KTAEConfig,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Key-token values of the whole generation batch, and this process's slice of them.
+
+    Args:
+        completion_ids: [N, T] token ids of all processes' completions, in TRL's gathered order (groups are runs of
+            ``num_generations`` consecutive rows).
+        completion_mask: [N, T] 0/1 (completion mask times tool mask).
+        rewards: [N] summed weighted reward of each completion; NaN for unscorable ones (they get K = 0 and are left
+            out of their group's statistics).
+        num_generations: completions per prompt.
+        start, local_size, local_length: this process's rows ``start:start + local_size`` and its own padded length.
+        config: KTAE options.
+
+    Returns:
+        (all_values [N, T], local_values [local_size, local_length]), float32.
+    """
+    n = completion_ids.shape[0]
+    if num_generations < 1 or n % num_generations:
+        raise ValueError(f"the batch of {n} completions is not made of whole groups of num_generations={num_generations}")
+    group = torch.arange(n, device=completion_ids.device) // num_generations
+    keep = ~torch.isnan(rewards)
+    values = torch.zeros(completion_ids.shape, dtype=torch.float32, device=completion_ids.device)
+    if bool(keep.any()):
+        values[keep] = key_token_values(
+            completion_ids[keep], completion_mask[keep], rewards[keep], group[keep], config
+        ).to(values.device)
+    local = values[start : start + local_size, :local_length]
+    if local.shape[1] < local_length:  # this process padded further than the gathered batch
+        local = torch.nn.functional.pad(local, (0, local_length - local.shape[1]))
+    return values, local
+
+
+class KTAEGRPOTrainer(GRPOTrainer):
+    """TRL's ``GRPOTrainer`` with KTAE token-level advantages; takes the same arguments.
+
+    ``args`` may be a :class:`KTAEGRPOConfig` (KTAE options) or a plain ``GRPOConfig`` (paper defaults).
+    """
+
+    def __init__(self, model: Any, reward_funcs: Any = None, args: GRPOConfig | None = None, *pos: Any, **kw: Any):
+        if args is None:
+            name = model if isinstance(model, str) else getattr(getattr(model, "config", None), "_name_or_path", "")
+            args = KTAEGRPOConfig(f"{(name or 'model').split('/')[-1]}-KTAE-GRPO")
+        if not isinstance(args, GRPOConfig):
+            raise TypeError(f"args must be a KTAEGRPOConfig or a GRPOConfig, got {type(args).__name__}")
+        super().__init__(model, reward_funcs, args, *pos, **kw)
+        self.use_ktae = bool(getattr(args, "use_ktae", True))
+        default_ids = tuple(sorted(set(special_token_ids(self._tokenizer)) | {int(i) for i in self.eos_token_ids}))
+        if isinstance(args, KTAEGRPOConfig):
+            self.ktae_config = args.ktae_config(default_ids)
+        else:
+            self.ktae_config = KTAEConfig(ignore_token_ids=default_ids)
+        self._ktae_rewards: torch.Tensor | None = None
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):  # noqa: D401 - TRL hook
+        rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        self._ktae_rewards = rewards_per_func  # gathered over processes, [N, num_reward_funcs]
+        return rewards_per_func
+
+    def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        self._ktae_rewards = None
+        output = super()._generate_and_score_completions(inputs)
+        if not self.use_ktae:
+            return output
+        rewards_per_func, self._ktae_rewards = self._ktae_rewards, None
+        if rewards_per_func is None:
+            raise RuntimeError("KTAEGRPOTrainer: TRL did not compute rewards through _calculate_rewards")
+        mode = "train" if self.model.training else "eval"
+        num_generations = self.num_generations if mode == "train" else self.num_generations_eval
+
+        completion_ids = output["completion_ids"]
+        mask = output["completion_mask"]
+        if "tool_mask" in output:
+            mask = mask * output["tool_mask"]
+        local_size, local_length = completion_ids.shape
+        acc = self.accelerator
+        all_ids = acc.gather(acc.pad_across_processes(completion_ids, dim=1, pad_index=self._tokenizer.pad_token_id))
+        all_mask = acc.gather(acc.pad_across_processes(mask, dim=1, pad_index=0))
+
+        weights = self.reward_weights.to(rewards_per_func.device)
+        rewards = (rewards_per_func * weights.unsqueeze(0)).nansum(dim=1)
+        rewards[torch.isnan(rewards_per_func).all(dim=1)] = torch.nan
+        if rewards.shape[0] != all_ids.shape[0]:
+            raise RuntimeError(
+                f"KTAEGRPOTrainer: {rewards.shape[0]} rewards for {all_ids.shape[0]} gathered completions"
+            )
+        all_values, values = local_key_token_values(
+            all_ids, all_mask, rewards, num_generations, acc.process_index * local_size, local_size, local_length,
+            self.ktae_config,
+        )
+        rollout = output["advantages"]
+        values = values.to(device=rollout.device, dtype=rollout.dtype)
+        output["advantages"] = (rollout.unsqueeze(1) + values) * mask.to(rollout.dtype)
+
+        keep = ~torch.isnan(rewards)
+        if bool(keep.any()):
+            group = torch.arange(rewards.shape[0], device=rewards.device) // num_generations
+            stats = key_token_stats(
+                all_values[keep], all_mask[keep], rewards[keep], group[keep], self.ktae_config.threshold
+            )
+            for key, value in stats.items():
+                self._metrics[mode][f"ktae/{key}"].append(value)
+        return output
