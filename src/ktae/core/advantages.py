@@ -269,10 +269,12 @@ def _count_rows(
     starts = new_row.nonzero().squeeze(1)
     bounds = torch.cat([starts, torch.full((1,), n, dtype=starts.dtype, device=device)])
 
+    sum_dtype = torch.int32 if n < 2**31 else torch.int64
+
     def run_sums(flags: torch.Tensor) -> torch.Tensor:
-        prefix = torch.zeros(n + 1, dtype=torch.int64, device=device)
-        torch.cumsum(flags, 0, out=prefix[1:])
-        at = prefix[bounds]
+        prefix = torch.zeros(n + 1, dtype=sum_dtype, device=device)
+        torch.cumsum(flags, 0, dtype=sum_dtype, out=prefix[1:])
+        at = prefix[bounds].to(torch.int64)
         return at[1:] - at[:-1]
 
     row_key = row_keys[starts].to(torch.int64)
