@@ -104,18 +104,20 @@ def fisher_exact_pvalues(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, d: t
     n_true, n_false = a + c, b + d
     pairs, inverse = torch.unique(torch.stack([n_true, n_false], dim=1), dim=0, return_inverse=True)
     row = a + b
-    # chunks of column-total pairs, each grid at most _GRID_BUDGET cells (one chunk in all usual batches)
+    # chunks of column-total pairs, each grid at most _GRID_BUDGET cells (one chunk in all usual batches);
+    # the chunk bounds are planned on the host from one copy of the (few) pairs
+    host_pairs = pairs.tolist()
     start = 0
-    while start < len(pairs):
-        stop = start + 1
-        while stop < len(pairs):
-            rows = int((pairs[start : stop + 1].sum(1)).max()) + 1
-            cols = int(pairs[start : stop + 1, 0].max()) + 1
-            if (stop + 1 - start) * rows * cols > _GRID_BUDGET:
+    while start < len(host_pairs):
+        stop, rows, cols = start, 0, 0
+        while stop < len(host_pairs):
+            rows_next = max(rows, sum(host_pairs[stop]) + 1)
+            cols_next = max(cols, host_pairs[stop][0] + 1)
+            if stop > start and (stop + 1 - start) * rows_next * cols_next > _GRID_BUDGET:
                 break
-            stop += 1
+            stop, rows, cols = stop + 1, rows_next, cols_next
         grid = _pvalue_grid(pairs[start:stop, 0], pairs[start:stop, 1])
-        if start == 0 and stop == len(pairs):
+        if start == 0 and stop == len(host_pairs):
             out = grid[inverse, row, a]
         else:
             sel = (inverse >= start) & (inverse < stop)
