@@ -1,0 +1,454 @@
+"""Run the benchmarks with a model (resumable), or re-grade saved generations.
+
+Output folder of :func:`evaluate`:
+
+* ``generations.jsonl`` - one line per response (benchmark, index, sample,
+  problem, reference, response, answer, tokens, finished, correct), appended
+  and flushed after every generation batch, so an interrupted run loses at most
+  one batch and resumes where it stopped;
+* ``run.json`` - the generation settings (a resumed run must use the same);
+* ``summary.json`` - per-benchmark accuracy / pass@k / mean length, average.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from typing import Any, Sequence
+
+from ktae.eval.benchmarks import Example, benchmark_names, canonical_benchmark, load_benchmark
+from ktae.eval.metrics import summarize
+
+__all__ = [
+    "EvalConfig",
+    "evaluate",
+    "regrade",
+    "RegradeResult",
+    "read_generations",
+    "GENERATIONS_FILE",
+    "SUMMARY_FILE",
+    "RUN_FILE",
+]
+
+GENERATIONS_FILE = "generations.jsonl"
+SUMMARY_FILE = "summary.json"
+RUN_FILE = "run.json"
+
+#: Settings that change what is generated; a resumed run must match them.
+_GENERATION_KEYS = ("model", "template", "max_new_tokens", "temperature", "top_p")
+
+
+@dataclass
+class EvalConfig:
+    """Settings of ``ktae eval`` (also usable from Python with :func:`evaluate`)."""
+
+    model: str | None = field(default=None, metadata={"help": "local folder or Hub id of a causal LM"})
+    benchmarks: tuple[str, ...] = field(
+        default=tuple(benchmark_names()), metadata={"help": "benchmarks to run (aime, math, amc, minerva, olympiad_bench)"}
+    )
+    data: str | None = field(
+        default=None,
+        metadata={"help": "save_to_disk folder, jsonl/json/parquet file or folder, or Hub id; default: public Hub sets"},
+    )
+    limit: int | None = field(default=None, metadata={"help": "evaluate only the first N problems of each benchmark"})
+    output: str = field(default="eval_out", metadata={"help": "folder for generations.jsonl, summary.json, run.json"})
+    template: str = field(default="qwen_math", metadata={"help": "prompt template: qwen_math, r1 or chat"})
+    max_new_tokens: int = field(default=3000, metadata={"help": "response length limit in tokens (paper: 3000)"})
+    temperature: float = field(default=0.0, metadata={"help": "0 = greedy (paper); > 0 samples"})
+    top_p: float = field(default=1.0, metadata={"help": "nucleus sampling threshold"})
+    n: int = field(default=1, metadata={"help": "samples per problem (> 1 needs temperature > 0; reports pass@k)"})
+    batch_size: int = field(default=16, metadata={"help": "sequences per generate call (HF backend)"})
+    backend: str = field(default="hf", metadata={"help": "hf (transformers generate) or vllm"})
+    dtype: str = field(default="auto", metadata={"help": "model dtype: auto, bfloat16, float16, float32"})
+    device: str | None = field(default=None, metadata={"help": "torch device for the HF backend (default: cuda if available)"})
+    seed: int = field(default=0, metadata={"help": "random seed for sampling"})
+    grading_workers: int | None = field(default=None, metadata={"help": "grading processes (default: CPU count, max 8)"})
+    grading_timeout: float = field(default=5.0, metadata={"help": "seconds allowed to grade one answer"})
+    problem_field: str | None = field(default=None, metadata={"help": "problem column of the data (default: auto)"})
+    answer_field: str | None = field(default=None, metadata={"help": "answer column of the data (default: auto)"})
+    progress: bool = field(default=True, metadata={"help": "show progress bars"})
+
+    def __post_init__(self) -> None:
+        if isinstance(self.benchmarks, str):
+            self.benchmarks = (self.benchmarks,)
+        if not self.benchmarks:
+            raise ValueError("benchmarks must name at least one benchmark")
+        self.benchmarks = tuple(dict.fromkeys(canonical_benchmark(b) for b in self.benchmarks))
+        if self.limit is not None and (isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 1):
+            raise ValueError(f"limit must be a positive int, got {self.limit!r}")
+        if isinstance(self.max_new_tokens, bool) or not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be a positive int, got {self.max_new_tokens!r}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature!r}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p!r}")
+        if isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 1:
+            raise ValueError(f"n must be a positive int, got {self.n!r}")
+        if self.n > 1 and self.temperature == 0:
+            raise ValueError("n > 1 samples per problem needs temperature > 0 (greedy gives identical samples)")
+        if self.backend not in ("hf", "vllm"):
+            raise ValueError(f"backend must be 'hf' or 'vllm', got {self.backend!r}")
+        if not self.grading_timeout > 0:
+            raise ValueError(f"grading_timeout must be > 0, got {self.grading_timeout!r}")
+
+
+def read_generations(path: str) -> list[dict]:
+    """Records of a generations file: ``.jsonl`` (a truncated last line is skipped) or a ``.json`` list."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"generations file {path!r} does not exist")
+    if path.lower().endswith(".json"):
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+        if isinstance(data, dict):
+            for key in ("generations", "records", "data", "samples"):
+                if isinstance(data.get(key), list):
+                    data = data[key]
+                    break
+        if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
+            raise ValueError(f"{path}: expected a JSON list of objects")
+        return data
+    records = []
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().split("\n")
+    for line_no, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            if line_no == len(lines):  # the last line of an interrupted write
+                continue
+            raise ValueError(f"{path}:{line_no}: not valid JSON") from None
+        if not isinstance(record, dict):
+            raise ValueError(f"{path}:{line_no}: expected a JSON object per line")
+        records.append(record)
+    return records
+
+
+class _Appender:
+    """Appends JSON lines durably (flush + fsync per batch); repairs a half-written last line."""
+
+    def __init__(self, path: str):
+        needs_newline = False
+        if os.path.exists(path) and os.path.getsize(path) > 0:
+            with open(path, "rb") as f:
+                f.seek(-1, os.SEEK_END)
+                needs_newline = f.read(1) != b"\n"
+        self._f = open(path, "a", encoding="utf-8")
+        if needs_newline:
+            self._f.write("\n")
+
+    def write(self, records: list[dict]) -> None:
+        for r in records:
+            self._f.write(json.dumps(r, ensure_ascii=False) + "\n")
+        self._f.flush()
+        os.fsync(self._f.fileno())
+
+    def close(self) -> None:
+        self._f.close()
+
+
+def _write_json(path: str, obj: Any) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=2, ensure_ascii=False)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def _check_run_settings(output: str, settings: dict) -> None:
+    path = os.path.join(output, RUN_FILE)
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            old = json.load(f)
+        diff = {k: (old.get(k), settings.get(k)) for k in _GENERATION_KEYS if old.get(k) != settings.get(k)}
+        if diff:
+            details = ", ".join(f"{k}: saved {a!r} vs now {b!r}" for k, (a, b) in diff.items())
+            raise ValueError(
+                f"{output} holds generations made with other settings ({details}); "
+                "use another --output folder (or move that one away) to start a new evaluation"
+            )
+    _write_json(path, settings)
+
+
+def _model_label(model: str | None) -> str:
+    if not model:
+        return "model"
+    return os.path.basename(os.path.normpath(model)) or model
+
+
+def evaluate(config: EvalConfig, *, model: Any = None, tokenizer: Any = None, log=print) -> dict[str, Any]:
+    """Generate, grade and summarise ``config.benchmarks``; resumes from ``config.output``.
+
+    ``model``/``tokenizer`` may be passed in (an already loaded HF model or
+    ``vllm.LLM``); otherwise ``config.model`` is loaded, and only if something
+    is left to generate. Returns the summary (also written to ``summary.json``).
+    """
+    from ktae.generation import generate, load_model
+    from ktae.prompts import format_prompt
+    from ktae.rewards import grade_batch
+    from ktae.rewards.answers import extract_boxed
+
+    if model is None and not config.model:
+        raise ValueError("evaluate needs config.model (a folder or Hub id) or a loaded model")
+    os.makedirs(config.output, exist_ok=True)
+    settings = asdict(config)
+    settings["benchmarks"] = list(config.benchmarks)
+    if model is not None and not config.model:
+        settings["model"] = type(model).__name__
+    _check_run_settings(config.output, settings)
+    gen_path = os.path.join(config.output, GENERATIONS_FILE)
+    saved = read_generations(gen_path) if os.path.exists(gen_path) else []
+    done: dict[tuple[str, int, int], dict] = {}
+    for r in saved:
+        done[(r["benchmark"], int(r["index"]), int(r.get("sample", 0)))] = r
+
+    suites: dict[str, list[Example]] = {}
+    for bench in config.benchmarks:
+        suites[bench] = load_benchmark(
+            bench, config.data, limit=config.limit,
+            problem_field=config.problem_field, answer_field=config.answer_field,
+        )
+    todo = {
+        b: [ex for ex in exs if any((b, ex.index, s) not in done for s in range(config.n))]
+        for b, exs in suites.items()
+    }
+    n_todo = sum(len(v) for v in todo.values())
+    if n_todo and model is None:
+        log(f"loading {config.model} ({config.backend})")
+        model, tokenizer = load_model(config.model, backend=config.backend, dtype=config.dtype, device=config.device)
+    if n_todo and tokenizer is None and config.backend == "vllm":
+        tokenizer = model.get_tokenizer()
+
+    appender = _Appender(gen_path)
+    try:
+        for bench, examples in suites.items():
+            records = [done[(bench, ex.index, s)] for ex in examples for s in range(config.n) if (bench, ex.index, s) in done]
+            remaining = todo[bench]
+            if not remaining:
+                continue
+            bar = None
+            if config.progress:
+                from tqdm.auto import tqdm
+
+                bar = tqdm(total=len(examples) * config.n, initial=len(records), desc=bench, unit="resp", dynamic_ncols=True)
+                if records:
+                    bar.set_postfix(acc=f"{100 * sum(bool(r['correct']) for r in records) / len(records):.1f}%")
+            prompts = [format_prompt(ex.problem, config.template, tokenizer) for ex in remaining]
+
+            def save(batch, bench=bench, remaining=remaining, records=records, bar=bar):
+                batch = [g for g in batch if (bench, remaining[g.prompt_index].index, g.sample_index) not in done]
+                if not batch:
+                    return
+                refs = [remaining[g.prompt_index].reference for g in batch]
+                verdicts = grade_batch(
+                    [g.text for g in batch], refs, config.grading_workers,
+                    timeout=config.grading_timeout, progress=False,
+                )
+                new = []
+                for g, ok in zip(batch, verdicts):
+                    ex = remaining[g.prompt_index]
+                    new.append({
+                        "benchmark": bench,
+                        "index": ex.index,
+                        "sample": g.sample_index,
+                        "problem": ex.problem,
+                        "reference": ex.reference,
+                        "response": g.text,
+                        "answer": extract_boxed(g.text),
+                        "tokens": g.num_tokens,
+                        "finished": g.finished,
+                        "correct": bool(ok),
+                    })
+                appender.write(new)
+                for r in new:
+                    done[(bench, r["index"], r["sample"])] = r
+                records.extend(new)
+                if bar is not None:
+                    bar.update(len(new))
+                    bar.set_postfix(acc=f"{100 * sum(bool(r['correct']) for r in records) / len(records):.1f}%")
+
+            try:
+                if config.backend == "vllm":
+                    chunk = 256  # save every chunk of prompts: an interruption loses at most one
+                    for start in range(0, len(prompts), chunk):
+                        part = prompts[start : start + chunk]
+                        generate(
+                            model, tokenizer, part, max_new_tokens=config.max_new_tokens,
+                            temperature=config.temperature, top_p=config.top_p, n=config.n,
+                            backend="vllm", seed=config.seed, progress=False,
+                            on_batch=lambda b, start=start: save([_shift(g, start) for g in b]),
+                        )
+                else:
+                    generate(
+                        model, tokenizer, prompts, max_new_tokens=config.max_new_tokens,
+                        temperature=config.temperature, top_p=config.top_p, n=config.n,
+                        batch_size=config.batch_size, backend="hf", seed=config.seed, progress=False,
+                        on_batch=save,
+                    )
+            finally:
+                if bar is not None:
+                    bar.close()
+    finally:
+        appender.close()
+
+    all_records = [
+        done[(b, ex.index, s)] for b, exs in suites.items() for ex in exs for s in range(config.n)
+        if (b, ex.index, s) in done
+    ]
+    summary = summarize(all_records, list(config.benchmarks))
+    summary["model"] = config.model or settings["model"]
+    summary["settings"] = {k: settings[k] for k in ("template", "max_new_tokens", "temperature", "top_p", "n", "limit", "backend")}
+    summary["created"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    _write_json(os.path.join(config.output, SUMMARY_FILE), summary)
+    return summary
+
+
+def _shift(generation, offset: int):
+    generation.prompt_index += offset
+    return generation
+
+
+@dataclass
+class RegradeResult:
+    """Outcome of :func:`regrade`."""
+
+    summary: dict[str, Any]
+    records: list[dict]
+    compared: int = 0
+    agreed: int = 0
+    disagreements: list[dict] = field(default_factory=list)
+
+    @property
+    def agreement(self) -> float | None:
+        return (100.0 * self.agreed / self.compared) if self.compared else None
+
+
+_RESPONSE_FIELDS = ("response", "output", "completion", "generation", "text")
+_REFERENCE_FIELDS = ("reference", "answer", "ground_truth", "gt", "final_answer", "target")
+_PROBLEM_FIELDS = ("problem", "prompt", "question")
+_BENCHMARK_FIELDS = ("benchmark", "data_source", "dataset")
+_VERDICT_FIELDS = ("correct", "is_correct", "verdict")
+_TOKEN_FIELDS = ("tokens", "num_tokens", "response_length", "length")
+
+
+def _resolve(records: list[dict], wanted: str | None, candidates: tuple[str, ...], what: str, required: bool, path: str):
+    keys = list(records[0].keys())
+    if wanted is not None:
+        missing = [i for i, r in enumerate(records) if wanted not in r]
+        if missing:
+            raise ValueError(f"{path}: record {missing[0]} has no {what} field {wanted!r}; its fields are {keys}")
+        return wanted
+    for c in candidates:
+        if all(c in r for r in records):
+            return c
+    if required:
+        raise ValueError(
+            f"{path}: no {what} field found (looked for {list(candidates)}); fields are {keys}. "
+            f"Name it with --{what}-field"
+        )
+    return None
+
+
+def _as_verdict(value: Any) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)) and value in (0, 1, -1):
+        return value == 1
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0"):
+        return value.strip().lower() in ("true", "1")
+    return None
+
+
+def regrade(
+    path: str,
+    *,
+    response_field: str | None = None,
+    reference_field: str | None = None,
+    problem_field: str | None = None,
+    benchmark_field: str | None = None,
+    verdict_field: str | None = None,
+    tokens_field: str | None = None,
+    workers: int | None = None,
+    timeout: float = 5.0,
+    output: str | None = None,
+    progress: bool = True,
+) -> RegradeResult:
+    """Re-grade saved generations (jsonl or json list) without a model.
+
+    Field names are found automatically (``response``/``output``/...,
+    ``reference``/``answer``/..., ``benchmark``/``data_source``) or given
+    explicitly. When records carry an earlier verdict (``correct``), the
+    agreement rate and the disagreeing records are reported. ``output``, when
+    given, receives the re-graded records (jsonl, with ``correct`` replaced and
+    the old verdict kept as ``previous_correct``) and a ``.summary.json`` beside.
+    """
+    from ktae.rewards import grade_batch
+    from ktae.rewards.answers import extract_boxed
+
+    records = read_generations(path)
+    if not records:
+        raise ValueError(f"{path} holds no records")
+    rf = _resolve(records, response_field, _RESPONSE_FIELDS, "response", True, path)
+    af = _resolve(records, reference_field, _REFERENCE_FIELDS, "reference", True, path)
+    pf = _resolve(records, problem_field, _PROBLEM_FIELDS, "problem", False, path)
+    bf = _resolve(records, benchmark_field, _BENCHMARK_FIELDS, "benchmark", False, path)
+    vf = _resolve(records, verdict_field, _VERDICT_FIELDS, "verdict", False, path)
+    tf = _resolve(records, tokens_field, _TOKEN_FIELDS, "tokens", False, path)
+    for i, r in enumerate(records):
+        if not isinstance(r[rf], str):
+            raise ValueError(f"{path}: record {i}: field {rf!r} must be a string, got {type(r[rf]).__name__}")
+    verdicts = grade_batch([r[rf] for r in records], [r[af] for r in records], workers, timeout=timeout, progress=progress)
+    result = RegradeResult(summary={}, records=[])
+    normalized = []
+    problem_ids: dict[tuple[str, Any], int] = {}
+    for i, (r, ok) in enumerate(zip(records, verdicts)):
+        bench = str(r[bf]) if bf else "all"
+        try:
+            bench = canonical_benchmark(bench)
+        except ValueError:
+            pass
+        problem_key = r.get("index", r[pf] if pf else i)
+        pid = problem_ids.setdefault((bench, problem_key if isinstance(problem_key, (int, str)) else str(problem_key)), len(problem_ids))
+        out = dict(r)
+        previous = _as_verdict(r.get(vf)) if vf else None
+        if vf:
+            out["previous_correct"] = r.get(vf)
+        out["correct"] = bool(ok)
+        result.records.append(out)
+        normalized.append({
+            "benchmark": bench, "index": pid, "correct": bool(ok),
+            "tokens": r.get(tf) if tf else None,
+        })
+        if previous is not None:
+            result.compared += 1
+            if previous == bool(ok):
+                result.agreed += 1
+            else:
+                result.disagreements.append({
+                    "record": i,
+                    "benchmark": bench,
+                    "answer": extract_boxed(r[rf]),
+                    "reference": r[af],
+                    "previous": previous,
+                    "now": bool(ok),
+                })
+    order = [b for b in benchmark_names() if any(n["benchmark"] == b for n in normalized)]
+    result.summary = summarize(normalized, order)
+    result.summary["source"] = path
+    if result.compared:
+        result.summary["agreement"] = {
+            "compared": result.compared, "agreed": result.agreed, "rate": result.agreement,
+        }
+    if output:
+        os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+        tmp = output + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            for r in result.records:
+                f.write(json.dumps(r, ensure_ascii=False) + "\n")
+        os.replace(tmp, output)
+        base = output[: -len(".jsonl")] if output.endswith(".jsonl") else output
+        _write_json(base + ".summary.json", result.summary)
+    return result

@@ -1,0 +1,142 @@
+"""ktae.generation (HF backend) and ktae.prompts on a tiny random-weight model built here."""
+from __future__ import annotations
+
+import string
+
+import pytest
+import torch
+
+from ktae.generation import Generation, eos_token_ids, generate, load_model
+from ktae.prompts import BOXED_INSTRUCTION, format_prompt, template_names
+
+
+def build_tiny_lm(path, seed: int = 0):
+    """A 2-layer Qwen2 with a character-level tokenizer and Qwen's special tokens, saved to ``path``."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<unk>"]
+    vocab = {tok: i for i, tok in enumerate(specials + sorted(set(string.printable)))}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+    backend.decoder = decoders.Fuse()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        unk_token="<unk>",
+        additional_special_tokens=["<|im_start|>"],
+    )
+    tokenizer.chat_template = (
+        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
+    torch.manual_seed(seed)
+    config = Qwen2Config(
+        vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=8192,
+        eos_token_id=vocab["<|im_end|>"], pad_token_id=vocab["<|endoftext|>"], tie_word_embeddings=True,
+    )
+    Qwen2ForCausalLM(config).save_pretrained(str(path))
+    tokenizer.save_pretrained(str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    path = build_tiny_lm(tmp_path_factory.mktemp("tiny_lm"))
+    model, tokenizer = load_model(str(path), device="cpu")
+    return model, tokenizer
+
+
+def test_prompt_templates():
+    assert template_names() == ["qwen_math", "r1", "chat"]
+    p = format_prompt("What is $1+1$?", "qwen_math")
+    assert p == (
+        "<|im_start|>system\nPlease reason step by step, and put your final answer within \\boxed{}.<|im_end|>\n"
+        "<|im_start|>user\nWhat is $1+1$?<|im_end|>\n<|im_start|>assistant\n"
+    )
+    r1 = format_prompt("What is 2?", "r1")
+    assert r1.endswith("User: What is 2?\nAssistant: <think>") and "<answer>" in r1 and "\\boxed{}" in r1
+    assert format_prompt("P", "Q: {problem}\nA:") == "Q: P\nA:"
+
+
+def test_chat_template(tiny):
+    _, tokenizer = tiny
+    p = format_prompt("What is 2?", "chat", tokenizer)
+    assert p == f"<|im_start|>user\nWhat is 2?\n{BOXED_INSTRUCTION}<|im_end|>\n<|im_start|>assistant\n"
+    with pytest.raises(ValueError, match="tokenizer"):
+        format_prompt("x", "chat")
+    with pytest.raises(ValueError, match="template"):
+        format_prompt("x", "nonsense")
+    with pytest.raises(TypeError, match="problem"):
+        format_prompt(3, "r1")
+
+
+def test_greedy_batched_equals_one_by_one(tiny):
+    model, tokenizer = tiny
+    prompts = [format_prompt(p, "qwen_math") for p in ("short", "a much longer problem statement " * 5, "mid size one")]
+    batched = generate(model, tokenizer, prompts, max_new_tokens=12, batch_size=3, progress=False)
+    single = [generate(model, tokenizer, [p], max_new_tokens=12, progress=False)[0] for p in prompts]
+    assert [g.prompt_index for g in batched] == [0, 1, 2]
+    for b, s in zip(batched, single):
+        assert isinstance(b, Generation)
+        assert b.token_ids == s.token_ids
+        assert b.num_tokens == len(b.token_ids) <= 12
+        assert b.text == s.text
+    assert tokenizer.padding_side == "right"  # restored
+
+
+def test_eos_stops_and_is_counted(tiny):
+    model, tokenizer = tiny
+    eos = tokenizer.eos_token_id
+    assert eos_token_ids(model, tokenizer) == [eos]
+    # Make EOS overwhelmingly likely: every response is exactly [EOS].
+    with torch.no_grad():
+        bias = torch.zeros(model.config.vocab_size)
+        bias[eos] = 1e4
+        head = model.get_output_embeddings()
+        old_bias = head.bias
+        head.bias = torch.nn.Parameter(bias)
+    try:
+        gens = generate(model, tokenizer, ["a", "bb"], max_new_tokens=5, progress=False)
+    finally:
+        head.bias = old_bias
+    for g in gens:
+        assert g.finished and g.token_ids == [eos] and g.num_tokens == 1 and g.text == ""
+
+
+def test_sampling_n_samples_and_seed(tiny):
+    model, tokenizer = tiny
+    seen = []
+    gens = generate(model, tokenizer, ["x", "yy"], max_new_tokens=6, temperature=1.0, n=3, batch_size=4,
+                    seed=1, progress=False, on_batch=seen.append)
+    assert [(g.prompt_index, g.sample_index) for g in gens] == [(p, s) for p in range(2) for s in range(3)]
+    assert sum(len(b) for b in seen) == 6 and len(seen) == 2
+    again = generate(model, tokenizer, ["x", "yy"], max_new_tokens=6, temperature=1.0, n=3, batch_size=4,
+                     seed=1, progress=False)
+    assert [g.token_ids for g in gens] == [g.token_ids for g in again]
+    assert len({tuple(g.token_ids) for g in gens[:3]}) > 1  # samples differ
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(max_new_tokens=0), "max_new_tokens"),
+        (dict(max_new_tokens=4, temperature=-1), "temperature"),
+        (dict(max_new_tokens=4, top_p=0), "top_p"),
+        (dict(max_new_tokens=4, n=2), "temperature > 0"),
+        (dict(max_new_tokens=4, batch_size=0), "batch_size"),
+        (dict(max_new_tokens=4, backend="tgi"), "backend"),
+    ],
+)
+def test_generate_rejects_bad_arguments(tiny, kwargs, match):
+    model, tokenizer = tiny
+    with pytest.raises(ValueError, match=match):
+        generate(model, tokenizer, ["x"], **kwargs)
+
+
+def test_generate_rejects_non_list_prompts(tiny):
+    model, tokenizer = tiny
+    with pytest.raises(TypeError, match="prompts"):
+        generate(model, tokenizer, "x", max_new_tokens=2)
