@@ -229,3 +229,87 @@ def test_reward_functions():
     assert kv.math_score("math", bad, "0.5") == {"score": 0.0, "acc": 0.0}
     assert kv.dapo_score("math", bad, "1/2") == {"score": -1.0, "acc": 0.0}
     assert kv.dapo_score("math", good, "1/2")["score"] == 1.0
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXAMPLES = os.path.join(REPO, "examples", "verl")
+
+
+def script_overrides(script: str, tmp_path, *extra: str) -> list[str]:
+    """The Hydra overrides a launch script passes to verl's main_ppo (a stand-in python3 records them)."""
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir(exist_ok=True)
+    fake = fake_bin / "python3"
+    fake.write_text('#!/usr/bin/env bash\nprintf "%s\\n" "$@"\n')
+    fake.chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake_bin}:{os.environ['PATH']}", "DATA_DIR": str(tmp_path),
+           "MODEL_PATH": "/models/Qwen2.5-Math-7B"}
+    out = subprocess.run(["bash", os.path.join(EXAMPLES, script), *extra], capture_output=True, text=True, env=env,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    args = out.stdout.splitlines()
+    assert args[:2] == ["-m", "verl.trainer.main_ppo"]
+    return args[2:]
+
+
+def test_launch_scripts_compose_valid_verl_configs(tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    import verl.trainer.main_ppo as main_ppo
+    from verl.trainer.ppo.utils import need_critic, need_reference_policy
+    from verl.utils.config import validate_config
+    from verl.utils.import_utils import load_extern_object
+
+    config_dir = os.path.join(os.path.dirname(main_ppo.__file__), "config")
+    configs = {}
+    for name in ("grpo_ktae", "dapo_ktae"):
+        overrides = script_overrides(f"{name}.sh", tmp_path, "algorithm.ktae.beta=2.0")
+        with initialize_config_dir(config_dir=config_dir, version_base=None):
+            configs[name] = compose(config_name="ppo_trainer", overrides=overrides)
+    for name, cfg in configs.items():
+        validate_config(config=cfg, use_reference_policy=need_reference_policy(cfg), use_critic=need_critic(cfg))
+        assert cfg.algorithm.adv_estimator == "ktae" and not need_critic(cfg)
+        assert kv.ktae_config_from_verl(cfg.algorithm, "ktae") == ktae.KTAEConfig(beta=2.0)
+        assert cfg.data.train_batch_size == 1024 and cfg.actor_rollout_ref.rollout.n == 16
+        assert cfg.actor_rollout_ref.actor.ppo_mini_batch_size == 128 and cfg.actor_rollout_ref.actor.optim.lr == 1e-6
+        assert (cfg.data.max_prompt_length, cfg.data.max_response_length) == (1024, 3072)
+        assert cfg.actor_rollout_ref.actor.loss_agg_mode == "token-mean"
+        assert cfg.data.train_files == os.path.join(str(tmp_path), "train.parquet")
+        score = load_extern_object(cfg.reward.custom_reward_function.path, cfg.reward.custom_reward_function.name)
+        assert score is (kv.math_score if name == "grpo_ktae" else kv.dapo_score)
+    grpo, dapo = configs["grpo_ktae"], configs["dapo_ktae"]
+    assert need_reference_policy(grpo) and grpo.actor_rollout_ref.actor.kl_loss_type == "low_var_kl"
+    assert grpo.actor_rollout_ref.actor.kl_loss_coef == 0.001 and grpo.actor_rollout_ref.actor.clip_ratio_high == 0.2
+    assert not dapo.actor_rollout_ref.actor.use_kl_loss and dapo.actor_rollout_ref.actor.clip_ratio_high == 0.24
+    assert dapo.reward.reward_manager.name == "dapo" and dapo.algorithm.filter_groups.enable
+    assert dapo.algorithm.filter_groups.metric == "acc"
+    buffer = dapo.reward.reward_kwargs
+    assert (buffer.max_resp_len, buffer.overlong_buffer_cfg.len, buffer.overlong_buffer_cfg.penalty_factor) == (
+        3072, 512, 1.0)
+
+
+def test_prepare_data_writes_verl_parquet(tmp_path):
+    import importlib.util
+
+    import datasets
+    import pandas as pd
+
+    train = datasets.Dataset.from_dict({
+        "problem": ["What is 1+1?", "What is 2+3?", "Hard one", "No answer here"],
+        "level": ["Level 3", "Level 1", "Level 5", "Level 4"],
+        "solution": ["So $\\boxed{2}$.", "It is $\\boxed{5}$.", "We get $\\boxed{\\frac{1}{2}}$.", "unknown"],
+    })
+    train.save_to_disk(str(tmp_path / "train_src"))
+    spec = importlib.util.spec_from_file_location("prepare_data", os.path.join(EXAMPLES, "prepare_data.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    shared = os.path.join(REPO, "..", "shared", "data", "evaluation_suite")
+    val_args = ["--val", shared, "--val-split", "all"] if os.path.isdir(shared) else ["--val", str(tmp_path / "train_src"), "--val-split", "train"]
+    assert module.main(["--out", str(tmp_path / "out"), "--train", str(tmp_path / "train_src"), *val_args]) == 0
+    rows = pd.read_parquet(tmp_path / "out" / "train.parquet")
+    assert [r["ground_truth"] for r in rows["reward_model"]] == ["2", "\\frac{1}{2}"]  # levels 3-5 with an answer
+    prompt = list(rows["prompt"][0])
+    assert prompt[0]["role"] == "system" and "\\boxed{}" in prompt[0]["content"]
+    assert prompt[1] == {"role": "user", "content": "What is 1+1?"}
+    val = pd.read_parquet(tmp_path / "out" / "val.parquet")
+    assert len(val) > 0 and set(val.columns) >= {"data_source", "prompt", "ability", "reward_model", "extra_info"}
