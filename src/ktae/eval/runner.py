@@ -128,17 +128,19 @@ def read_generations(path: str) -> list[dict]:
 
 
 class _Appender:
-    """Appends JSON lines durably (flush + fsync per batch); repairs a half-written last line."""
+    """Appends JSON lines durably (flush + fsync per batch).
+
+    A half-written last line (the run was killed while writing it) is cut off
+    first; every complete line is kept.
+    """
 
     def __init__(self, path: str):
-        needs_newline = False
         if os.path.exists(path) and os.path.getsize(path) > 0:
-            with open(path, "rb") as f:
-                f.seek(-1, os.SEEK_END)
-                needs_newline = f.read(1) != b"\n"
+            with open(path, "rb+") as f:
+                data = f.read()
+                if not data.endswith(b"\n"):
+                    f.truncate(data.rfind(b"\n") + 1)
         self._f = open(path, "a", encoding="utf-8")
-        if needs_newline:
-            self._f.write("\n")
 
     def write(self, records: list[dict]) -> None:
         for r in records:

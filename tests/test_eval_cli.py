@@ -1,0 +1,146 @@
+"""End to end: ``ktae eval --limit 3`` on a tiny random-weight model, resume, and re-grading its output."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from ktae.cli import main as ktae_main
+from test_generation import build_tiny_lm
+
+SUITE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "evaluation_suite"
+needs_suite = pytest.mark.skipif(not SUITE.exists(), reason="../shared/data/evaluation_suite not present")
+
+BENCHES = ["aime", "math", "amc", "minerva", "olympiad_bench"]
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    return str(build_tiny_lm(tmp_path_factory.mktemp("tiny_eval_lm")))
+
+
+def _records(out):
+    with open(os.path.join(out, "generations.jsonl")) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+@needs_suite
+def test_eval_end_to_end_resume_and_regrade(tiny_model, tmp_path, capsys, monkeypatch):
+    out = str(tmp_path / "run")
+    args = ["eval", "--model", tiny_model, "--data", str(SUITE), "--limit", "3", "--max-new-tokens", "6",
+            "--output", out, "--grading-workers", "1", "--batch-size", "3"]
+    assert ktae_main(args) == 0
+    printed = capsys.readouterr().out
+    assert "Table 1: accuracy (%)" in printed and "Table 2: mean response length (tokens)" in printed
+    for label in ("AIME24", "MATH500", "AMC", "Minerva", "OlympiadBench", "Avg"):
+        assert label in printed
+
+    records = _records(out)
+    assert len(records) == 15
+    assert sorted({r["benchmark"] for r in records}) == sorted(BENCHES)
+    for r in records:
+        assert set(r) >= {"benchmark", "index", "problem", "reference", "response", "tokens", "correct", "finished"}
+        assert 1 <= r["tokens"] <= 6 and isinstance(r["correct"], bool)
+    minerva = [r for r in records if r["benchmark"] == "minerva"]
+    assert isinstance(minerva[0]["reference"], list)  # Minerva references stay lists
+
+    summary = json.load(open(os.path.join(out, "summary.json")))
+    assert list(summary["benchmarks"]) == BENCHES
+    for b in BENCHES:
+        entry = summary["benchmarks"][b]
+        assert entry["problems"] == 3 and entry["samples"] == 3
+        mine = [r for r in records if r["benchmark"] == b]
+        assert entry["accuracy"] == pytest.approx(100 * sum(r["correct"] for r in mine) / 3)
+        assert entry["mean_tokens"] == pytest.approx(sum(r["tokens"] for r in mine) / 3)
+
+    # Interrupted run: drop the last two records and leave a half-written line behind.
+    path = os.path.join(out, "generations.jsonl")
+    lines = open(path).read().splitlines()
+    kept = lines[:-2]
+    with open(path, "w") as f:
+        f.write("\n".join(kept) + "\n" + lines[-1][: len(lines[-1]) // 2])
+    assert ktae_main(args) == 0
+    capsys.readouterr()
+    resumed = _records_tolerant(path)
+    assert len(resumed) == 15
+    assert [json.loads(line) for line in kept] == resumed[:13]  # saved generations untouched, only the rest added
+    key = lambda r: (r["benchmark"], r["index"])  # noqa: E731
+    assert sorted(map(key, resumed)) == sorted(map(key, records))
+
+    # Nothing left to do: the model is not even loaded.
+    import ktae.generation
+
+    def no_loading(*a, **k):
+        raise AssertionError("model loaded although every generation is saved")
+
+    monkeypatch.setattr(ktae.generation, "load_model", no_loading)
+    assert ktae_main(args) == 0
+    assert "Table 1" in capsys.readouterr().out
+
+    # Different generation settings in the same folder are refused (nothing is overwritten).
+    assert ktae_main(args[:-6] + ["--max-new-tokens", "7", "--output", out, "--grading-workers", "1"]) == 2
+    assert "other settings" in capsys.readouterr().err
+
+    # Re-grading the saved generations agrees with the verdicts made during the run.
+    regraded = str(tmp_path / "regraded.jsonl")
+    assert ktae_main(["eval", "--from-generations", path, "--output", regraded, "--no-progress",
+                      "--grading-workers", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "Agreement with the saved verdicts: 100.0% (15/15)" in printed
+    assert "Table 1: accuracy (%)" in printed
+    assert len(open(regraded).read().splitlines()) == 15
+    assert os.path.exists(str(tmp_path / "regraded.summary.json"))
+
+
+def _records_tolerant(path):
+    out = []
+    for line in open(path).read().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            pass
+    return out
+
+
+def test_eval_cli_argument_errors(capsys):
+    with pytest.raises(SystemExit):
+        ktae_main(["eval"])
+    assert "--model" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        ktae_main(["eval", "--model", "m", "--from-generations", "f.jsonl"])
+    assert ktae_main(["eval", "--model", "m", "--benchmarks", "gsm8k"]) == 2
+    assert "unknown benchmark" in capsys.readouterr().err
+    assert ktae_main(["eval", "--model", "m", "--n", "4"]) == 2
+    assert "temperature" in capsys.readouterr().err
+
+
+def test_eval_help_lists_options(capsys):
+    with pytest.raises(SystemExit) as exc:
+        ktae_main(["eval", "--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    for opt in ("--model", "--benchmarks", "--limit", "--output", "--from-generations", "--template", "--n"):
+        assert opt in text
+
+
+def test_evaluate_from_python_with_sampling(tiny_model, tmp_path):
+    """n > 1 samples: mean accuracy and pass@k, data from a jsonl file, a model passed in."""
+    from ktae.eval import EvalConfig, evaluate, format_tables
+    from ktae.generation import load_model
+
+    data = tmp_path / "math.jsonl"
+    data.write_text("\n".join(json.dumps({"question": f"What is {i}+0?", "final_answer": str(i)}) for i in range(2)))
+    model, tokenizer = load_model(tiny_model, device="cpu")
+    config = EvalConfig(model=tiny_model, benchmarks=("MATH500",), data=str(tmp_path), output=str(tmp_path / "o"),
+                        max_new_tokens=4, temperature=1.0, n=4, grading_workers=1, progress=False)
+    summary = evaluate(config, model=model, tokenizer=tokenizer)
+    entry = summary["benchmarks"]["math"]
+    assert entry["problems"] == 2 and entry["samples"] == 8
+    assert set(entry["pass@k"]) == {"1", "2", "4"}
+    assert entry["pass@k"]["1"] == pytest.approx(entry["accuracy"])
+    text = format_tables(summary, "tiny")
+    assert "pass@4" in text and "mean accuracy" in text
+    records = _records(str(tmp_path / "o"))
+    assert sorted((r["index"], r["sample"]) for r in records) == [(i, s) for i in range(2) for s in range(4)]
