@@ -172,7 +172,7 @@ def test_v1_trainer_leaves_other_estimators_alone(monkeypatch):
 
 def test_v1_trainer_without_stored_ids_fails_clearly(monkeypatch):
     trainer, meta, fake, _ = v1_setup(monkeypatch, "ktae", with_responses=False)
-    with pytest.raises((ValueError, KeyError), match="responses"):
+    with pytest.raises(ValueError, match="needs the 'responses' field"):
         trainer._compute_advantage(meta, {})
 
 
@@ -185,6 +185,26 @@ def test_missing_ids_give_a_clear_error():
                                non_tensors={"uid": uids})
     with pytest.raises(ValueError, match="external_lib=ktae.integrations.verl"):
         ray_trainer.compute_advantage(data, adv_estimator="ktae", config=algorithm())
+
+
+def test_legacy_trainer_tokenizer_gives_the_ignored_ids(monkeypatch):
+    class Trainer:  # stands in for RayPPOTrainer: the wrapper records the tokenizer its __init__ stores
+        def __init__(self, tokenizer):
+            self.tokenizer = tokenizer
+
+    stub = types.SimpleNamespace(compute_advantage=lambda data, adv_estimator, **kw: data, RayPPOTrainer=Trainer)
+    kv._patch_ray_trainer(stub)
+    monkeypatch.setattr(kv, "_LEGACY_TOKENIZER", [None])
+    Trainer(types.SimpleNamespace(pad_token_id=PAD, eos_token_id=EOS))
+    responses, mask, scores, uids, rewards, _ = make_batch(seed=11)
+    data = DataProto.from_dict(
+        tensors={"responses": responses, "response_mask": mask, "token_level_rewards": rewards},
+        non_tensors={"uid": uids},
+    )
+    out = ray_trainer.compute_advantage(data, adv_estimator="ktae", config=algorithm())
+    expected, _ = ktae.ktae_advantages(responses, mask, scores, uids, ktae.KTAEConfig(ignore_token_ids=(PAD, EOS)))
+    torch.testing.assert_close(out.batch["advantages"], expected, rtol=0, atol=1e-6)
+    assert hasattr(ray_trainer.RayPPOTrainer.__init__, "__ktae_wrapped__")
 
 
 def test_direct_call_and_tokenizer_default():

@@ -352,7 +352,7 @@ def _patch_v1_trainer(module: Any) -> None:
         try:
             data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["responses"])
             responses = data["responses"]
-        except (KeyError, ValueError) as err:
+        except (KeyError, ValueError, RuntimeError) as err:
             raise ValueError(
                 f"adv_estimator={getattr(name, 'value', name)!r} needs the 'responses' field of the batch, but the "
                 f"TransferQueue did not return it ({err}); KTAE only works with rollouts that store their response "
