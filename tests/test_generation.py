@@ -140,3 +140,18 @@ def test_generate_rejects_non_list_prompts(tiny):
     model, tokenizer = tiny
     with pytest.raises(TypeError, match="prompts"):
         generate(model, tokenizer, "x", max_new_tokens=2)
+
+
+def test_model_generation_defaults_do_not_leak(tiny):
+    """An instruct model's generation_config (sampling, repetition penalty) must not change greedy decoding."""
+    model, tokenizer = tiny
+    prompts = ["abc", "hello there"]
+    plain = generate(model, tokenizer, prompts, max_new_tokens=8, progress=False)
+    gc = model.generation_config
+    saved = (gc.do_sample, gc.temperature, gc.top_k, gc.repetition_penalty)
+    gc.do_sample, gc.temperature, gc.top_k, gc.repetition_penalty = True, 0.3, 3, 3.0
+    try:
+        again = generate(model, tokenizer, prompts, max_new_tokens=8, progress=False)
+    finally:
+        gc.do_sample, gc.temperature, gc.top_k, gc.repetition_penalty = saved
+    assert [g.token_ids for g in again] == [g.token_ids for g in plain]

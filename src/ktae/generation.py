@@ -154,12 +154,17 @@ def _generate_hf(model, tokenizer, prompts, max_new_tokens, temperature, top_p, 
     encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
     jobs = sorted(((p, s) for p in range(len(prompts)) for s in range(n)), key=lambda ps: -len(encoded[ps[0]]))
     sampling = temperature > 0
+    # Every decoding knob is set explicitly: transformers fills unset ones from the model's own
+    # generation_config (e.g. an instruct model's top_k=20, repetition_penalty=1.05), which would
+    # silently change "greedy" or "temperature 1.0" from what the paper (and vLLM) do.
     config = GenerationConfig(
         max_new_tokens=max_new_tokens,
         do_sample=sampling,
-        temperature=temperature if sampling else None,
-        top_p=top_p if sampling else None,
-        top_k=0 if sampling else None,
+        temperature=temperature if sampling else 1.0,
+        top_p=top_p if sampling else 1.0,
+        top_k=0 if sampling else 50,  # 0 disables top-k when sampling; unused (library default) when greedy
+        repetition_penalty=1.0,
+        no_repeat_ngram_size=0,
         num_beams=1,
         eos_token_id=stop_ids,
     )
