@@ -90,6 +90,14 @@ CASES = [
     (r"\boxed{C}", r"\text{(C)}", R, "bare choice letter"),
     (r"\boxed{D}", r"\text{(C)}", W, "wrong choice letter"),
     (r"\boxed{\text{odd}}", r"\text{even}", W, "wrong word"),
+    (r"\boxed{\textbf{(C) }12}", r"\text{(C)}", R, "choice letter followed by its value"),
+    (r"\boxed{\textbf{(B) }12}", r"\text{(C)}", W, "wrong choice letter followed by a value"),
+    # --- inequalities, several values
+    (r"\boxed{k \geq 2}", r"[2, \infty)", R, "inequality vs interval"),
+    (r"\boxed{x > 2}", r"[2, \infty)", W, "strict inequality vs closed interval"),
+    (r"\boxed{2 \text{ and } 3}", "2,3", R, "values joined by text"),
+    (r"\boxed{\pm 2}", "-2,2", R, "plus-minus"),
+    (r"\boxed{1.33}", r"\frac43", W, "rounded decimal is not the fraction"),
     # --- box syntax
     (r"\fbox{7}", "7", R, "fbox"),
     (r"the answer is \boxed 5", "5", R, "brace-less box"),

@@ -6,12 +6,9 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import os
 import sys
 
-from ktae.eval.benchmarks import benchmark_names
 from ktae.eval.metrics import format_tables
 from ktae.eval.runner import GENERATIONS_FILE, SUMMARY_FILE, EvalConfig, evaluate, regrade
 

@@ -14,9 +14,8 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections import defaultdict
 from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from ktae.eval.benchmarks import Example, benchmark_names, canonical_benchmark, load_benchmark
 from ktae.eval.metrics import summarize

@@ -247,6 +247,21 @@ def _text_key(s: str) -> str:
     return re.sub(r"[^0-9a-z]+", "", s.lower())
 
 
+_CHOICE_PREFIX = re.compile(r"^\s*\(\s*([A-Za-z])\s*\)(?![A-Za-z])")
+
+
 def text_matches(answer: str, key: str) -> bool:
-    """Whether ``answer`` spells the word answer ``key`` (from :func:`text_answer`)."""
-    return bool(key) and _text_key(_strip_dollars(answer)) == key
+    """Whether ``answer`` spells the word answer ``key`` (from :func:`text_answer`).
+
+    A choice letter also matches an answer that starts with it in parentheses
+    followed by the choice's value (``\\textbf{(C) }12`` for ``\\text{(C)}``).
+    """
+    if not key:
+        return False
+    answer = _strip_dollars(answer)
+    if _text_key(answer) == key:
+        return True
+    if len(key) == 1 and key.isalpha():
+        m = _CHOICE_PREFIX.match(_TEXT_WRAPPER.sub(r"\1", answer))
+        return bool(m) and m.group(1).lower() == key
+    return False

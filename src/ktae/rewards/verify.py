@@ -81,6 +81,7 @@ def verify_answer(
                 predicted,
                 float_rounding=float_rounding,
                 numeric_precision=numeric_precision,
+                allow_set_relation_comp=True,  # "k \\geq 2" answers "[2, \\infty)"
                 timeout_seconds=timeout,
             ):
                 return True
