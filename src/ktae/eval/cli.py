@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted: what was generated is saved; run the same command again to resume", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, TypeError) as exc:
+    except (ValueError, TypeError, OSError, ImportError) as exc:  # bad input, missing model/data, missing extra
         print(f"ktae eval: error: {exc}", file=sys.stderr)
         return 2
     note = None
