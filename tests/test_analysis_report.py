@@ -111,9 +111,13 @@ def test_values_equal_the_core(tok, analysis):
     table = ktae.explain(responses, mask, scores, group, cfg)
     assert torch.equal(table.value, analysis.table.value) and torch.equal(table.token, analysis.table.token)
     for g in analysis.groups:
-        pos, neg = table.top(g.index, 5)
+        # the k tokens of largest / smallest K, ranked by the score s behind K (no ties at saturation)
+        rows = [r for r in table.records() if r["group"] == g.index]
+        pos = sorted((r for r in rows if r["value"] > 0), key=lambda r: -r["score"])[:5]
+        neg = sorted((r for r in rows if r["value"] < 0), key=lambda r: r["score"])[:5]
         assert [r["token"] for r in g.positive] == [r["token"] for r in pos]
         assert [r["token"] for r in g.negative] == [r["token"] for r in neg]
+        assert g.positive == pos and g.negative == neg
     assert [(g.key, g.n_correct, g.n_wrong) for g in analysis.groups] == [("p1", 3, 3), ("p2", 2, 1), ("1+1?", 2, 0)]
     mixed = analysis.groups[0]
     assert mixed.positive and mixed.negative
@@ -228,6 +232,11 @@ def test_html_pagination(analysis, tmp_path):
         assert "../big.html" in parsed.links
         seen += sorted(parsed.rollouts)
     assert sorted(seen) == list(range(len(analysis.rollouts)))
+    by_tokens = write_html(analysis, tmp_path / "t.html", page_tokens=1, progress=False)
+    assert len(by_tokens) == 4
+    assert len(write_html(analysis, tmp_path / "one.html", progress=False)) == 1
+    with pytest.raises(ValueError, match="page_tokens"):
+        write_html(analysis, tmp_path / "x.html", page_tokens=0)
     with pytest.raises(ValueError, match="page_size"):
         write_html(analysis, tmp_path / "x.html", page_size=0)
     with pytest.raises(ValueError, match="vmax"):

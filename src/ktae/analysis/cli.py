@@ -81,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="what splits correct from wrong: the reward (> threshold, as in training) or the "
                         "'correct' field as 1/0 (default reward; falls back to the other when missing)")
     parser.add_argument("--page-size", type=int, default=10, help="prompts per HTML page (default 10)")
+    parser.add_argument("--page-tokens", type=int, default=200_000,
+                        help="most tokens per HTML page; larger reports are split into pages (default 200000)")
     parser.add_argument("--png-limit", type=int, default=50, help="at most this many PNG figures, 0 for all (default 50)")
     parser.add_argument("--vmax", type=float, default=None,
                         help="|K| shown in full colour (default: the bound of K, config 'top')")
@@ -93,9 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    for name in ("top", "page_size", "png_limit", "print_groups"):
-        if getattr(args, name) < (1 if name == "page_size" else 0):
-            parser.error(f"--{name.replace('_', '-')} must be {'>= 1' if name == 'page_size' else '>= 0'}")
+    for name in ("top", "page_size", "page_tokens", "png_limit", "print_groups"):
+        low = 1 if name.startswith("page") else 0
+        if getattr(args, name) < low:
+            parser.error(f"--{name.replace('_', '-')} must be >= {low}")
     if args.vmax is not None and not args.vmax > 0:
         parser.error("--vmax must be > 0")
 
@@ -115,7 +118,10 @@ def main(argv: list[str] | None = None) -> int:
     analysis = analyze(rollouts, tokenizer, config, top=args.top, progress=progress)
     print(format_group_tables(analysis, max_groups=args.print_groups or None))
     if args.html:
-        files = write_html(analysis, args.html, page_size=args.page_size, vmax=args.vmax, progress=progress)
+        files = write_html(
+            analysis, args.html, page_size=args.page_size, page_tokens=args.page_tokens, vmax=args.vmax,
+            progress=progress,
+        )
         extra = f" (+ {len(files) - 1} pages in {os.path.dirname(files[1])})" if len(files) > 1 else ""
         print(f"HTML report: {files[0]}{extra}")
     if args.png:

@@ -130,12 +130,17 @@ def _group_slices(table: KeyTokenTable, num_groups: int) -> list[tuple[int, int]
 
 
 def top_tokens(table: KeyTokenTable, start: int, stop: int, k: int) -> tuple[list[dict], list[dict]]:
-    """The k most positive and k most negative rows of ``table[start:stop]`` (one group's rows), by K."""
+    """The k most positive and k most negative rows of ``table[start:stop]`` (one group's rows).
+
+    Ranked by the score s behind K = top * tanh(s / 2): the same order as K, but without the ties of
+    values saturated at +-top.
+    """
     values = table.value[start:stop]
+    scores = table.score[start:stop]
     rows = torch.arange(start, stop)
     pos, neg = values > 0, values < 0
-    positive = rows[pos][torch.argsort(values[pos], descending=True, stable=True)][:k]
-    negative = rows[neg][torch.argsort(values[neg], stable=True)][:k]
+    positive = rows[pos][torch.argsort(scores[pos], descending=True, stable=True)][:k]
+    negative = rows[neg][torch.argsort(scores[neg], stable=True)][:k]
     return table.records(positive), table.records(negative)
 
 
@@ -182,8 +187,9 @@ def analyze(
     advantages = ktae.rollout_advantages(scores, group, config).tolist()
     correct = (scores > config.threshold).tolist()
 
+    cache: dict = {}
     pieces = [
-        token_pieces(tokenizer, ids)
+        token_pieces(tokenizer, ids, cache)
         for ids in tqdm(token_ids, desc="decoding tokens", unit="rollout", disable=not progress, leave=False)
     ]
     keys = table.group_keys

@@ -127,7 +127,7 @@ def plot_rollout(
     font_pt = cell_w * 72 / _ADVANCE
     margin = 0.3
     head = 0.5 if title else 0.15
-    foot = 0.85 + (0.2 if hidden_tokens else 0)
+    foot = 0.78 + (0.2 if hidden_tokens else 0)
     grid_w, grid_h = width * cell_w, max(1, len(lines)) * cell_h
     fig_w, fig_h = grid_w + 2 * margin, grid_h + head + foot
     fig = Figure(figsize=(fig_w, fig_h), dpi=dpi, facecolor="white")
@@ -150,7 +150,7 @@ def plot_rollout(
             ax.text(0, row + 0.53, line, fontfamily=_FONT, fontsize=font_pt, va="center", ha="left", color="#1b1b1b",
                     parse_math=False)
     if title:
-        room = int((fig_w - 2 * margin) * 72 / (0.66 * 10))  # characters of bold 10 pt text that fit
+        room = int((fig_w - 2 * margin) * 72 / (0.6 * 10))  # characters of bold 10 pt text that fit
         title = title if len(title) <= room else title[: room - 1] + "…"
         fig.text(margin / fig_w, 1 - 0.3 / fig_h, title, fontsize=10, ha="left", va="center", weight="bold",
                  parse_math=False)

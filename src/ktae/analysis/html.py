@@ -120,42 +120,67 @@ def _top_table(title: str, records: list[dict], analysis: Analysis, vmax: float)
     return head + "".join(rows) + "</tbody></table></div>"
 
 
-def _rollout_html(analysis: Analysis, i: int, rows: torch.Tensor, vmax: float, open_: bool) -> str:
+class _GroupTags:
+    """Opening ``<span>`` tags of one group's tokens, built once per (table row, value) and reused."""
+
+    def __init__(self, analysis: Analysis, start: int, stop: int, vmax: float):
+        table = analysis.table
+        self.start = start
+        self.vmax = vmax
+        self.a = table.a[start:stop].tolist()
+        self.b = table.b[start:stop].tolist()
+        self.nt = table.n_correct[start:stop].tolist()
+        self.nf = table.n_wrong[start:stop].tolist()
+        self.p = table.p_value[start:stop].tolist()
+        self.ig = table.info_gain[start:stop].tolist()
+        self.cache: dict[tuple[int, float], str] = {}
+
+    def tip(self, row: int, token: int, value: float) -> str:
+        j = row - self.start
+        return (
+            f"K {value:+.4f} · id {token} · correct {self.a[j]}/{self.nt[j]} · wrong {self.b[j]}/{self.nf[j]}"
+            f" · p {_fmt_p(self.p[j])} · IG {self.ig[j]:.3f}"
+        )
+
+    def tag(self, row: int, token: int, value: float, extra_class: str = "", extra_tip: str = "") -> str:
+        key = (row, value)
+        if not extra_class and not extra_tip:
+            cached = self.cache.get(key)
+            if cached is not None:
+                return cached
+        classes = css_class(value, self.vmax) + extra_class
+        tag = f'<span class="{classes}" data-k="{value:.7g}" title="{_esc(self.tip(row, token, value) + extra_tip)}">'
+        if not extra_class and not extra_tip:
+            self.cache[key] = tag
+        return tag
+
+
+def _rollout_html(analysis: Analysis, i: int, rows: list[int], tags: _GroupTags, open_: bool) -> str:
     """One rollout: header and one span per token. ``rows[t]`` is the table row of token t."""
-    table = analysis.table
     r = analysis.rollouts[i]
     pieces = analysis.pieces[i]
     values = analysis.values[i].tolist()
     ids = analysis.token_ids[i]
-    a = table.a[rows].tolist()
-    b = table.b[rows].tolist()
-    nt = table.n_correct[rows].tolist()
-    nf = table.n_wrong[rows].tolist()
-    p = table.p_value[rows].tolist()
-    ig = table.info_gain[rows].tolist()
+    joined_to = pieces.joined_to
     continued: dict[int, list[int]] = {}
-    for t, owner in enumerate(pieces.joined_to):
+    for t, owner in enumerate(joined_to):
         if owner >= 0:
             continued.setdefault(owner, []).append(t)
     spans = []
+    escape = html.escape
     for t, (piece, value) in enumerate(zip(pieces.pieces, values)):
-        tip = (
-            f"K {value:+.4f} · token {ids[t]} · in {a[t]}/{nt[t]} correct, {b[t]}/{nf[t]} wrong"
-            f" · p {_fmt_p(p[t])} · IG {ig[t]:.3f}"
-        )
-        if pieces.joined_to[t] >= 0:
-            tip += f" · bytes of the character shown by token #{pieces.joined_to[t]}"
+        extra_class = extra_tip = ""
+        if joined_to[t] >= 0:
+            extra_tip = f" · bytes of the character shown by token #{joined_to[t]}"
         if t in continued:
-            tip += " · character continues in " + ", ".join(f"#{u} (K {values[u]:+.4f})" for u in continued[t])
-        classes = [css_class(value, vmax)]
+            extra_tip += " · character continues in " + ", ".join(f"#{u} (K {values[u]:+.4f})" for u in continued[t])
         if pieces.special[t]:
-            classes.append("sp")
-        if piece and not piece.strip(" \t") and "\n" in piece:
-            classes.append("nl")
-        spans.append(
-            f'<span class="{" ".join(classes)}" data-k="{value:.7g}" data-t="{ids[t]}" title="{_esc(tip)}">'
-            f"{_esc(piece)}</span>"
-        )
+            extra_class = " sp"
+        elif "\n" in piece and not piece.strip(" \t\n"):
+            extra_class = " nl"
+        spans.append(tags.tag(rows[t], ids[t], value, extra_class, extra_tip))
+        spans.append(escape(piece, quote=False))
+        spans.append("</span>")
     ok = analysis.correct[i]
     badge = '<span class="badge ok">correct</span>' if ok else '<span class="badge bad">wrong</span>'
     reward = f"reward {r.reward:g}" if r.reward is not None else f"score {r.score:g}"
@@ -171,8 +196,8 @@ def _rollout_html(analysis: Analysis, i: int, rows: torch.Tensor, vmax: float, o
 def _group_html(
     analysis: Analysis, g: GroupSummary, start: int, stop: int, vmax: float, open_rollouts: int | None
 ) -> str:
-    table = analysis.table
-    tokens = table.token[start:stop]
+    row_of = {token: start + j for j, token in enumerate(analysis.table.token[start:stop].tolist())}
+    tags = _GroupTags(analysis, start, stop, vmax)
     parts = [f'<section class="group" id="g{g.index}"><h2>Prompt {g.index + 1}'
              f'<span class="sub"> · group {_esc(_short(g.key, 80))} · {len(g.members)} rollouts: '
              f"{g.n_correct} correct, {g.n_wrong} wrong</span></h2>"]
@@ -192,9 +217,8 @@ def _group_html(
         parts.append("</div>")
     parts.append("<h3>Rollouts</h3>")
     for n, i in enumerate(g.members):
-        ids = torch.tensor(analysis.token_ids[i], dtype=torch.int64)
-        rows = start + torch.searchsorted(tokens, ids) if len(ids) else ids
-        parts.append(_rollout_html(analysis, i, rows, vmax, open_=open_rollouts is None or n < open_rollouts))
+        rows = [row_of[token] for token in analysis.token_ids[i]]
+        parts.append(_rollout_html(analysis, i, rows, tags, open_=open_rollouts is None or n < open_rollouts))
     parts.append("</section>")
     return "".join(parts)
 
@@ -221,9 +245,14 @@ def _header(analysis: Analysis, vmax: float, subtitle: str) -> str:
         f"fisher_at_one={c.fisher_at_one}, rollout={c.rollout}, ignored token ids: {ignored}"
     )
     return (
-        f"<h1>Key tokens · KTAE</h1><div class='sub'>{n} rollouts of {len(analysis.groups)} prompts{subtitle}. "
+        f"<h1>Key tokens · KTAE</h1><div class='sub'>{_plural(n, 'rollout')} of {_plural(len(analysis.groups), 'prompt')}"
+        f"{subtitle}. "
         f"Settings: {_esc(settings)}.</div>{_legend(vmax)}"
     )
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def _atomic_write(path: str, text: str) -> None:
@@ -233,6 +262,9 @@ def _atomic_write(path: str, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -250,6 +282,7 @@ def write_html(
     path: str | os.PathLike,
     *,
     page_size: int = 10,
+    page_tokens: int = 200_000,
     vmax: float | None = None,
     open_rollouts: int | None = None,
     progress: bool = True,
@@ -259,13 +292,17 @@ def write_html(
     Args:
         analysis: from `ktae.analysis.analyze`.
         path: the HTML file to write.
-        page_size: groups per page; more groups than this -> an index page plus pages in ``<stem>_pages/``.
+        page_size: most groups per page.
+        page_tokens: most tokens per page (a group larger than this gets a page of its own). When the
+            groups do not fit on one page, ``path`` becomes an index and the pages go to ``<stem>_pages/``.
         vmax: |K| at which the colour is fully saturated (default: ``config.top``, the bound of K).
         open_rollouts: rollouts per group shown expanded, the others one click away (None: all).
         progress: show a tqdm progress bar.
     """
     if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1:
         raise ValueError(f"page_size must be a positive integer, got {page_size!r}")
+    if isinstance(page_tokens, bool) or not isinstance(page_tokens, int) or page_tokens < 1:
+        raise ValueError(f"page_tokens must be a positive integer, got {page_tokens!r}")
     vmax = default_vmax(analysis) if vmax is None else float(vmax)
     if not math.isfinite(vmax) or vmax <= 0:
         raise ValueError(f"vmax must be a positive number, got {vmax!r}")
@@ -273,8 +310,17 @@ def write_html(
     slices = _group_slices(analysis.table, len(analysis.groups))
     groups = analysis.groups
     bar = tqdm(total=len(groups), desc="writing report", unit="prompt", disable=not progress, leave=False)
+    pages: list[list[GroupSummary]] = []
+    budget = 0
+    for g in groups:
+        size = sum(len(analysis.token_ids[i]) for i in g.members)
+        if not pages or len(pages[-1]) >= page_size or budget + size > page_tokens:
+            pages.append([])
+            budget = 0
+        pages[-1].append(g)
+        budget += size
     try:
-        if len(groups) <= page_size:
+        if len(pages) <= 1:
             body = [_header(analysis, vmax, "")]
             for g in groups:
                 body.append(_group_html(analysis, g, *slices[g.index], vmax, open_rollouts))
@@ -284,7 +330,6 @@ def write_html(
         stem = os.path.splitext(os.path.basename(path))[0]
         folder_name = f"{stem}_pages"
         folder = os.path.join(os.path.dirname(os.path.abspath(path)), folder_name)
-        pages = [groups[k : k + page_size] for k in range(0, len(groups), page_size)]
         names = [f"page-{k + 1:03d}.html" for k in range(len(pages))]
         written = []
         for k, chunk in enumerate(pages):

@@ -22,6 +22,7 @@ def write_report(
     config: KTAEConfig | None = None,
     top: int = 20,
     page_size: int = 10,
+    page_tokens: int = 200_000,
     progress: bool = True,
 ) -> list[str]:
     """Read a rollouts file, compute key-token values with the core and write the HTML report.
@@ -30,18 +31,18 @@ def write_report(
         rollouts_jsonl_path: jsonl with one rollout per line (group, prompt, response / token_ids,
             reward / correct, reference; see `ktae.analysis.rollouts`).
         tokenizer: a tokenizer object, or a Hugging Face name / folder.
-        html_path: the HTML file to write (an index plus ``<stem>_pages/`` when there are more than
-            ``page_size`` prompts).
+        html_path: the HTML file to write (an index plus pages in ``<stem>_pages/`` when the prompts do
+            not fit on one page).
         config: KTAE options (default: the paper's, with the tokenizer's pad and EOS ids ignored).
         top: key tokens listed per prompt and sign.
-        page_size: prompts per page.
+        page_size: most prompts per page. page_tokens: most tokens per page.
         progress: show progress bars.
     Returns:
         the HTML files written, the main one first.
     """
     rollouts = load_rollouts(rollouts_jsonl_path)
     analysis = analyze(rollouts, load_tokenizer(tokenizer), config, top=top, progress=progress)
-    return write_html(analysis, html_path, page_size=page_size, progress=progress)
+    return write_html(analysis, html_path, page_size=page_size, page_tokens=page_tokens, progress=progress)
 
 
 def _cell(text: str, width: int) -> str:

@@ -98,23 +98,28 @@ def _is_byte_level(tokenizer: Any) -> bool:
     return decoder is not None and type(decoder).__name__ == "ByteLevel" and hasattr(tokenizer, "convert_ids_to_tokens")
 
 
-def _token_bytes(tokenizer: Any, ids: Sequence[int]) -> list[bytes] | None:
-    """Raw bytes of each token of a byte-level tokenizer, or None if a token is not byte-level."""
-    table = _unicode_to_byte()
-    added = {int(i): tok for i, tok in (getattr(tokenizer, "added_tokens_decoder", None) or {}).items()}
-    strings = tokenizer.convert_ids_to_tokens([int(i) for i in ids])
-    out: list[bytes] = []
-    for token_id, string in zip(ids, strings):
-        if string is None:
-            return None
-        if int(token_id) in added:
-            out.append(str(getattr(added[int(token_id)], "content", string)).encode("utf-8"))
-            continue
-        try:
-            out.append(bytes(table[c] for c in string))
-        except KeyError:
-            return None
-    return out
+def _token_bytes(tokenizer: Any, ids: Sequence[int], cache: dict[int, bytes] | None = None) -> list[bytes] | None:
+    """Raw bytes of each token of a byte-level tokenizer, or None if a token is not byte-level.
+
+    ``cache`` (token id -> bytes) may be shared between calls with the same tokenizer.
+    """
+    cache = {} if cache is None else cache
+    missing = sorted({int(i) for i in ids if int(i) not in cache})
+    if missing:
+        table = _unicode_to_byte()
+        added = {int(i): tok for i, tok in (getattr(tokenizer, "added_tokens_decoder", None) or {}).items()}
+        strings = tokenizer.convert_ids_to_tokens(missing)
+        for token_id, string in zip(missing, strings):
+            if string is None:
+                return None
+            if token_id in added:
+                cache[token_id] = str(getattr(added[token_id], "content", string)).encode("utf-8")
+                continue
+            try:
+                cache[token_id] = bytes(table[c] for c in string)
+            except KeyError:
+                return None
+    return [cache[int(i)] for i in ids]
 
 
 def _pieces_from_bytes(chunks: list[bytes]) -> tuple[list[str], list[int]]:
@@ -129,14 +134,14 @@ def _pieces_from_bytes(chunks: list[bytes]) -> tuple[list[str], list[int]]:
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     # owner of the first byte of the decoder's pending buffer
     pending_owner = -1
+    pending = False
     for k, chunk in enumerate(chunks):
-        state = decoder.getstate()
-        if not state[0]:
-            text = decoder.decode(chunk)
-            if not decoder.getstate()[0]:  # fast path: the chunk is made of whole characters
-                pieces[k] += text
+        if not pending:
+            try:  # fast path: the chunk is made of whole, valid characters
+                pieces[k] = chunk.decode("utf-8")
                 continue
-            decoder.setstate(state)
+            except UnicodeDecodeError:
+                pass
         elif chunk:
             joined_to[k] = pending_owner
         for j in range(len(chunk)):
@@ -150,6 +155,7 @@ def _pieces_from_bytes(chunks: list[bytes]) -> tuple[list[str], list[int]]:
             if left:
                 # the buffer either grew (same owner) or restarted at this byte
                 pending_owner = start_owner if (before and len(left) == len(before) + 1) else k
+        pending = bool(decoder.getstate()[0])
     tail = decoder.decode(b"", final=True)
     if tail:
         pieces[pending_owner] += tail
@@ -183,12 +189,13 @@ def _pieces_incremental(tokenizer: Any, ids: list[int], window: int | None) -> t
     return pieces, joined_to
 
 
-def token_pieces(tokenizer: Any, ids: Sequence[int]) -> TokenPieces:
+def token_pieces(tokenizer: Any, ids: Sequence[int], cache: dict | None = None) -> TokenPieces:
     """Decode ``ids`` into one text piece per token (see the module docstring).
 
     Args:
         tokenizer: a Hugging Face tokenizer, or any object with ``decode(list[int]) -> str``.
         ids: token ids of one sequence, no padding.
+        cache: optional dict reused across calls with the same tokenizer (speeds up many sequences).
     Returns:
         TokenPieces with ``"".join(pieces) == tokenizer.decode(ids)`` (special tokens kept,
         no clean-up of spaces), except for tokenizers whose decoding is not prefix-stable,
@@ -197,13 +204,18 @@ def token_pieces(tokenizer: Any, ids: Sequence[int]) -> TokenPieces:
     if not hasattr(tokenizer, "decode"):
         raise TypeError(f"tokenizer must have a decode(ids) method, got {type(tokenizer).__name__}")
     ids = [int(i) for i in ids]
-    special = _special_ids(tokenizer)
+    cache = {} if cache is None else cache
+    if "special" not in cache:
+        cache["special"] = _special_ids(tokenizer)
+        cache["byte_level"] = _is_byte_level(tokenizer)
+        cache["bytes"] = {}
+    special = cache["special"]
     flags = [i in special for i in ids]
     if not ids:
         return TokenPieces("", [], [], [])
     text = decode_ids(tokenizer, ids)
-    if _is_byte_level(tokenizer):
-        chunks = _token_bytes(tokenizer, ids)
+    if cache["byte_level"]:
+        chunks = _token_bytes(tokenizer, ids, cache["bytes"])
         if chunks is not None:
             pieces, joined = _pieces_from_bytes(chunks)
             if "".join(pieces) == text:
