@@ -6,6 +6,7 @@ trainer's imports and the optional extras are only touched by their own jobs.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 #: sub-command -> (module with a ``main(argv)`` function, one-line help)
@@ -36,7 +37,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ktae: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
     module = importlib.import_module(COMMANDS[name][0])
-    result = module.main(rest)
+    try:
+        result = module.main(rest)
+    except BrokenPipeError:  # output piped into `head` and the like: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        return 0
     return int(result or 0)
 
 

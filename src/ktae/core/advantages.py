@@ -497,15 +497,21 @@ class KeyTokenTable:
         return out
 
     def top(self, group_index: int, k: int = 10) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """The k most positive and the k most negative tokens of one group (by K), as records."""
+        """The k most positive and the k most negative tokens of one group, as records.
+
+        Ranked by the score ``s`` (K is monotone in it but saturates at +-top, where ranking by K would tie).
+        """
         if not 0 <= group_index < len(self.group_keys):
             raise ValueError(f"group_index must be in [0, {len(self.group_keys)}), got {group_index}")
         if k < 0:
             raise ValueError(f"k must be >= 0, got {k}")
-        rows = (self.group == group_index).nonzero().squeeze(1)
-        values = self.value[rows]
-        positive = rows[values > 0][torch.argsort(values[values > 0], descending=True, stable=True)][:k]
-        negative = rows[values < 0][torch.argsort(values[values < 0], stable=True)][:k]
+        # rows are sorted by group: the group's rows are one slice
+        lo, hi = torch.searchsorted(self.group, torch.tensor([group_index, group_index + 1])).tolist()
+        rows = torch.arange(lo, hi)
+        value, score = self.value[lo:hi], self.score[lo:hi]
+        positive, negative = rows[value > 0], rows[value < 0]
+        positive = positive[torch.argsort(score[value > 0], descending=True, stable=True)][:k]
+        negative = negative[torch.argsort(score[value < 0], stable=True)][:k]
         return self.records(positive), self.records(negative)
 
 
