@@ -1,0 +1,179 @@
+"""Training and held-out problems: the embedded task, a Hub dataset, or a local file/folder.
+
+Every source ends up as a list of ``{"problem": str, "answer": str}`` records; a
+:class:`PromptSampler` walks it in a seeded random order, epoch after epoch, with a
+state that a checkpoint can save and restore exactly.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ktae.train.task import ArithmeticTask
+
+#: seed of the embedded task's held-out pool (fixed, so every run is evaluated on the same problems)
+EMBEDDED_EVAL_SEED = 2_000_003
+#: held-out pool size of the embedded task; the warm start and the training pool never contain these
+EMBEDDED_EVAL_POOL = 1000
+#: training pool size of the embedded task
+EMBEDDED_TRAIN_POOL = 50_000
+
+
+def embedded_task(cfg) -> ArithmeticTask:
+    return ArithmeticTask(
+        min_operands=cfg.task_min_operands,
+        max_operands=cfg.task_max_operands,
+        max_operand=cfg.task_max_operand,
+        operators=cfg.task_operators,
+    )
+
+
+def embedded_problems(task: ArithmeticTask, seed: int) -> tuple[list[dict], list[dict]]:
+    """(training pool, held-out pool) of the embedded task; the training pool depends on ``seed``."""
+    held_out = task.problems(EMBEDDED_EVAL_POOL, seed=EMBEDDED_EVAL_SEED)
+    exclude = {r["problem"] for r in held_out}
+    train = task.problems(EMBEDDED_TRAIN_POOL, seed=10_007 + seed, exclude=exclude) if _enough(task) else []
+    if not train:
+        train = task.problems(min(EMBEDDED_TRAIN_POOL, 2000), seed=10_007 + seed, exclude=exclude)
+    return train, held_out
+
+
+def _enough(task: ArithmeticTask) -> bool:
+    ops = len(set(task.operators))
+    count = sum((task.max_operand ** n) * (ops ** (n - 1)) for n in range(task.min_operands, task.max_operands + 1))
+    return count > 4 * (EMBEDDED_TRAIN_POOL + EMBEDDED_EVAL_POOL)
+
+
+# ---------------------------------------------------------------------------- files and the Hub
+def _is_saved_dataset(path: Path) -> bool:
+    return path.is_dir() and any((path / name).exists() for name in ("dataset_info.json", "state.json",
+                                                                      "dataset_dict.json"))
+
+
+def load_rows(source: str, split: str = "train", config_name: str = "") -> list[dict]:
+    """Rows of a dataset: a ``.jsonl``/``.json``/``.parquet``/``.csv`` file, a ``save_to_disk`` folder
+    (a ``DatasetDict`` is indexed by ``split``), a local dataset folder, or a Hub id."""
+    import datasets
+
+    path = Path(os.path.expanduser(source))
+    if path.is_file():
+        suffix = path.suffix.lower()
+        kinds = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
+        if suffix not in kinds:
+            raise ValueError(f"--data: unsupported file type {suffix!r} of {source!r}; expected one of {sorted(kinds)}")
+        ds = datasets.load_dataset(kinds[suffix], data_files=str(path), split="train")
+    elif _is_saved_dataset(path):
+        ds = datasets.load_from_disk(str(path))
+        if isinstance(ds, datasets.DatasetDict):
+            if split not in ds:
+                raise ValueError(f"--split: {split!r} is not a split of {source!r}; splits: {list(ds)}")
+            ds = ds[split]
+    elif path.is_dir():
+        ds = datasets.load_dataset(str(path), config_name or None, split=split)
+    else:
+        if source.startswith((".", "/", "~")) or source.endswith((".jsonl", ".json", ".parquet", ".csv")):
+            raise ValueError(f"--data: no such file or folder {source!r}")
+        ds = datasets.load_dataset(source, config_name or None, split=split)
+    return [dict(row) for row in ds]
+
+
+def to_problems(rows: list[dict], problem_field: str, answer_field: str, answer_from_solution: bool = False,
+                filter_field: str = "", filter_values: list[str] | tuple[str, ...] = (), where: str = "data"
+                ) -> list[dict]:
+    """Rows -> ``{"problem", "answer"}`` records (filtered; rows without a usable answer are dropped)."""
+    from ktae.rewards import extract_boxed
+
+    if not rows:
+        raise ValueError(f"{where}: the dataset is empty")
+    columns = set(rows[0])
+    for name, value in (("problem_field", problem_field), ("answer_field", answer_field)):
+        if value not in columns:
+            raise ValueError(f"--{name}: {value!r} is not a field of {where}; fields: {sorted(columns)}")
+    if filter_field and filter_field not in columns:
+        raise ValueError(f"--filter_field: {filter_field!r} is not a field of {where}; fields: {sorted(columns)}")
+    accepted = {str(v) for v in filter_values}
+    out = []
+    for row in rows:
+        if filter_field and str(row[filter_field]) not in accepted:
+            continue
+        answer: Any = row[answer_field]
+        if answer_from_solution:
+            answer = extract_boxed(str(answer))
+            if answer is None:
+                continue
+        if answer is None or (isinstance(answer, str) and not answer.strip()):
+            continue
+        out.append({"problem": str(row[problem_field]), "answer": answer if isinstance(answer, (list, str))
+                    else str(answer)})
+    if not out:
+        raise ValueError(f"{where}: no rows left after filtering ({filter_field} in {sorted(accepted)})")
+    return out
+
+
+def load_problems(cfg) -> tuple[list[dict], list[dict]]:
+    """(training problems, held-out problems) for a :class:`~ktae.train.config.TrainConfig`."""
+    if cfg.data == "embedded":
+        train, held_out = embedded_problems(embedded_task(cfg), cfg.seed)
+        if cfg.eval_data:
+            held_out = _load_eval(cfg)
+        return train, held_out
+    rows = load_rows(cfg.data, cfg.split, cfg.data_config)
+    train = to_problems(rows, cfg.problem_field, cfg.answer_field, cfg.answer_from_solution, cfg.filter_field,
+                        cfg.filter_values, where=f"--data {cfg.data}")
+    held_out = _load_eval(cfg) if cfg.eval_data else []
+    return train, held_out
+
+
+def _load_eval(cfg) -> list[dict]:
+    if cfg.eval_data == "embedded":
+        return embedded_problems(embedded_task(cfg), cfg.seed)[1]
+    rows = load_rows(cfg.eval_data, cfg.eval_split, cfg.eval_data_config)
+    columns = set(rows[0]) if rows else set()
+    answer_field = cfg.answer_field if cfg.answer_field in columns else "answer"
+    from_solution = cfg.answer_from_solution and answer_field == cfg.answer_field
+    return to_problems(rows, cfg.problem_field, answer_field, from_solution, where=f"--eval_data {cfg.eval_data}")
+
+
+# ---------------------------------------------------------------------------- sampling
+@dataclass
+class PromptSampler:
+    """Seeded shuffled passes over ``size`` items; ``state()``/``load_state()`` resume exactly."""
+
+    size: int
+    seed: int
+    epoch: int = 0
+    position: int = 0
+
+    def __post_init__(self) -> None:
+        if self.size < 1:
+            raise ValueError("PromptSampler needs at least one problem")
+        self._order = self._permutation(self.epoch)
+
+    def _permutation(self, epoch: int) -> np.ndarray:
+        return np.random.default_rng([self.seed, epoch]).permutation(self.size)
+
+    def next(self, count: int) -> list[int]:
+        out: list[int] = []
+        while len(out) < count:
+            if self.position >= self.size:
+                self.epoch += 1
+                self.position = 0
+                self._order = self._permutation(self.epoch)
+            take = min(count - len(out), self.size - self.position)
+            out.extend(int(i) for i in self._order[self.position : self.position + take])
+            self.position += take
+        return out
+
+    def state(self) -> dict:
+        return {"size": self.size, "seed": self.seed, "epoch": self.epoch, "position": self.position}
+
+    def load_state(self, state: dict) -> None:
+        if state["size"] != self.size or state["seed"] != self.seed:
+            raise ValueError(f"checkpoint's prompt sampler was over {state['size']} problems (seed {state['seed']}), "
+                             f"this run has {self.size} (seed {self.seed}): the data changed")
+        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+        self._order = self._permutation(self.epoch)

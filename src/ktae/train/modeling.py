@@ -1,0 +1,117 @@
+"""Load the policy: the embedded tiny model, any Hugging Face causal LM, or a local GGUF file.
+
+A GGUF file is dequantised by ``transformers`` (``gguf_file=``) and then rebuilt as a
+plain model of the same architecture (``from_config`` + ``load_state_dict``), so that
+it trains and saves like any other model.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ValueError(f"--device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {name!r}") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: CUDA is not available on this machine")
+    return device
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+
+
+def split_gguf(model: str, gguf_file: str) -> tuple[str, str]:
+    """(folder or repo id, gguf file name or ''): a ``.gguf`` path in ``--model`` is split in two."""
+    if gguf_file:
+        return model, gguf_file
+    path = Path(os.path.expanduser(model))
+    if path.suffix.lower() == ".gguf":
+        if not path.is_file():
+            raise ValueError(f"--model: no such GGUF file {model!r}")
+        return str(path.parent), path.name
+    return model, ""
+
+
+def load_tokenizer(cfg):
+    from transformers import AutoTokenizer
+
+    source, gguf = split_gguf(cfg.model, cfg.gguf_file)
+    name = cfg.tokenizer or source
+    kwargs = {"trust_remote_code": cfg.trust_remote_code}
+    if gguf and not cfg.tokenizer:
+        kwargs["gguf_file"] = gguf
+    tok = AutoTokenizer.from_pretrained(name, **kwargs)
+    if tok.pad_token is None:
+        if tok.eos_token is None:
+            raise ValueError(f"tokenizer of {name!r} has neither a pad nor an EOS token")
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_hf_model(cfg, dtype: torch.dtype):
+    """A trainable ``AutoModelForCausalLM`` from a Hub id, a folder or a GGUF file."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    source, gguf = split_gguf(cfg.model, cfg.gguf_file)
+    kwargs = {"trust_remote_code": cfg.trust_remote_code, "dtype": dtype}
+    if not gguf:
+        return AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    loaded = AutoModelForCausalLM.from_pretrained(source, gguf_file=gguf, **kwargs)
+    # Rebuild as an ordinary model: a GGUF-loaded model carries loading state that stops training/saving.
+    config = AutoConfig.from_pretrained(source, gguf_file=gguf, trust_remote_code=cfg.trust_remote_code)
+    model = AutoModelForCausalLM.from_config(config, dtype=dtype, trust_remote_code=cfg.trust_remote_code)
+    missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)
+    tied = set(getattr(model, "_tied_weights_keys", None) or [])
+    missing = [k for k in missing if k not in tied]
+    if missing or unexpected:
+        raise ValueError(f"--model {cfg.model}: GGUF weights do not fit {type(model).__name__}: "
+                         f"missing {missing[:5]}, unexpected {unexpected[:5]}")
+    if getattr(model.config, "tie_word_embeddings", False):
+        model.tie_weights()
+    del loaded
+    return model
+
+
+def load_policy(cfg, device: torch.device, dtype: torch.dtype, progress: bool = True):
+    """``(model, tokenizer, source)`` for the run; ``source`` names where the weights came from."""
+    if cfg.model == "embedded":
+        from ktae.train.data import EMBEDDED_EVAL_POOL, EMBEDDED_EVAL_SEED, embedded_task
+        from ktae.train.tiny import TinyModelConfig, load_embedded_model
+
+        if cfg.cache_dir:
+            os.environ["KTAE_CACHE"] = cfg.cache_dir
+        task = embedded_task(cfg)
+        tiny = TinyModelConfig(
+            hidden_size=cfg.tiny_hidden_size,
+            num_layers=cfg.tiny_layers,
+            num_heads=cfg.tiny_heads,
+            intermediate_size=cfg.tiny_intermediate_size,
+            sft_steps=cfg.tiny_sft_steps,
+            sft_batch_size=cfg.tiny_sft_batch_size,
+            sft_lr=cfg.tiny_sft_lr,
+            worked_fraction=cfg.tiny_worked_fraction,
+            seed=cfg.tiny_seed,
+        )
+        held_out = frozenset(r["problem"] for r in task.problems(EMBEDDED_EVAL_POOL, seed=EMBEDDED_EVAL_SEED))
+        model, tokenizer, folder = load_embedded_model(task, tiny, exclude=held_out, progress=progress)
+        source = str(folder) if folder else "embedded (not cached)"
+    else:
+        tokenizer = load_tokenizer(cfg)
+        model = load_hf_model(cfg, dtype)
+        source = cfg.model
+    model.to(device=device, dtype=dtype)
+    if getattr(model.config, "pad_token_id", None) is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    return model, tokenizer, source

@@ -1,0 +1,108 @@
+"""Presets: named sets of option values (plain data) applied over :class:`~ktae.train.config.TrainConfig`'s defaults.
+
+Add one by adding an entry to :data:`PRESETS` (and a line to :data:`PRESET_HELP`);
+``ktae train --preset NAME`` and ``make_config("NAME")`` pick it up. Presets do not
+chain: each is a complete difference from the defaults.
+"""
+from __future__ import annotations
+
+# The DAPO settings of the loop (clip-higher, token-mean, no KL, +1/-1 rewards with overlong shaping,
+# dynamic sampling), sized for the embedded task.
+_DAPO_EMBEDDED = {
+    "reward": "dapo",
+    "clip_low": 0.2,
+    "clip_high": 0.28,
+    "loss_agg_mode": "token-mean",
+    "kl_coef": 0.0,
+    "overlong_buffer": 16,
+    "overlong_penalty": 1.0,
+    "dynamic_sampling": True,
+    "generation_prompts": 16,
+    "max_generation_batches": 3,
+}
+
+# The paper's setting (spec section 6): Qwen2.5-Math-7B on MATH levels 3-5, for a multi-GPU machine.
+_PAPER_COMMON = {
+    "model": "Qwen/Qwen2.5-Math-7B",
+    "dtype": "bfloat16",
+    "gradient_checkpointing": True,
+    "data": "DigitalLearningGmbH/MATH-lighteval",
+    "split": "train",
+    "problem_field": "problem",
+    "answer_field": "solution",
+    "answer_from_solution": True,
+    "filter_field": "level",
+    "filter_values": ["Level 3", "Level 4", "Level 5"],
+    "eval_data": "HuggingFaceH4/MATH-500",
+    "eval_split": "test",
+    "eval_size": 500,
+    "template": "qwen_math",
+    "max_prompt_tokens": 1024,
+    "max_new_tokens": 3072,
+    "eval_max_new_tokens": 3000,
+    "eval_batch_size": 64,
+    "prompts_per_step": 1024,
+    "rollouts_per_prompt": 16,
+    "generation_batch_size": 64,
+    "backend": "vllm",
+    "temperature": 1.0,
+    "top_p": 1.0,
+    "ppo_epochs": 1,
+    "mini_batch_prompts": 128,
+    "micro_batch_size": 4,
+    "lr": 1e-6,
+    "weight_decay": 0.01,
+    "adam_beta2": 0.999,
+    "grad_clip": 1.0,
+    "loss_agg_mode": "token-mean",
+    "clip_low": 0.2,
+    "steps": 300,
+    "eval_every": 10,
+    "save_every": 20,
+    "grader_workers": 8,
+}
+
+_PAPER_GRPO = {**_PAPER_COMMON, "reward": "math", "clip_high": 0.2, "kl_coef": 0.001, "kl_kind": "low_var_kl"}
+
+_PAPER_DAPO = {
+    **_PAPER_COMMON,
+    "reward": "dapo",
+    "clip_high": 0.24,
+    "kl_coef": 0.0,
+    "overlong_buffer": 512,
+    "overlong_penalty": 1.0,
+    "dynamic_sampling": True,
+    "generation_prompts": 2048,
+    "max_generation_batches": 10,
+}
+
+PRESETS: dict[str, dict] = {
+    "default": {},
+    "grpo": {"estimator": "grpo"},
+    "grpo-ktae": {"estimator": "grpo+ktae"},
+    "dapo": {**_DAPO_EMBEDDED, "estimator": "grpo"},
+    "dapo-ktae": {**_DAPO_EMBEDDED, "estimator": "grpo+ktae"},
+    "paper-grpo-ktae": {**_PAPER_GRPO, "estimator": "grpo+ktae"},
+    "paper-grpo": {**_PAPER_GRPO, "estimator": "grpo"},
+    "paper-dapo-ktae": {**_PAPER_DAPO, "estimator": "grpo+ktae"},
+    "paper-dapo": {**_PAPER_DAPO, "estimator": "grpo"},
+}
+
+PRESET_HELP: dict[str, str] = {
+    "default": "embedded task on a CPU, GRPO+KTAE (what 'ktae train' runs)",
+    "grpo": "embedded task, plain GRPO (symmetric clip, low-variance KL loss)",
+    "grpo-ktae": "embedded task, GRPO+KTAE (same as default)",
+    "dapo": "embedded task, DAPO (clip-higher, token-mean, no KL, overlong shaping, dynamic sampling)",
+    "dapo-ktae": "embedded task, DAPO+KTAE",
+    "paper-grpo-ktae": "paper setting: Qwen2.5-Math-7B, MATH levels 3-5, GRPO+KTAE (GPU machine)",
+    "paper-grpo": "paper setting, GRPO baseline",
+    "paper-dapo-ktae": "paper setting, DAPO+KTAE (clip 0.2/0.24, overlong buffer 512, dynamic sampling)",
+    "paper-dapo": "paper setting, DAPO baseline",
+}
+
+
+def get_preset(name: str) -> dict:
+    """A copy of the option values of preset ``name`` (ValueError listing the presets when unknown)."""
+    if name not in PRESETS:
+        raise ValueError(f"--preset: unknown preset {name!r}; available: {', '.join(PRESETS)}")
+    return {k: (list(v) if isinstance(v, list) else v) for k, v in PRESETS[name].items()}

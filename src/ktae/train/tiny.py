@@ -1,0 +1,221 @@
+"""The tiny model of the embedded task: a character-level tokenizer, a small Llama, a warm start.
+
+:func:`load_embedded_model` returns a standard ``LlamaForCausalLM`` and a
+``PreTrainedTokenizerFast``, built on the first call and cached (by a hash of every
+setting) under ``$KTAE_CACHE`` or ``~/.cache/ktae``. Building means: a fresh model
+with a fixed seed, then a short supervised phase on generated solutions of the
+embedded task — a mix of worked solutions and direct answers (``worked_fraction``),
+so that the model's own samples are sometimes right and sometimes wrong and
+reinforcement learning has something to learn.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import random
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from ktae.train.task import BOXED, ArithmeticTask, direct_solution, format_problem, worked_solution
+
+PAD, EOS, UNK = "<pad>", "<eos>", "<unk>"
+#: every symbol the embedded task writes; anything else maps to <unk>
+ALPHABET = list("0123456789+-*=()\n ?")
+#: bump when the build recipe changes so that old caches are not reused
+BUILD_VERSION = 1
+
+
+@dataclass(frozen=True)
+class TinyModelConfig:
+    """Architecture and warm-start recipe of the embedded model."""
+
+    hidden_size: int = field(default=128, metadata={"help": "width of the tiny Llama"})
+    num_layers: int = field(default=4, metadata={"help": "transformer blocks of the tiny Llama"})
+    num_heads: int = field(default=4, metadata={"help": "attention heads of the tiny Llama"})
+    intermediate_size: int = field(default=384, metadata={"help": "MLP width of the tiny Llama"})
+    max_positions: int = field(default=128, metadata={"help": "longest sequence (prompt + response) in tokens"})
+    sft_steps: int = field(default=600, metadata={"help": "supervised warm-start steps"})
+    sft_batch_size: int = field(default=64, metadata={"help": "sequences per warm-start step"})
+    sft_lr: float = field(default=3e-3, metadata={"help": "peak learning rate of the warm start (cosine decay)"})
+    worked_fraction: float = field(
+        default=0.3, metadata={"help": "share of warm-start solutions that are worked out (the rest answer directly)"}
+    )
+    seed: int = field(default=1234, metadata={"help": "seed of the initialisation and the warm-start data"})
+
+
+def build_tokenizer():
+    """A character-level ``PreTrainedTokenizerFast`` (``\\boxed{`` and ``}`` are single tokens)."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab_list = [PAD, EOS, UNK] + ALPHABET + [BOXED, "}"]
+    vocab = {tok: i for i, tok in enumerate(vocab_list)}
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
+    core.pre_tokenizer = pre_tokenizers.Split(Regex(r"\\boxed\{|[\s\S]"), behavior="isolated")
+    core.decoder = decoders.Fuse()
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        pad_token=PAD,
+        eos_token=EOS,
+        unk_token=UNK,
+        clean_up_tokenization_spaces=False,
+        padding_side="left",
+    )
+    return tok
+
+
+def build_model(cfg: TinyModelConfig, vocab_size: int, pad_id: int, eos_id: int):
+    """A freshly initialised tiny ``LlamaForCausalLM`` (seeded by ``cfg.seed``)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    if cfg.hidden_size % cfg.num_heads:
+        raise ValueError(f"hidden_size ({cfg.hidden_size}) must be divisible by num_heads ({cfg.num_heads})")
+    config = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=cfg.hidden_size,
+        intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads,
+        num_key_value_heads=cfg.num_heads,
+        max_position_embeddings=cfg.max_positions,
+        tie_word_embeddings=True,
+        pad_token_id=pad_id,
+        eos_token_id=eos_id,
+        bos_token_id=None,
+        attention_dropout=0.0,
+    )
+    torch.manual_seed(cfg.seed)
+    return LlamaForCausalLM(config)
+
+
+def sft_example(task: ArithmeticTask, rng: random.Random, worked_fraction: float) -> tuple[str, str]:
+    """One (prompt, response) pair of the warm-start data."""
+    expr = task.sample(rng)
+    solution = worked_solution(expr) if rng.random() < worked_fraction else direct_solution(expr)
+    return format_problem(expr), solution
+
+
+def _encode_batch(tokenizer, pairs: list[tuple[str, str]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-padded ids, attention mask and labels (-100 outside the response + EOS)."""
+    rows, label_rows = [], []
+    for prompt, response in pairs:
+        p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        r = tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        rows.append(p + r)
+        label_rows.append([-100] * len(p) + r)
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
+    labels = torch.full((len(rows), width), -100, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, (row, lab) in enumerate(zip(rows, label_rows)):
+        ids[i, : len(row)] = torch.tensor(row)
+        labels[i, : len(lab)] = torch.tensor(lab)
+        mask[i, : len(row)] = 1
+    return ids, mask, labels
+
+
+def warm_start(model, tokenizer, task: ArithmeticTask, cfg: TinyModelConfig, exclude: frozenset[str] = frozenset(),
+               progress: bool = True) -> list[float]:
+    """Supervised phase on generated solutions; returns the loss curve (one value per step)."""
+    from tqdm.auto import tqdm
+
+    rng = random.Random(cfg.seed + 1)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.sft_lr, weight_decay=0.0, betas=(0.9, 0.98))
+    warmup = max(1, cfg.sft_steps // 20)
+
+    def lr_at(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        frac = (step - warmup) / max(1, cfg.sft_steps - warmup)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    model.train()
+    losses: list[float] = []
+    bar = tqdm(range(cfg.sft_steps), desc="warm start (supervised)", disable=not progress, leave=False)
+    for _ in bar:
+        pairs = []
+        while len(pairs) < cfg.sft_batch_size:
+            prompt, response = sft_example(task, rng, cfg.worked_fraction)
+            if prompt.rstrip("\n") in exclude:
+                continue
+            pairs.append((prompt, response))
+        ids, mask, labels = _encode_batch(tokenizer, pairs)
+        out = model(input_ids=ids, attention_mask=mask, labels=labels)
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        sched.step()
+        losses.append(float(out.loss))
+        bar.set_postfix(loss=f"{losses[-1]:.3f}")
+    model.eval()
+    return losses
+
+
+def cache_root() -> Path:
+    """``$KTAE_CACHE`` or ``~/.cache/ktae``."""
+    return Path(os.environ.get("KTAE_CACHE") or Path.home() / ".cache" / "ktae")
+
+
+def cache_key(task: ArithmeticTask, cfg: TinyModelConfig, exclude: frozenset[str]) -> str:
+    payload = json.dumps(
+        {"version": BUILD_VERSION, "task": asdict(task), "model": asdict(cfg), "exclude": sorted(exclude),
+         "torch": torch.__version__.split("+")[0]},
+        sort_keys=True,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def load_embedded_model(task: ArithmeticTask, cfg: TinyModelConfig, exclude: frozenset[str] = frozenset(),
+                        cache: bool = True, progress: bool = True):
+    """The warm-started tiny model and its tokenizer, from the cache or built now.
+
+    Returns ``(model, tokenizer, path)``; ``path`` is the cached folder (``None`` when
+    ``cache`` is false). The held-out problems in ``exclude`` never appear in the
+    warm-start data.
+    """
+    from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
+
+    folder = cache_root() / "embedded" / cache_key(task, cfg, exclude) if cache else None
+    if folder is not None and (folder / "done").exists():
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(folder)
+        model.eval()
+        return model, tokenizer, folder
+
+    start = time.time()
+    tokenizer = build_tokenizer()
+    model = build_model(cfg, len(tokenizer), tokenizer.pad_token_id, tokenizer.eos_token_id)
+    if progress:
+        print(f"building the embedded model (first run only): {cfg.num_layers} layers, width {cfg.hidden_size}, "
+              f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, {cfg.sft_steps} warm-start steps",
+              flush=True)
+    rng_state = torch.get_rng_state()
+    losses = warm_start(model, tokenizer, task, cfg, exclude=exclude, progress=progress)
+    torch.set_rng_state(rng_state)
+    if folder is None:
+        return model, tokenizer, None
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=folder.name + ".tmp", dir=folder.parent))
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    (tmp / "warm_start.json").write_text(json.dumps(
+        {"task": asdict(task), "model": asdict(cfg), "loss_first": losses[:1], "loss_last": losses[-1:],
+         "seconds": round(time.time() - start, 1)}, indent=1))
+    (tmp / "done").write_text("ok\n")
+    try:
+        os.replace(tmp, folder)
+    except OSError:  # another process finished first: use theirs
+        shutil.rmtree(tmp, ignore_errors=True)
+    if progress:
+        print(f"warm start done in {time.time() - start:.0f}s (loss {losses[0]:.2f} -> {losses[-1]:.2f}); "
+              f"cached in {folder}", flush=True)
+    return model, tokenizer, folder
