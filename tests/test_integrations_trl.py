@@ -133,3 +133,62 @@ def test_config_validates_ktae_options(tmp_path):
     args = KTAEGRPOConfig(output_dir=str(tmp_path), use_cpu=True, report_to="none", ktae_ignore_token_ids=[5])
     assert args.ktae_config((0, 1)).ignore_token_ids == (5,)
     assert KTAEGRPOConfig(output_dir=str(tmp_path), use_cpu=True, report_to="none").ktae_config((0, 1)).ignore_token_ids == (0, 1)
+
+
+WORKER = '''
+import sys, torch
+sys.path.insert(0, {tests!r})
+from datasets import Dataset
+from test_integrations_trl import RecordingTrainer, tiny_model, tiny_tokenizer
+from ktae.integrations.trl import KTAEGRPOConfig
+
+tokenizer = tiny_tokenizer()
+seen = []
+
+def even_digits(completions, **kwargs):
+    rewards = [float(sum(ch.isdigit() for ch in text) % 2 == 0) for text in completions]
+    seen.append(rewards)
+    return rewards
+
+args = KTAEGRPOConfig(output_dir={out!r}, use_cpu=True, report_to="none", max_steps=1, per_device_train_batch_size=6,
+                      num_generations=4, max_completion_length=8, logging_steps=1, save_strategy="no", seed=0,
+                      disable_tqdm=True)
+trainer = RecordingTrainer(model=tiny_model(tokenizer), reward_funcs=even_digits, args=args, processing_class=tokenizer,
+                           train_dataset=Dataset.from_dict({{"prompt": ["12+3=", "4-1=", "5+5=", "9-2=", "7+a=", "b-3="]}}))
+trainer.records = []
+trainer.train()
+torch.save({{"records": trainer.records, "rewards": seen}}, {out!r} + f"/rank{{trainer.accelerator.process_index}}.pt")
+'''
+
+
+def test_two_processes_see_whole_groups(tmp_path):
+    """Two real processes (gloo), one step: 12 completions, 6 per process, so one group straddles them."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER.format(tests=os.path.dirname(os.path.abspath(__file__)), out=str(tmp_path)))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    run = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script)],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-4000:]
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
+    cfg = ktae.KTAEConfig(ignore_token_ids=(0, 1))  # <pad>, <eos>
+    straddling = 0
+    for step in range(1):
+        parts = [rank["records"][step] for rank in ranks]
+        width = max(p["completion_ids"].shape[1] for p in parts)
+
+        def cat(key):
+            return torch.cat([torch.nn.functional.pad(p[key], (0, width - p[key].shape[1])) for p in parts])
+
+        ids, mask, advantages = cat("completion_ids"), cat("completion_mask"), cat("advantages")
+        rewards = torch.tensor(ranks[0]["rewards"][step] + ranks[1]["rewards"][step])
+        values = ktae.key_token_values(ids, mask, rewards, torch.arange(12) // 4, cfg)
+        expected = (trl_rollout_advantages(rewards, 3, "group").unsqueeze(1) + values) * mask
+        torch.testing.assert_close(advantages, expected, rtol=1e-5, atol=1e-5)
+        straddling += int((values[4:8] != 0).sum())
+    assert straddling > 0, "the group split over the two processes had no key tokens: nothing was tested"

@@ -57,15 +57,13 @@ def test_entry_point_registers_on_import_verl():
         "import json, sys, verl\n"
         "from verl.trainer.ppo import core_algos\n"
         "names = sorted(n for n in core_algos.ADV_ESTIMATOR_REGISTRY if 'ktae' in n)\n"
-        "from verl.trainer.ppo import ray_trainer\n"
-        "print(json.dumps({'names': names, 'loaded': 'ktae.integrations.verl' in sys.modules,\n"
-        "  'legacy': hasattr(ray_trainer.compute_advantage, '__ktae_wrapped__')}))\n"
+        "print(json.dumps({'names': names, 'loaded': 'ktae.integrations.verl' in sys.modules}))\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "VERL_USE_EXTERNAL_PLUGINS"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
-    assert result == {"names": ["dr_grpo_ktae", "grpo_ktae", "ktae", "rloo_ktae"], "loaded": True, "legacy": True}
+    assert result == {"names": ["dr_grpo_ktae", "grpo_ktae", "ktae", "rloo_ktae"], "loaded": True}
 
 
 @pytest.mark.parametrize(
