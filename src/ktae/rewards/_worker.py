@@ -62,6 +62,14 @@ def worker_main(conn, memory_limit_mb: int | None, float_rounding: int, numeric_
     _watch_parent(os.getppid())
     from ktae.rewards.verify import verify_answer
 
+    # The first parse builds math-verify's LaTeX parser and regexes (hundreds of ms); do it before
+    # reporting ready so that no answer's deadline pays for it.
+    try:
+        verify_answer(r"\frac{1}{2}", ("0.5",), float_rounding=float_rounding, numeric_precision=numeric_precision)
+        verify_answer(r"(1, 2] \cup \{3\}", (r"x = 2\sqrt{2}",), float_rounding=float_rounding,
+                      numeric_precision=numeric_precision)
+    except Exception:  # pragma: no cover - a broken install shows up on the first real answer
+        pass
     _limit_memory(memory_limit_mb)
     conn.send(("ready", os.getpid()))
     while True:
