@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
-import logging
 import sys
 import warnings
 from collections.abc import Mapping
@@ -45,8 +44,6 @@ except ImportError as err:  # pragma: no cover - exercised only without the extr
 from ktae.core.advantages import ktae_advantages, rollout_advantages
 from ktae.core.config import KTAEConfig
 from ktae.integrations._common import key_token_stats, special_token_ids
-
-logger = logging.getLogger(__name__)
 
 __all__ = [
     "ESTIMATORS",
