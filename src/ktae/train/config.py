@@ -140,7 +140,7 @@ class TrainConfig:
     clip_high: float = _f(0.2, "PPO clip epsilon above 1 (DAPO clip-higher: 0.28; KTAE paper: 0.24)", "update")
     dual_clip: float = _f(0.0, "dual-clip constant c > 1 for negative advantages (0 = off)", "update")
     loss_agg_mode: str = _f("token-mean", f"loss aggregation, one of {LOSS_AGG_MODES}", "update")
-    kl_coef: float = _f(0.0, "coefficient of the KL-to-reference loss (0 = no reference model)", "update")
+    kl_coef: float = _f(0.001, "coefficient of the KL-to-reference loss (0 = no reference model)", "update")
     kl_kind: str = _f("low_var_kl", f"KL estimator, one of {KL_KINDS}", "update")
     entropy_coef: float = _f(0.0, "entropy bonus coefficient", "update")
 

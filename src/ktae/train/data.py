@@ -33,19 +33,15 @@ def embedded_task(cfg) -> ArithmeticTask:
 
 
 def embedded_problems(task: ArithmeticTask, seed: int) -> tuple[list[dict], list[dict]]:
-    """(training pool, held-out pool) of the embedded task; the training pool depends on ``seed``."""
+    """(training pool, held-out pool) of the embedded task; the training pool depends on ``seed``.
+
+    The training pool never contains a held-out problem.
+    """
     held_out = task.problems(EMBEDDED_EVAL_POOL, seed=EMBEDDED_EVAL_SEED)
     exclude = {r["problem"] for r in held_out}
-    train = task.problems(EMBEDDED_TRAIN_POOL, seed=10_007 + seed, exclude=exclude) if _enough(task) else []
-    if not train:
-        train = task.problems(min(EMBEDDED_TRAIN_POOL, 2000), seed=10_007 + seed, exclude=exclude)
+    size = min(EMBEDDED_TRAIN_POOL, max(1, task.count_upper_bound() // 3 - EMBEDDED_EVAL_POOL))
+    train = task.problems(size, seed=10_007 + seed, exclude=exclude)
     return train, held_out
-
-
-def _enough(task: ArithmeticTask) -> bool:
-    ops = len(set(task.operators))
-    count = sum((task.max_operand ** n) * (ops ** (n - 1)) for n in range(task.min_operands, task.max_operands + 1))
-    return count > 4 * (EMBEDDED_TRAIN_POOL + EMBEDDED_EVAL_POOL)
 
 
 # ---------------------------------------------------------------------------- files and the Hub

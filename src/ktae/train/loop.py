@@ -375,6 +375,9 @@ def train(config: TrainConfig | dict | None = None, *, resume: str | Path | None
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # no bar per checkpoint write; the console shows one row per step
     device = resolve_device(cfg.device)
     dtype = resolve_dtype(cfg.dtype, device)
 

@@ -63,6 +63,11 @@ class ArithmeticTask:
             if steps is not None:
                 return expr
 
+    def count_upper_bound(self) -> int:
+        """Number of distinct expressions before the no-negative filter (an upper bound on distinct problems)."""
+        ops = len(set(self.operators))
+        return sum(self.max_operand ** n * ops ** (n - 1) for n in range(self.min_operands, self.max_operands + 1))
+
     def problems(self, count: int, seed: int, exclude: set[str] | frozenset[str] = frozenset()) -> list[dict]:
         """``count`` distinct problems as ``{"problem", "answer"}`` records, reproducible from ``seed``."""
         if count < 0:

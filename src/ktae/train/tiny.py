@@ -154,7 +154,7 @@ def warm_start(model, tokenizer, task: ArithmeticTask, cfg: TinyModelConfig, exc
         opt.step()
         opt.zero_grad(set_to_none=True)
         sched.step()
-        losses.append(float(out.loss))
+        losses.append(out.loss.item())
         bar.set_postfix(loss=f"{losses[-1]:.3f}")
     model.eval()
     return losses

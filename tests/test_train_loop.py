@@ -1,0 +1,99 @@
+"""One or two RL steps of a tiny model on the embedded task: GRPO, GRPO+KTAE, DAPO; non-finite steps skipped."""
+import json
+import math
+
+import pytest
+import torch
+
+from ktae.train import loop as loop_module
+from ktae.train.config import make_config
+from ktae.train.loop import train
+from ktae.train.logger import read_metrics
+
+# a model small enough to build in a second; the warm start is cached per test session
+TINY = dict(tiny_hidden_size=32, tiny_layers=2, tiny_heads=2, tiny_intermediate_size=64, tiny_sft_steps=40,
+            tiny_sft_batch_size=32, prompts_per_step=4, rollouts_per_prompt=4, max_new_tokens=24, eval_size=8,
+            eval_every=2, threads=1, grader_workers=0, quiet=True)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("ktae_cache"))
+
+
+def tiny_config(tmp_path, cache, **kw):
+    return make_config(**{**TINY, "cache_dir": cache, "run_dir": str(tmp_path / "run"), **kw})
+
+
+@pytest.mark.parametrize("preset", ["grpo", "grpo-ktae", "dapo"])
+def test_steps_run_and_log_every_metric(tmp_path, cache, preset):
+    cfg = make_config(preset, **TINY, cache_dir=cache, run_dir=str(tmp_path / "run"), steps=2, dump_key_tokens_every=2)
+    run_dir = train(cfg)
+    records = read_metrics(run_dir)
+    steps = [r for r in records if "reward" in r]
+    evals = [r for r in records if "eval_accuracy" in r]
+    assert [r["step"] for r in steps] == [1, 2]
+    assert [r["step"] for r in evals] == [0, 2]          # before training and on schedule
+    for r in steps:
+        for key in ("reward", "accuracy", "response_length", "response_length_max", "clipped_fraction", "lr",
+                    "share_generation", "share_reward", "share_advantage", "share_update", "time_step"):
+            assert isinstance(r[key], (int, float)) and math.isfinite(r[key]), key
+        assert 0.0 <= r["accuracy"] <= 1.0
+        if r["groups"]:
+            for key in ("entropy", "clip_fraction", "approx_kl", "grad_norm", "loss"):
+                assert math.isfinite(r[key]), key
+    if preset == "grpo":
+        assert all(r["kl"] >= 0 for r in steps if r["groups"])     # GRPO: KL loss against the reference
+        assert all("ktae_abs_mean" not in r for r in steps)
+    if preset == "grpo-ktae":
+        assert all(0 <= r["ktae_pos_frac"] + r["ktae_neg_frac"] <= 1 for r in steps)
+    if preset == "dapo":
+        assert all("kl" not in r for r in steps)
+        assert all(r["generation_batches"] >= 1 for r in steps)
+        assert all(-3 <= r["reward"] <= 1 for r in steps)
+    # checkpoint, final model and the rollout dump
+    assert (run_dir / "checkpoints" / "step_000002" / "trainer_state.pt").is_file()
+    assert (run_dir / "final" / "config.json").is_file()
+    dump = run_dir / "key_tokens" / "step_0002.jsonl"
+    if steps[-1]["groups"]:
+        rows = [json.loads(line) for line in dump.read_text().splitlines()]
+        assert len(rows) == steps[-1]["groups"] * 4
+        assert set(rows[0]) >= {"group", "prompt", "response", "token_ids", "reward", "correct", "reference"}
+
+
+def test_update_changes_the_policy(tmp_path, cache):
+    """With a mixed group the update moves the weights (the tiny model samples rights and wrongs)."""
+    cfg = tiny_config(tmp_path, cache, steps=1, eval_every=0, estimator="grpo+ktae", lr=1e-2)
+    run_dir = train(cfg)
+    rec = [r for r in read_metrics(run_dir) if "reward" in r][0]
+    assert rec["optimizer_steps"] == 1 and rec["skipped_updates"] == 0
+    assert rec["grad_norm"] > 0 or rec["mixed_groups"] == 0
+
+
+def test_non_finite_step_is_skipped_and_reported(tmp_path, cache, monkeypatch, capsys):
+    real = loop_module.policy_loss
+    calls = {"n": 0}
+
+    def poisoned(*args, **kwargs):
+        loss, metrics = real(*args, **kwargs)
+        calls["n"] += 1
+        return (loss * float("nan") if calls["n"] == 1 else loss), metrics
+
+    monkeypatch.setattr(loop_module, "policy_loss", poisoned)
+    snapshots = []
+    real_update = loop_module.ppo_update
+
+    def watched(model, *args, **kwargs):
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        out = real_update(model, *args, **kwargs)
+        snapshots.append(all(torch.equal(before[k], v) for k, v in model.state_dict().items()))
+        return out
+
+    monkeypatch.setattr(loop_module, "ppo_update", watched)
+    cfg = tiny_config(tmp_path, cache, steps=2, eval_every=0, quiet=False)
+    run_dir = train(cfg)
+    steps = [r for r in read_metrics(run_dir) if "reward" in r]
+    assert steps[0]["skipped_updates"] == 1 and steps[0]["optimizer_steps"] == 0
+    assert snapshots[0] is True                      # the poisoned update left the weights untouched
+    assert steps[1]["skipped_updates"] == 0 and steps[1]["skipped_updates_total"] == 1
+    assert "skipped" in capsys.readouterr().out
