@@ -232,7 +232,12 @@ class _Rows:
 
 
 def _count_rows(
-    responses: torch.Tensor, selected: torch.Tensor, correct: torch.Tensor, ids: torch.Tensor, num_groups: int
+    responses: torch.Tensor,
+    selected: torch.Tensor,
+    selected_per_rollout: torch.Tensor,
+    correct: torch.Tensor,
+    ids: torch.Tensor,
+    num_groups: int,
 ) -> _Rows:
     """Counts of every (group, token) present at the selected positions, from one sort of packed keys.
 
@@ -255,38 +260,43 @@ def _count_rows(
     # int32 keys sort faster and fit for typical batches (e.g. 128 groups x 16 rollouts, 152k vocabulary)
     key_dtype = torch.int32 if (2 * num_groups * vocab) << shift < 2**31 else torch.int64
     row_base = ((ids * vocab * 2 + correct.to(torch.int64)) << shift) + rank
-    keys = torch.masked_select(row_base.to(key_dtype).view(-1, 1) + (responses.to(key_dtype) << (shift + 1)), selected)
+    # masked_select keeps row-major order, so each row's base repeats over its selected positions
+    keys = torch.masked_select(responses, selected).to(key_dtype)
+    keys <<= shift + 1
+    keys += torch.repeat_interleave(row_base.to(key_dtype), selected_per_rollout)
     keys, order = torch.sort(keys)
     n = keys.numel()
+    # runs of equal keys are one token in one rollout; look only at the first slot of each such run
     new_rollout = torch.ones(n, dtype=torch.bool, device=device)
     torch.ne(keys[1:], keys[:-1], out=new_rollout[1:])
-    class_keys = keys >> shift  # (group * V + token) * 2 + correct
-    is_correct = (class_keys & 1).bool()
-    row_keys = class_keys >> 1  # group * V + token
-    new_row = torch.ones(n, dtype=torch.bool, device=device)
-    torch.ne(row_keys[1:], row_keys[:-1], out=new_row[1:])
-    # rows are contiguous runs: per-row sums are differences of prefix sums at the run bounds
-    starts = new_row.nonzero().squeeze(1)
-    bounds = torch.cat([starts, torch.full((1,), n, dtype=starts.dtype, device=device)])
+    rollout_start = new_rollout.nonzero().squeeze(1)  # [R]
+    del new_rollout
+    rollout_key = keys[rollout_start]
+    occurrences = torch.diff(rollout_start, append=torch.full((1,), n, dtype=rollout_start.dtype, device=device))
+    is_correct = (rollout_key >> shift) & 1
+    row_of_rollout = rollout_key >> (shift + 1)  # group * V + token
+    new_row = torch.ones(row_of_rollout.numel(), dtype=torch.bool, device=device)
+    torch.ne(row_of_rollout[1:], row_of_rollout[:-1], out=new_row[1:])
+    row_start = new_row.nonzero().squeeze(1)  # [M] index of each row's first rollout run
+    bounds = torch.cat([row_start, torch.full((1,), row_start.numel() and len(new_row), dtype=row_start.dtype,
+                                              device=device)])
 
-    sum_dtype = torch.int32 if n < 2**31 else torch.int64
-
-    def run_sums(flags: torch.Tensor) -> torch.Tensor:
-        prefix = torch.zeros(n + 1, dtype=sum_dtype, device=device)
-        torch.cumsum(flags, 0, dtype=sum_dtype, out=prefix[1:])
-        at = prefix[bounds].to(torch.int64)
+    def run_sums(values: torch.Tensor) -> torch.Tensor:
+        # rows are contiguous runs of rollout runs: sums are differences of prefix sums at the run bounds
+        prefix = torch.zeros(values.numel() + 1, dtype=torch.int64, device=device)
+        torch.cumsum(values, 0, out=prefix[1:])
+        at = prefix[bounds]
         return at[1:] - at[:-1]
 
-    row_key = row_keys[starts].to(torch.int64)
-    count_all = bounds[1:] - bounds[:-1]
-    count_correct = run_sums(is_correct)
-    present = run_sums(new_rollout)
-    a = run_sums(new_rollout & is_correct)
+    row_key = row_of_rollout[row_start].to(torch.int64)
+    a = run_sums(is_correct)
+    count_correct = run_sums(occurrences * is_correct)
+    count_all = run_sums(occurrences)
     return _Rows(
         group=torch.div(row_key, vocab, rounding_mode="floor"),
         token=row_key % vocab,
         a=a,
-        b=present - a,
+        b=bounds[1:] - bounds[:-1] - a,
         count_correct=count_correct,
         count_wrong=count_all - count_correct,
         selected=selected,
@@ -336,17 +346,19 @@ def _row_statistics(rows: _Rows, n_true: torch.Tensor, n_false: torch.Tensor, to
     tables = _table_statistics(pairs[:, 0], pairs[:, 1], config)
     strength = (config.alpha * tables["fisher"] + config.beta * tables["info_gain"]) / (config.alpha + config.beta)
     g = rows.group
-    nf = n_false[g]
-    lookup = tables["offset"][group_pair[g]] + rows.a * (nf + 1) + rows.b
+    # per group: where its tables start in the lookup, and the row stride (nF + 1)
+    group_offset = tables["offset"][group_pair]
+    stride = n_false + 1
+    lookup = group_offset[g] + rows.a * stride[g] + rows.b
     tf_ratio = _term_frequency_ratio(
-        rows.count_correct, rows.count_wrong, tokens_true[g], tokens_false[g], k1=2.0, b=0.5, smoothing=1e-5
+        rows.count_correct, rows.count_wrong, tokens_true, tokens_false, k1=2.0, b=0.5, smoothing=1e-5, index=g
     )
     direction = tables["arcsine"][lookup] + config.gamma * tf_ratio
     score = strength[lookup] * direction
-    value = config.top * (2.0 * torch.sigmoid(score) - 1.0)
+    value = torch.sigmoid(score).mul_(2.0).sub_(1.0).mul_(config.top)
     keep = None
     if details:
-        keep = (n_true[g] > 0) & (nf > 0)
+        keep = (n_true[g] > 0) & (n_false[g] > 0)
     if config.ignore_token_ids:
         ignored = torch.tensor(config.ignore_token_ids, dtype=torch.int64, device=value.device)
         keep = ~torch.isin(rows.token, ignored) if keep is None else keep & ~torch.isin(rows.token, ignored)
@@ -356,7 +368,7 @@ def _row_statistics(rows: _Rows, n_true: torch.Tensor, n_false: torch.Tensor, to
     if details:
         out.update(
             n_correct=n_true[g],
-            n_wrong=nf,
+            n_wrong=n_false[g],
             p_value=tables["p_value"][lookup],
             fisher=tables["fisher"][lookup],
             info_gain=tables["info_gain"][lookup],
@@ -369,11 +381,10 @@ def _row_statistics(rows: _Rows, n_true: torch.Tensor, n_false: torch.Tensor, to
 
 
 def _group_totals(
-    mask: torch.Tensor, correct: torch.Tensor, ids: torch.Tensor, num_groups: int
+    lengths: torch.Tensor, correct: torch.Tensor, ids: torch.Tensor, num_groups: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per group [G] int64: correct rollouts nT, wrong rollouts nF, unmasked tokens in correct (NT) / wrong (NF)."""
     correct = correct.to(torch.int64)
-    lengths = mask.sum(dim=1, dtype=torch.int64)
     zeros = torch.zeros(num_groups, dtype=torch.int64, device=ids.device)
     n_true = zeros.clone().index_add_(0, ids, correct)
     n_false = zeros.clone().index_add_(0, ids, 1 - correct)
@@ -385,10 +396,15 @@ def _group_totals(
 def _key_token_rows(responses, response_mask, scores, group, config: KTAEConfig, mixed_only: bool):
     responses, mask, scores, ids, keys = _check_batch(responses, response_mask, scores, group)
     correct = scores > config.threshold
-    totals = _group_totals(mask, correct, ids, len(keys))
+    lengths = mask.sum(dim=1, dtype=torch.int32).to(torch.int64)
+    totals = _group_totals(lengths, correct, ids, len(keys))
     n_true, n_false = totals[0], totals[1]
-    selected = mask & ((n_true > 0) & (n_false > 0))[ids].view(-1, 1) if mixed_only else mask
-    rows = _count_rows(responses, selected, correct, ids, len(keys))
+    if mixed_only:  # only groups with both correct and wrong rollouts have non-zero values
+        mixed = ((n_true > 0) & (n_false > 0))[ids]
+        selected, lengths = mask & mixed.view(-1, 1), lengths * mixed
+    else:
+        selected = mask
+    rows = _count_rows(responses, selected, lengths, correct, ids, len(keys))
     stats = _row_statistics(rows, *totals, config, details=not mixed_only)
     return responses, mask, scores, ids, keys, rows, stats
 

@@ -175,6 +175,14 @@ def arcsine_distance(a: torch.Tensor, b: torch.Tensor, n_true: torch.Tensor, n_f
     return torch.asin(torch.sqrt(rate_true)) - torch.asin(torch.sqrt(rate_false))
 
 
+def _length_norm(length: torch.Tensor, average_length: torch.Tensor, k1: float, b: float) -> torch.Tensor:
+    return k1 * (1.0 - b + b * length / average_length)
+
+
+def _saturate(frequency: torch.Tensor, length_norm: torch.Tensor, k1: float) -> torch.Tensor:
+    return frequency * (k1 + 1.0) / (frequency + length_norm)
+
+
 def bm25_saturation(
     frequency: torch.Tensor, length: torch.Tensor, average_length: torch.Tensor, k1: float = 2.0, b: float = 0.5
 ) -> torch.Tensor:
@@ -192,7 +200,7 @@ def bm25_saturation(
     frequency = torch.as_tensor(frequency, dtype=torch.float64)
     length = torch.as_tensor(length, dtype=torch.float64, device=frequency.device)
     average_length = torch.as_tensor(average_length, dtype=torch.float64, device=frequency.device)
-    return frequency * (k1 + 1.0) / (frequency + k1 * (1.0 - b + b * length / average_length))
+    return _saturate(frequency, _length_norm(length, average_length, k1, b), k1)
 
 
 def term_frequency_ratio(
@@ -203,6 +211,7 @@ def term_frequency_ratio(
     k1: float = 2.0,
     b: float = 0.5,
     smoothing: float = 1e-5,
+    index: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Term-frequency part ``r`` of the direction score (spec §3).
 
@@ -211,25 +220,38 @@ def term_frequency_ratio(
     ``r = tfT / (tfF + smoothing) - tfF / (tfT + smoothing)``.
 
     Args:
-        count_true, count_false: occurrences of the token in the correct / wrong rollouts of its group.
-        tokens_true, tokens_false: unmasked tokens in the correct / wrong rollouts of the group (NT, NF).
+        count_true, count_false: [M] occurrences of the token in the correct / wrong rollouts of its group.
+        tokens_true, tokens_false: unmasked tokens in the correct / wrong rollouts of the group (NT, NF): [M], or
+            one entry per group [G] together with ``index``.
+        index: optional [M] group of each row, so that the per-group constants are computed once per group.
 
     Returns:
-        float64 tensor: positive when the token is relatively more frequent in correct rollouts.
+        float64 [M]: positive when the token is relatively more frequent in correct rollouts.
     """
-    count_true, count_false, tokens_true, tokens_false = _check_tables(
-        count_true=count_true, count_false=count_false, tokens_true=tokens_true, tokens_false=tokens_false
-    )
-    return _term_frequency_ratio(count_true, count_false, tokens_true, tokens_false, k1, b, smoothing)
+    count_true, count_false = _check_tables(count_true=count_true, count_false=count_false)
+    tokens_true, tokens_false = _check_tables(tokens_true=tokens_true, tokens_false=tokens_false)
+    if index is None and tokens_true.shape != count_true.shape:
+        raise ValueError(
+            f"tokens_true has shape {tuple(tokens_true.shape)}, expected {tuple(count_true.shape)} like count_true "
+            "(or pass index to map rows to per-group totals)"
+        )
+    return _term_frequency_ratio(count_true, count_false, tokens_true, tokens_false, k1, b, smoothing, index)
 
 
-def _term_frequency_ratio(count_true, count_false, tokens_true, tokens_false, k1, b, smoothing):
-    # unchecked core of `term_frequency_ratio` (int64 inputs), with as few passes over the rows as possible
+def _term_frequency_ratio(count_true, count_false, tokens_true, tokens_false, k1, b, smoothing, index=None):
+    # unchecked core of `term_frequency_ratio`: per-group constants first, then few passes over the rows
     tokens_true = tokens_true.to(torch.float64)
     tokens_false = tokens_false.to(torch.float64)
-    freq_true = count_true / tokens_true.clamp(min=1.0)  # count is 0 whenever the token total is 0
-    freq_false = count_false / tokens_false.clamp(min=1.0)
     average = ((tokens_true + tokens_false) * 0.5).clamp(min=1e-12)
-    tf_true = bm25_saturation(freq_true, tokens_true, average, k1, b)
-    tf_false = bm25_saturation(freq_false, tokens_false, average, k1, b)
+    per_token_true = 1.0 / tokens_true.clamp(min=1.0)  # the count is 0 whenever the token total is 0
+    per_token_false = 1.0 / tokens_false.clamp(min=1.0)
+    norm_true = _length_norm(tokens_true, average, k1, b)
+    norm_false = _length_norm(tokens_false, average, k1, b)
+    if index is not None:
+        per_token_true, per_token_false = per_token_true[index], per_token_false[index]
+        norm_true, norm_false = norm_true[index], norm_false[index]
+    freq_true = count_true * per_token_true
+    freq_false = count_false * per_token_false
+    tf_true = _saturate(freq_true, norm_true, k1)
+    tf_false = _saturate(freq_false, norm_false, k1)
     return tf_true / (tf_false + smoothing) - tf_false / (tf_true + smoothing)
