@@ -81,16 +81,15 @@ class TrainConfig:
     task_min_operands: int = _f(3, "embedded task: fewest operands per expression", "embedded")
     task_max_operands: int = _f(4, "embedded task: most operands per expression", "embedded")
     task_max_operand: int = _f(9, "embedded task: operands are 1..N", "embedded")
-    task_operators: str = _f("+-*", "embedded task: operators used", "embedded")
-    tiny_hidden_size: int = _f(128, "tiny model: width", "embedded")
+    tiny_hidden_size: int = _f(64, "tiny model: width", "embedded")
     tiny_layers: int = _f(4, "tiny model: transformer blocks", "embedded")
     tiny_heads: int = _f(4, "tiny model: attention heads", "embedded")
-    tiny_intermediate_size: int = _f(384, "tiny model: MLP width", "embedded")
-    tiny_sft_steps: int = _f(600, "tiny model: supervised warm-start steps (cached after the first run)", "embedded")
+    tiny_intermediate_size: int = _f(192, "tiny model: MLP width", "embedded")
+    tiny_sft_steps: int = _f(800, "tiny model: supervised warm-start steps (cached after the first run)", "embedded")
     tiny_sft_batch_size: int = _f(64, "tiny model: sequences per warm-start step", "embedded")
     tiny_sft_lr: float = _f(3e-3, "tiny model: warm-start peak learning rate", "embedded")
-    tiny_worked_fraction: float = _f(0.3, "tiny model: share of worked solutions in the warm-start data "
-                                     "(the rest answer directly)", "embedded")
+    tiny_correct_fraction: float = _f(0.35, "tiny model: share of warm-start solutions with the right order of "
+                                      "operations (the rest evaluate left to right)", "embedded")
     tiny_seed: int = _f(1234, "tiny model: seed of its initialisation and warm-start data", "embedded")
     cache_dir: str = _f("", "cache of built models (default: $KTAE_CACHE or ~/.cache/ktae)", "embedded")
 
@@ -193,7 +192,7 @@ class TrainConfig:
         need(self.dual_clip == 0 or self.dual_clip > 1, "dual_clip", "0 (off) or a number > 1")
         need(self.kl_coef >= 0, "kl_coef", "a number >= 0")
         need(self.grad_clip >= 0, "grad_clip", "a number >= 0")
-        need(0 <= self.tiny_worked_fraction <= 1, "tiny_worked_fraction", "a number in [0, 1]")
+        need(0 <= self.tiny_correct_fraction <= 1, "tiny_correct_fraction", "a number in [0, 1]")
         need(bool(self.model), "model", "'embedded', a model id, a folder or a .gguf file")
         need(bool(self.data), "data", "'embedded', a dataset id, a file or a folder")
         need(self.model != "embedded" or self.data == "embedded", "data",

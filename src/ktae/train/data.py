@@ -20,7 +20,7 @@ EMBEDDED_EVAL_SEED = 2_000_003
 #: held-out pool size of the embedded task; the warm start and the training pool never contain these
 EMBEDDED_EVAL_POOL = 1000
 #: training pool size of the embedded task
-EMBEDDED_TRAIN_POOL = 50_000
+EMBEDDED_TRAIN_POOL = 20_000
 
 
 def embedded_task(cfg) -> ArithmeticTask:
@@ -28,7 +28,6 @@ def embedded_task(cfg) -> ArithmeticTask:
         min_operands=cfg.task_min_operands,
         max_operands=cfg.task_max_operands,
         max_operand=cfg.task_max_operand,
-        operators=cfg.task_operators,
     )
 
 
@@ -39,7 +38,7 @@ def embedded_problems(task: ArithmeticTask, seed: int) -> tuple[list[dict], list
     """
     held_out = task.problems(EMBEDDED_EVAL_POOL, seed=EMBEDDED_EVAL_SEED)
     exclude = {r["problem"] for r in held_out}
-    size = min(EMBEDDED_TRAIN_POOL, max(1, task.count_upper_bound() // 3 - EMBEDDED_EVAL_POOL))
+    size = min(EMBEDDED_TRAIN_POOL, max(1, task.size() // 2 - EMBEDDED_EVAL_POOL))
     train = task.problems(size, seed=10_007 + seed, exclude=exclude)
     return train, held_out
 

@@ -99,7 +99,7 @@ def load_policy(cfg, device: torch.device, dtype: torch.dtype, progress: bool = 
             sft_steps=cfg.tiny_sft_steps,
             sft_batch_size=cfg.tiny_sft_batch_size,
             sft_lr=cfg.tiny_sft_lr,
-            worked_fraction=cfg.tiny_worked_fraction,
+            correct_fraction=cfg.tiny_correct_fraction,
             seed=cfg.tiny_seed,
         )
         held_out = frozenset(r["problem"] for r in task.problems(EMBEDDED_EVAL_POOL, seed=EMBEDDED_EVAL_SEED))

@@ -4,9 +4,9 @@
 ``PreTrainedTokenizerFast``, built on the first call and cached (by a hash of every
 setting) under ``$KTAE_CACHE`` or ``~/.cache/ktae``. Building means: a fresh model
 with a fixed seed, then a short supervised phase on generated solutions of the
-embedded task — a mix of worked solutions and direct answers (``worked_fraction``),
-so that the model's own samples are sometimes right and sometimes wrong and
-reinforcement learning has something to learn.
+embedded task — a mix of correct worked solutions and solutions that evaluate left to
+right (``correct_fraction``), so that the model's own samples are sometimes right and
+sometimes wrong and reinforcement learning has something to learn.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from ktae.train.task import BOXED, ArithmeticTask, direct_solution, format_problem, worked_solution
+from ktae.train.task import BOXED, ArithmeticTask, format_problem, left_to_right_solution, worked_solution
 
 PAD, EOS, UNK = "<pad>", "<eos>", "<unk>"
 #: every symbol the embedded task writes; anything else maps to <unk>
@@ -36,16 +36,17 @@ BUILD_VERSION = 1
 class TinyModelConfig:
     """Architecture and warm-start recipe of the embedded model."""
 
-    hidden_size: int = field(default=128, metadata={"help": "width of the tiny Llama"})
+    hidden_size: int = field(default=64, metadata={"help": "width of the tiny Llama"})
     num_layers: int = field(default=4, metadata={"help": "transformer blocks of the tiny Llama"})
     num_heads: int = field(default=4, metadata={"help": "attention heads of the tiny Llama"})
-    intermediate_size: int = field(default=384, metadata={"help": "MLP width of the tiny Llama"})
+    intermediate_size: int = field(default=192, metadata={"help": "MLP width of the tiny Llama"})
     max_positions: int = field(default=128, metadata={"help": "longest sequence (prompt + response) in tokens"})
-    sft_steps: int = field(default=600, metadata={"help": "supervised warm-start steps"})
+    sft_steps: int = field(default=800, metadata={"help": "supervised warm-start steps"})
     sft_batch_size: int = field(default=64, metadata={"help": "sequences per warm-start step"})
     sft_lr: float = field(default=3e-3, metadata={"help": "peak learning rate of the warm start (cosine decay)"})
-    worked_fraction: float = field(
-        default=0.3, metadata={"help": "share of warm-start solutions that are worked out (the rest answer directly)"}
+    correct_fraction: float = field(
+        default=0.35,
+        metadata={"help": "share of warm-start solutions with the right order of operations (the rest go left to right)"},
     )
     seed: int = field(default=1234, metadata={"help": "seed of the initialisation and the warm-start data"})
 
@@ -95,10 +96,10 @@ def build_model(cfg: TinyModelConfig, vocab_size: int, pad_id: int, eos_id: int)
     return LlamaForCausalLM(config)
 
 
-def sft_example(task: ArithmeticTask, rng: random.Random, worked_fraction: float) -> tuple[str, str]:
+def sft_example(task: ArithmeticTask, rng: random.Random, correct_fraction: float) -> tuple[str, str]:
     """One (prompt, response) pair of the warm-start data."""
     expr = task.sample(rng)
-    solution = worked_solution(expr) if rng.random() < worked_fraction else direct_solution(expr)
+    solution = worked_solution(expr) if rng.random() < correct_fraction else left_to_right_solution(expr)
     return format_problem(expr), solution
 
 
@@ -143,7 +144,7 @@ def warm_start(model, tokenizer, task: ArithmeticTask, cfg: TinyModelConfig, exc
     for _ in bar:
         pairs = []
         while len(pairs) < cfg.sft_batch_size:
-            prompt, response = sft_example(task, rng, cfg.worked_fraction)
+            prompt, response = sft_example(task, rng, cfg.correct_fraction)
             if prompt.rstrip("\n") in exclude:
                 continue
             pairs.append((prompt, response))
