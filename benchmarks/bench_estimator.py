@@ -146,8 +146,11 @@ def paper_child() -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="time the baseline on 16 groups and skip the paper batch")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
     parser.add_argument("--paper-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.paper_child:
         paper_child()
         return 0
@@ -165,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{small['share_within_1e-3_of_released']:.1%} of positions within 1e-3 (float32 baseline)")
     results = {"small": small}
     if not args.quick:
-        out = subprocess.run([sys.executable, __file__, "--paper-child"], capture_output=True, text=True,
+        child = [sys.executable, __file__, "--paper-child"] + (["--threads", str(args.threads)] if args.threads else [])
+        out = subprocess.run(child, capture_output=True, text=True,
                              env={**os.environ, "PYTHONUNBUFFERED": "1"})
         if out.returncode != 0:
             print(out.stderr, file=sys.stderr)

@@ -240,3 +240,14 @@ def test_cuda_matches_cpu():
     gpu = ktae.ktae_advantages(*(t.cuda() for t in batch))[0]
     assert gpu.device.type == "cuda"
     torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-6, rtol=0)
+
+
+def test_blocks_of_groups_give_the_same_values(monkeypatch):
+    import ktae.core.advantages as advantages
+
+    batch = random_batch(21, groups=12, batch=90, length=40, vocab=30)
+    whole = ktae.key_token_values(*batch)
+    monkeypatch.setattr(advantages, "CPU_BLOCK_TOKENS", 64)  # a block of a few groups at a time
+    blocked = ktae.key_token_values(*batch)
+    assert torch.equal(blocked, whole)
+    check_against_reference(*batch)

@@ -218,17 +218,17 @@ class _Rows:
     b: torch.Tensor  # [M] wrong rollouts containing the token
     count_correct: torch.Tensor  # [M] occurrences in correct rollouts
     count_wrong: torch.Tensor  # [M] occurrences in wrong rollouts
-    selected: torch.Tensor  # [B, L] bool: the positions that were counted
-    order: torch.Tensor  # [N] sorted slot -> index among the selected positions (row-major)
+    shape: tuple[int, int]  # [B, L] of the batch
+    positions: torch.Tensor  # [N] flat positions (i * L + t) that were counted, row-major
+    order: torch.Tensor  # [N] sorted slot -> index into positions
 
     def scatter(self, row_values: torch.Tensor) -> torch.Tensor:
         """Spread per-row values [M] to a [B, L] tensor: each counted position gets its row's value, others 0."""
         per_slot = torch.repeat_interleave(row_values, self.count_correct + self.count_wrong)
         compact = torch.empty_like(per_slot)
         compact[self.order] = per_slot
-        return torch.zeros(self.selected.shape, dtype=row_values.dtype, device=row_values.device).masked_scatter_(
-            self.selected, compact
-        )
+        out = torch.zeros(self.shape[0] * self.shape[1], dtype=row_values.dtype, device=row_values.device)
+        return out.index_copy_(0, self.positions, compact).view(self.shape)
 
 
 def _count_rows(
@@ -260,8 +260,9 @@ def _count_rows(
     # int32 keys sort faster and fit for typical batches (e.g. 128 groups x 16 rollouts, 152k vocabulary)
     key_dtype = torch.int32 if (2 * num_groups * vocab) << shift < 2**31 else torch.int64
     row_base = ((ids * vocab * 2 + correct.to(torch.int64)) << shift) + rank
-    # masked_select keeps row-major order, so each row's base repeats over its selected positions
-    keys = torch.masked_select(responses, selected).to(key_dtype)
+    # positions are row-major, so each row's base repeats over its selected positions
+    positions = selected.view(-1).nonzero().squeeze(1)
+    keys = responses.reshape(-1).index_select(0, positions).to(key_dtype)
     keys <<= shift + 1
     keys += torch.repeat_interleave(row_base.to(key_dtype), selected_per_rollout)
     keys, order = torch.sort(keys)
@@ -299,7 +300,8 @@ def _count_rows(
         b=bounds[1:] - bounds[:-1] - a,
         count_correct=count_correct,
         count_wrong=count_all - count_correct,
-        selected=selected,
+        shape=tuple(selected.shape),
+        positions=positions,
         order=order,
     )
 
@@ -393,20 +395,27 @@ def _group_totals(
     return n_true, n_false, tokens_true, tokens_false
 
 
-def _key_token_rows(responses, response_mask, scores, group, config: KTAEConfig, mixed_only: bool):
+#: selected tokens per block of groups in `key_token_values` on a CPU: a block's sort, random scatter and
+#: temporaries stay cache-sized (1M tokens: about 15 MB of working set). GPUs take the batch in one block.
+CPU_BLOCK_TOKENS = 1 << 20
+
+
+def _group_blocks(tokens_per_group: torch.Tensor, budget: int | None) -> list[tuple[int, int]]:
+    """Consecutive ranges [g0, g1) of groups holding about ``budget`` tokens each (one range if budget is None)."""
+    num_groups = tokens_per_group.numel()
+    if budget is None or num_groups == 0:
+        return [(0, num_groups)]
+    block = torch.div(torch.cumsum(tokens_per_group, 0) - tokens_per_group, budget, rounding_mode="floor")
+    starts = (torch.nonzero(torch.diff(block, prepend=block[:1] - 1)).squeeze(1)).tolist()
+    return list(zip(starts, starts[1:] + [num_groups]))
+
+
+def _prepare(responses, response_mask, scores, group, config: KTAEConfig):
     responses, mask, scores, ids, keys = _check_batch(responses, response_mask, scores, group)
     correct = scores > config.threshold
     lengths = mask.sum(dim=1, dtype=torch.int32).to(torch.int64)
     totals = _group_totals(lengths, correct, ids, len(keys))
-    n_true, n_false = totals[0], totals[1]
-    if mixed_only:  # only groups with both correct and wrong rollouts have non-zero values
-        mixed = ((n_true > 0) & (n_false > 0))[ids]
-        selected, lengths = mask & mixed.view(-1, 1), lengths * mixed
-    else:
-        selected = mask
-    rows = _count_rows(responses, selected, lengths, correct, ids, len(keys))
-    stats = _row_statistics(rows, *totals, config, details=not mixed_only)
-    return responses, mask, scores, ids, keys, rows, stats
+    return responses, mask, ids, keys, correct, lengths, totals
 
 
 def key_token_values(
@@ -433,8 +442,25 @@ def key_token_values(
         positions and for ``config.ignore_token_ids``.
     """
     config = config or KTAEConfig()
-    responses, _, _, _, _, rows, stats = _key_token_rows(responses, response_mask, scores, group, config, True)
-    return rows.scatter(stats["value"].to(torch.float32))
+    responses, mask, ids, keys, correct, lengths, totals = _prepare(responses, response_mask, scores, group, config)
+    n_true, n_false = totals[0], totals[1]
+    mixed = (n_true > 0) & (n_false > 0)  # only these groups have non-zero values
+    out = torch.zeros(responses.shape, dtype=torch.float32, device=responses.device)
+    tokens_per_group = torch.where(mixed, totals[2] + totals[3], torch.zeros_like(n_true))
+    budget = CPU_BLOCK_TOKENS if responses.device.type == "cpu" else None
+    for g0, g1 in _group_blocks(tokens_per_group, budget):
+        members = (mixed[ids] & (ids >= g0) & (ids < g1)).nonzero().squeeze(1)
+        if members.numel() == 0:
+            continue
+        whole = members.numel() == responses.shape[0]
+        take = (lambda t: t) if whole else (lambda t: t[members])  # noqa: E731
+        rows = _count_rows(take(responses), take(mask), take(lengths), take(correct), take(ids) - g0, g1 - g0)
+        stats = _row_statistics(rows, *(t[g0:g1] for t in totals), config, details=False)
+        values = rows.scatter(stats["value"].to(torch.float32))
+        if whole:
+            return values
+        out[members] = values
+    return out
 
 
 def ktae_advantages(
@@ -547,7 +573,9 @@ def explain(
         A `KeyTokenTable` (CPU tensors).
     """
     config = config or KTAEConfig()
-    *_, keys, rows, stats = _key_token_rows(responses, response_mask, scores, group, config, False)
+    responses, mask, ids, keys, correct, lengths, totals = _prepare(responses, response_mask, scores, group, config)
+    rows = _count_rows(responses, mask, lengths, correct, ids, len(keys))
+    stats = _row_statistics(rows, *totals, config, details=True)
     columns = {
         "group": rows.group,
         "token": rows.token,
