@@ -12,7 +12,7 @@ from ktae.train.logger import read_metrics
 
 TINY = dict(tiny_hidden_size=32, tiny_layers=2, tiny_heads=2, tiny_intermediate_size=64, tiny_sft_steps=40,
             tiny_sft_batch_size=32, prompts_per_step=4, rollouts_per_prompt=4, max_new_tokens=24, eval_size=8,
-            eval_every=2, save_every=0, threads=1, grader_workers=0, quiet=True, seed=3, steps=4, lr=5e-3)
+            eval_every=2, save_every=0, mini_batch_prompts=2, threads=1, grader_workers=0, quiet=True, seed=3, steps=4, lr=5e-3)
 
 
 @pytest.fixture(scope="module")

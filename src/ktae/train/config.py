@@ -43,7 +43,7 @@ class TrainConfig:
                       "run")
     output_root: str = _f("runs", "parent folder of automatically named run folders", "run")
     seed: int = _f(0, "seed of sampling, prompt order and initialisation of everything random", "run")
-    steps: int = _f(80, "RL steps (one step = generate, reward, advantages, PPO update)", "run")
+    steps: int = _f(150, "RL steps (one step = generate, reward, advantages, PPO update)", "run")
     quiet: bool = _f(False, "print only the start/end summary, not one line per step", "run")
 
     # ---------------------------------------------------------------- model
@@ -55,7 +55,8 @@ class TrainConfig:
     device: str = _f("auto", "'auto' (cuda when available), 'cpu', 'cuda', 'cuda:1', ...", "model")
     trust_remote_code: bool = _f(False, "allow custom model code from the Hub", "model")
     gradient_checkpointing: bool = _f(False, "recompute activations in the backward pass (saves memory)", "model")
-    threads: int = _f(0, "torch CPU threads (0: torch's default, one per core)", "model")
+    threads: int = _f(0, "torch CPU threads (0: 1 for the embedded tiny model, whose small matrices gain "
+                                 "nothing from more; torch's default, one per core, otherwise)", "model")
 
     # ---------------------------------------------------------------- data
     data: str = _f("embedded", "'embedded' (procedural arithmetic), a Hub dataset id, a .jsonl/.json/.parquet file, "
@@ -128,7 +129,7 @@ class TrainConfig:
     mini_batch_prompts: int = _f(0, "prompts per PPO mini-batch (one optimizer step each); 0 = all", "update")
     micro_batch_size: int = _f(0, "rollouts per forward/backward (gradient accumulation); 0 = whole mini-batch",
                                "update")
-    lr: float = _f(2e-3, "learning rate (AdamW)", "update")
+    lr: float = _f(1e-4, "learning rate (AdamW)", "update")
     weight_decay: float = _f(0.0, "AdamW weight decay", "update")
     adam_beta1: float = _f(0.9, "AdamW beta1", "update")
     adam_beta2: float = _f(0.99, "AdamW beta2", "update")

@@ -23,6 +23,7 @@ import math
 import signal
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -345,7 +346,11 @@ def _new_run_dir(cfg: TrainConfig) -> Path:
     return path
 
 
-def train(config: TrainConfig | dict | None = None, *, resume: str | Path | None = None, log=print,
+def _print(text: str) -> None:
+    print(text, flush=True)
+
+
+def train(config: TrainConfig | dict | None = None, *, resume: str | Path | None = None, log=_print,
           **overrides) -> Path:
     """Run RL training and return the run folder (metrics.jsonl, config.yaml, checkpoints/, final/).
 
@@ -373,8 +378,9 @@ def train(config: TrainConfig | dict | None = None, *, resume: str | Path | None
     save_yaml(cfg, run_dir / "config.yaml")
     say = (lambda text: None) if cfg.quiet else log
 
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    threads = cfg.threads or (1 if cfg.model == "embedded" and resolve_device(cfg.device).type == "cpu" else 0)
+    if threads:
+        torch.set_num_threads(threads)
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # no bar per checkpoint write; the console shows one row per step
@@ -562,7 +568,9 @@ def train(config: TrainConfig | dict | None = None, *, resume: str | Path | None
                         say(f"step {step}: no group with both right and wrong rollouts after {batches} generation "
                             "batches; no update")
                     lr_now = optimizer.param_groups[0]["lr"]
-                    scheduler.step()
+                    with warnings.catch_warnings():  # the first update may have been skipped (non-finite)
+                        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+                        scheduler.step()
                     skipped_total += int(update.get("skipped_updates", 0))
 
                     # ------------------------------------------ log

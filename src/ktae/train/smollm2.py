@@ -11,10 +11,10 @@ Two PyPI packages make it possible without the Hugging Face Hub:
   records, and :func:`load_reasoning_gym` gives the training and held-out pools of a run
   (``--data reasoning_gym:<task>``, task options in ``--data_config "key=value,..."``).
 
-``ktae train --preset smollm2-cpu`` uses :data:`PRESET`: two-term sums of 1-2 digit numbers
-(``chain_sum``), a two-example ChatML prompt that shows the ``\\boxed{}`` answer format, 8 prompts x
-8 rollouts per step. The model often computes the sum but forgets the box, or boxes a wrong sum;
-GRPO+KTAE rewards the boxed right answers and the accuracy rises within ~20 steps.
+``ktae train --preset smollm2-cpu`` uses :data:`PRESET`: sums and differences of two digits
+(``chain_sum``), a one-example ChatML prompt that shows the ``\\boxed{}`` answer format, 4 prompts x
+8 rollouts per step. The model mostly computes the sum but often forgets the box (or boxes something
+else); GRPO+KTAE rewards the boxed right answers and the accuracy rises within ~20 steps.
 
 ``python -m ktae.train.smollm2 export FOLDER`` writes the same pools as ``train.jsonl`` and
 ``test.jsonl`` (for ``--data FOLDER/train.jsonl --eval_data FOLDER/test.jsonl``).
@@ -147,19 +147,19 @@ def reasoning_gym_problems(task: str, count: int, seed: int, options: dict[str, 
 def load_reasoning_gym(cfg) -> tuple[list[dict], list[dict]]:
     """(training pool, held-out pool) for ``--data reasoning_gym:<task>`` with ``--data_config`` options.
 
-    The held-out pool is drawn with a fixed seed (``min(eval_size, 500)`` problems when ``eval_size`` is
-    set, else 500) and never appears in the training pool, which depends on ``--seed``.
+    The held-out pool is ``--eval_size`` draws (500 when 0) with a fixed seed, duplicates removed; the
+    training pool is up to 20000 draws with a seed that depends on ``--seed``, without the held-out problems.
     """
     if not cfg.data.startswith(DATA_PREFIX):
         raise ValueError(f"--data: expected '{DATA_PREFIX}<task>', got {cfg.data!r}")
     task = cfg.data[len(DATA_PREFIX):]
     options = parse_options(cfg.data_config)
-    held_out = reasoning_gym_problems(task, EVAL_POOL, EVAL_SEED, options)
+    held_out = reasoning_gym_problems(task, getattr(cfg, "eval_size", 0) or EVAL_POOL, EVAL_SEED, options)
     train = reasoning_gym_problems(task, TRAIN_POOL, 10_007 + cfg.seed, options,
                                    exclude={r["problem"] for r in held_out})
     if not train:
-        raise ValueError(f"--data {cfg.data}: every generated problem is in the held-out pool; "
-                         "choose options that allow more distinct problems")
+        raise ValueError(f"--data {cfg.data}: every generated problem is in the held-out pool; lower --eval_size "
+                         "or choose options that allow more distinct problems")
     return train, held_out
 
 
@@ -188,12 +188,10 @@ def fix_chatml_special_tokens(model, tokenizer) -> bool:
 # ---------------------------------------------------------------------------- the recipe
 _QUESTION = "State the final answer to the following arithmetic problem: "
 
-#: two worked examples in SmolLM2's ChatML format show the ``\\boxed{}`` answer, then the problem
+#: one worked example in SmolLM2's ChatML format shows the ``\\boxed{}`` answer, then the problem
 PROMPT_TEMPLATE = (
     "<|im_start|>user\n" + _QUESTION + "3 + 4 =<|im_end|>\n"
     "<|im_start|>assistant\n3 + 4 = 7\n\\boxed{7}<|im_end|>\n"
-    "<|im_start|>user\n" + _QUESTION + "12 - 5 =<|im_end|>\n"
-    "<|im_start|>assistant\n12 - 5 = 7\n\\boxed{7}<|im_end|>\n"
     "<|im_start|>user\n{problem}<|im_end|>\n"
     "<|im_start|>assistant\n"
 )
@@ -203,38 +201,40 @@ PRESET: dict[str, Any] = {
     # the installed GGUF file; a readable placeholder path (the error names the fix) when it is missing
     "model": gguf_path(required=False) or f"<not installed: {INSTALL_MODEL}>/{GGUF_FILE}",
     "data": DATA_PREFIX + "chain_sum",
-    "data_config": "min_terms=2,max_terms=2,min_digits=1,max_digits=2",
+    "data_config": "min_terms=2,max_terms=2,min_digits=1,max_digits=1",
     "template": PROMPT_TEMPLATE,
-    "eval_size": 100,
+    "eval_size": 64,
     "eval_every": 5,
-    "eval_batch_size": 50,
+    "eval_batch_size": 64,
     "estimator": "grpo+ktae",
     "reward": "math",
     "steps": 20,
-    "prompts_per_step": 8,
+    "prompts_per_step": 4,
     "rollouts_per_prompt": 8,
     "max_new_tokens": 32,
     "temperature": 1.0,
-    "generation_batch_size": 64,
+    "generation_batch_size": 32,
     "lr": 1e-5,
     "grad_clip": 1.0,
     "clip_low": 0.2,
     "clip_high": 0.2,
     "kl_coef": 0.0,
     "loss_agg_mode": "token-mean",
-    "micro_batch_size": 16,
+    "micro_batch_size": 32,
     "save_every": 10,
     "save_model": False,
 }
 
 
-def export(folder: str | Path, task: str = "chain_sum", options: str = PRESET["data_config"], seed: int = 0) -> tuple[Path, Path]:
+def export(folder: str | Path, task: str = "chain_sum", options: str = PRESET["data_config"], seed: int = 0,
+           eval_size: int = PRESET["eval_size"]) -> tuple[Path, Path]:
     """Write the training and held-out pools of ``--data reasoning_gym:<task>`` as ``train.jsonl`` / ``test.jsonl``."""
     from types import SimpleNamespace
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    train, held_out = load_reasoning_gym(SimpleNamespace(data=DATA_PREFIX + task, data_config=options, seed=seed))
+    train, held_out = load_reasoning_gym(SimpleNamespace(data=DATA_PREFIX + task, data_config=options, seed=seed,
+                                                        eval_size=eval_size))
     paths = folder / "train.jsonl", folder / "test.jsonl"
     for path, rows in zip(paths, (train, held_out)):
         with open(path, "w") as f:

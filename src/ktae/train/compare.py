@@ -1,0 +1,489 @@
+"""``ktae compare``: GRPO vs GRPO+KTAE (or DAPO vs DAPO+KTAE, and KTAE ablations) over several seeds.
+
+Every (method, seed) is one ordinary ``ktae train`` run, made through :func:`ktae.train.train` into
+``<output>/runs/<method>-s<seed>``. Then the metrics of all runs are summarised:
+
+* ``<output>/compare.png``: held-out accuracy (greedy), rollout accuracy, rollout response length and
+  entropy against the step; per method the mean over seeds with a 95% confidence band (Student t);
+* ``<output>/compare.md`` and ``compare.json``: held-out accuracy and mean response length at fixed
+  steps (mean ± 95% CI over seeds), and the paired (same seed) difference of each KTAE variant to the
+  baseline.
+
+A finished run is reused, an interrupted one resumed from its last checkpoint, so stopping
+``ktae compare`` and running the same command again only does the missing work.
+
+>>> main(["--seeds", "3"])                        # doctest: +SKIP
+>>> main(["--dapo", "--ablations", "alpha,gamma"])  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import shutil
+import sys
+import textwrap
+import time
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable
+
+from ktae.train.config import TrainConfig, load_yaml, make_config, split_argv
+
+__all__ = ["CompareConfig", "Method", "methods", "run_compare", "summarise", "write_figure", "write_table",
+           "mean_ci", "main"]
+
+#: Student t quantiles t_{0.975, df} for df = 1..30 (beyond: the normal 1.96 is within 2%)
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
+         2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
+         2.045, 2.042)
+ABLATIONS = {"alpha": ("ktae_alpha", "α"), "beta": ("ktae_beta", "β"), "gamma": ("ktae_gamma", "γ")}
+#: run metrics summarised (key in metrics.jsonl -> panel title)
+CURVES = {
+    "eval_accuracy": "held-out accuracy (greedy)",
+    "accuracy": "rollout accuracy",
+    "response_length": "rollout response length (tokens)",
+    "entropy": "entropy (nats / token)",
+}
+
+
+def _f(default: Any, help: str):
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class CompareConfig:
+    """Options of ``ktae compare``; any other ``--key value`` is a ``ktae train`` option for every run."""
+
+    output: str = _f("runs/compare", "folder of the comparison: runs/, compare.png, compare.md, compare.json")
+    dapo: bool = _f(False, "compare DAPO vs DAPO+KTAE (presets dapo, dapo-ktae) instead of GRPO vs GRPO+KTAE")
+    ablations: list = _f([], "KTAE ablations to add, comma-separated subset of alpha,beta,gamma "
+                             "(each sets that weight to 0)")
+    seeds: int = _f(3, "number of seeds per method (seeds first_seed .. first_seed+seeds-1)")
+    first_seed: int = _f(0, "first seed")
+    steps: int = _f(40, "RL steps of every run")
+    eval_every: int = _f(10, "held-out evaluation every N steps (and at step 0 and the end)")
+    table_steps: list = _f([], "steps reported in the table, comma-separated (default: the evaluation steps)")
+    smooth: int = _f(5, "moving-average window (steps) of the rollout curves before averaging over seeds")
+    figure: str = _f("", "figure path (default: <output>/compare.png)")
+
+    def validate(self) -> "CompareConfig":
+        def need(cond: bool, name: str, expected: str) -> None:
+            if not cond:
+                raise ValueError(f"--{name}: expected {expected}, got {getattr(self, name)!r}")
+
+        need(isinstance(self.seeds, int) and self.seeds >= 1, "seeds", "an integer >= 1")
+        need(isinstance(self.first_seed, int) and self.first_seed >= 0, "first_seed", "an integer >= 0")
+        need(isinstance(self.steps, int) and self.steps >= 1, "steps", "an integer >= 1")
+        need(isinstance(self.eval_every, int) and self.eval_every >= 0, "eval_every", "an integer >= 0")
+        need(isinstance(self.smooth, int) and self.smooth >= 1, "smooth", "an integer >= 1")
+        need(bool(self.output), "output", "a folder")
+        need(all(a in ABLATIONS for a in self.ablations), "ablations", f"a subset of {','.join(ABLATIONS)}")
+        need(all(isinstance(s, int) and 0 <= s <= self.steps for s in self.table_steps), "table_steps",
+             f"steps between 0 and --steps ({self.steps})")
+        return self
+
+
+@dataclass(frozen=True)
+class Method:
+    """One arm of the comparison: a trainer preset plus option values."""
+
+    key: str          # folder-safe name, e.g. "grpo-ktae-no-alpha"
+    label: str        # legend / table name, e.g. "GRPO+KTAE (α=0)"
+    preset: str
+    overrides: tuple[tuple[str, Any], ...] = ()
+
+
+def methods(dapo: bool = False, ablations: list[str] | tuple[str, ...] = ()) -> list[Method]:
+    """Baseline first, then KTAE, then one KTAE variant per ablation."""
+    base, name = ("dapo", "DAPO") if dapo else ("grpo", "GRPO")
+    out = [Method(base, name, base), Method(f"{base}-ktae", f"{name}+KTAE", f"{base}-ktae")]
+    for ab in ablations:
+        if ab not in ABLATIONS:
+            raise ValueError(f"--ablations: unknown ablation {ab!r}; expected a subset of {', '.join(ABLATIONS)}")
+        option, symbol = ABLATIONS[ab]
+        out.append(Method(f"{base}-ktae-no-{ab}", f"{name}+KTAE ({symbol}=0)", f"{base}-ktae", ((option, 0.0),)))
+    return out
+
+
+# ============================================================================ statistics
+def mean_ci(values: list[float]) -> tuple[float, float]:
+    """Mean and the half-width of its 95% confidence interval (Student t; 0 for one value, nan for none)."""
+    vals = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    n = len(vals)
+    if n == 0:
+        return float("nan"), float("nan")
+    mean = sum(vals) / n
+    if n == 1:
+        return mean, 0.0
+    sd = math.sqrt(sum((v - mean) ** 2 for v in vals) / (n - 1))
+    t = _T975[n - 2] if n - 1 <= len(_T975) else 1.96
+    return mean, t * sd / math.sqrt(n)
+
+
+def _smooth(values: list[float], window: int) -> list[float]:
+    out = []
+    for i in range(len(values)):
+        chunk = values[max(0, i - window + 1): i + 1]
+        out.append(sum(chunk) / len(chunk))
+    return out
+
+
+def _series(records: list[dict], key: str) -> dict[int, float]:
+    out: dict[int, float] = {}
+    for r in records:
+        v = r.get(key)
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+            out[int(r["step"])] = float(v)
+    return out
+
+
+# ============================================================================ running
+def _read_metrics(run_dir: Path) -> list[dict]:
+    from ktae.train.logger import read_metrics
+
+    return read_metrics(run_dir)
+
+
+def run_complete(run_dir: Path, cfg: TrainConfig) -> bool:
+    """True when ``run_dir`` logged its last step (and its final evaluation when it evaluates)."""
+    if not (run_dir / "metrics.jsonl").is_file():
+        return False
+    records = _read_metrics(run_dir)
+    trained = any(r.get("step") == cfg.steps and "accuracy" in r for r in records)
+    evaluated = not cfg.eval_every or any(r.get("step") == cfg.steps and "eval_accuracy" in r for r in records)
+    return trained and evaluated
+
+
+def _comparable(cfg: TrainConfig) -> dict:
+    d = cfg.to_dict()
+    for key in ("run_dir", "quiet", "output_root"):
+        d.pop(key, None)
+    return d
+
+
+def _saved_config(run_dir: Path) -> dict | None:
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        return None
+    saved = TrainConfig()
+    values = load_yaml(path)
+    known = {f.name for f in fields(TrainConfig)}
+    saved = dataclasses.replace(saved, **{k: v for k, v in values.items() if k in known})
+    return _comparable(saved)
+
+
+def plan(config: CompareConfig, train_options: dict) -> list[tuple[Method, int, TrainConfig]]:
+    """Every (method, seed, trainer configuration) of the comparison, validated before anything runs."""
+    out = []
+    root = Path(config.output) / "runs"
+    for method in methods(config.dapo, config.ablations):
+        for seed in range(config.first_seed, config.first_seed + config.seeds):
+            values = {**train_options, **dict(method.overrides), "seed": seed, "steps": config.steps,
+                      "eval_every": config.eval_every, "run_dir": str(root / f"{method.key}-s{seed}")}
+            try:
+                cfg = make_config(method.preset, **values)
+            except ValueError as exc:
+                raise ValueError(f"ktae train option for {method.label}: {exc}") from exc
+            out.append((method, seed, cfg))
+    return out
+
+
+def run_compare(config: CompareConfig, train_options: dict | None = None, log: Callable[[str], None] = print
+                ) -> dict[str, list[Path]]:
+    """Run (or reuse, or resume) every run of the comparison; returns ``{method key: [run folders]}``."""
+    from tqdm.auto import tqdm
+
+    from ktae.train.checkpoint import latest_checkpoint
+    from ktae.train.loop import train
+
+    config.validate()
+    jobs = plan(config, dict(train_options or {}))
+    out: dict[str, list[Path]] = {}
+    bar = tqdm(total=len(jobs), desc="compare", unit="run", dynamic_ncols=True)
+    try:
+        for method, seed, cfg in jobs:
+            run_dir = Path(cfg.run_dir)
+            out.setdefault(method.key, []).append(run_dir)
+            bar.set_postfix_str(f"{method.label} seed {seed}")
+            saved = _saved_config(run_dir)
+            if saved is not None and saved != _comparable(cfg):
+                changed = sorted(k for k in saved if saved.get(k) != _comparable(cfg).get(k))
+                raise ValueError(f"{run_dir} was made with other options ({', '.join(changed)}); "
+                                 "choose another --output or delete that folder")
+            if run_complete(run_dir, cfg):
+                bar.write(f"[{method.key} s{seed}] finished earlier: reused")
+            else:
+                def say(text: str, _tag=f"[{method.key} s{seed}] ") -> None:
+                    bar.write(textwrap.indent(str(text), _tag))
+
+                if latest_checkpoint(run_dir) is not None:
+                    bar.write(f"[{method.key} s{seed}] resuming from {latest_checkpoint(run_dir).name}")
+                    train(resume=run_dir, log=say)
+                else:
+                    if run_dir.exists():  # started but stopped before its first checkpoint
+                        shutil.rmtree(run_dir)
+                    train(cfg, log=say)
+            bar.update(1)
+    finally:
+        bar.close()
+    return out
+
+
+# ============================================================================ summarising
+def summarise(runs: dict[str, list[Path]], method_list: list[Method], table_steps: list[int] | None = None,
+              smooth: int = 5) -> dict:
+    """Curves (mean, CI per step) and the fixed-step table of the runs' ``metrics.jsonl``."""
+    summary: dict[str, Any] = {"methods": [], "curves": {}, "table": {}, "paired": {}}
+    per_run: dict[str, list[dict[str, dict[int, float]]]] = {}
+    for m in method_list:
+        dirs = runs.get(m.key, [])
+        series = []
+        for d in dirs:
+            records = _read_metrics(Path(d))
+            s = {key: _series(records, key) for key in (*CURVES, "eval_response_length")}
+            for key in ("accuracy", "response_length", "entropy"):
+                steps = sorted(s[key])
+                s[key] = dict(zip(steps, _smooth([s[key][t] for t in steps], smooth)))
+            series.append(s)
+        per_run[m.key] = series
+        summary["methods"].append({"key": m.key, "label": m.label, "runs": [str(d) for d in dirs]})
+        curves = {}
+        for key in CURVES:
+            steps = sorted(set().union(*(set(s[key]) for s in series))) if series else []
+            rows = []
+            for t in steps:
+                vals = [s[key][t] for s in series if t in s[key]]
+                mean, ci = mean_ci(vals)
+                rows.append([t, mean, ci, len(vals)])
+            curves[key] = rows
+        summary["curves"][m.key] = curves
+    if table_steps is None or not table_steps:
+        found = set()
+        for series in per_run.values():
+            for s in series:
+                found |= set(s["eval_accuracy"])
+        table_steps = sorted(found)
+    summary["table_steps"] = list(table_steps)
+    for m in method_list:
+        rows = {}
+        for t in table_steps:
+            row = {}
+            for key, name in (("eval_accuracy", "accuracy"), ("eval_response_length", "length"),
+                              ("accuracy", "rollout_accuracy")):
+                vals = [s[key][t] for s in per_run[m.key] if t in s[key]]
+                mean, ci = mean_ci(vals)
+                row[name] = {"mean": mean, "ci95": ci, "n": len(vals), "values": vals}
+            rows[str(t)] = row
+        summary["table"][m.key] = rows
+    # paired by seed: each KTAE variant minus the baseline (same seed = same data order and initialisation)
+    base = method_list[0]
+    for m in method_list[1:]:
+        paired = {}
+        for t in table_steps:
+            row = {}
+            for key, name in (("eval_accuracy", "accuracy"), ("eval_response_length", "length")):
+                diffs = [a[key][t] - b[key][t] for a, b in zip(per_run[m.key], per_run[base.key])
+                         if t in a[key] and t in b[key]]
+                mean, ci = mean_ci(diffs)
+                row[name] = {"mean": mean, "ci95": ci, "n": len(diffs), "values": diffs}
+            paired[str(t)] = row
+        summary["paired"][m.key] = paired
+    return summary
+
+
+def _fmt(cell: dict, percent: bool) -> str:
+    mean, ci, n = cell["mean"], cell["ci95"], cell["n"]
+    if n == 0 or not math.isfinite(mean):
+        return "–"
+    if percent:
+        return f"{100 * mean:.1f} ± {100 * ci:.1f}" if n > 1 else f"{100 * mean:.1f}"
+    return f"{mean:.1f} ± {ci:.1f}" if n > 1 else f"{mean:.1f}"
+
+
+def write_table(summary: dict, path_md: Path, path_json: Path, title: str = "") -> None:
+    """The fixed-step table as markdown (``path_md``) and the whole summary as JSON (``path_json``)."""
+    labels = {m["key"]: m["label"] for m in summary["methods"]}
+    keys = [m["key"] for m in summary["methods"]]
+    n_seeds = max((len(m["runs"]) for m in summary["methods"]), default=0)
+    lines = []
+    if title:
+        lines += [f"**{title}**", ""]
+    lines += [f"Held-out accuracy (%, greedy) and mean response length (tokens) at fixed steps: mean ± 95% CI over "
+              f"{n_seeds} seeds (Student t).", ""]
+    head = "| step | " + " | ".join(f"{labels[k]} acc" for k in keys) + " | " + \
+        " | ".join(f"{labels[k]} len" for k in keys) + " |"
+    lines += [head, "|" + "---:|" * (1 + 2 * len(keys))]
+    for t in summary["table_steps"]:
+        accs = [_fmt(summary["table"][k][str(t)]["accuracy"], True) for k in keys]
+        lens = [_fmt(summary["table"][k][str(t)]["length"], False) for k in keys]
+        lines.append(f"| {t} | " + " | ".join(accs) + " | " + " | ".join(lens) + " |")
+    base = keys[0]
+    if summary["paired"]:
+        lines += ["", f"Paired difference to {labels[base]} (same seed), mean ± 95% CI:", ""]
+        others = list(summary["paired"])
+        lines += ["| step | " + " | ".join(f"{labels[k]} Δacc (pts)" for k in others) + " | " +
+                  " | ".join(f"{labels[k]} Δlen" for k in others) + " |",
+                  "|" + "---:|" * (1 + 2 * len(others))]
+        for t in summary["table_steps"]:
+            accs = [_fmt(summary["paired"][k][str(t)]["accuracy"], True) for k in others]
+            lens = [_fmt(summary["paired"][k][str(t)]["length"], False) for k in others]
+            lines.append(f"| {t} | " + " | ".join(accs) + " | " + " | ".join(lens) + " |")
+    path_md.parent.mkdir(parents=True, exist_ok=True)
+    path_md.write_text("\n".join(lines) + "\n")
+    path_json.write_text(json.dumps(summary, indent=1, allow_nan=True))
+
+
+def write_figure(summary: dict, path: Path, title: str = "") -> Path:
+    """Four panels (held-out accuracy, rollout accuracy, response length, entropy): mean and 95% band per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(CURVES), figsize=(4.4 * len(CURVES), 3.8))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for k, m in enumerate(summary["methods"]):
+        color = colors[k % len(colors)]
+        n = len(m["runs"])
+        for ax, key in zip(axes, CURVES):
+            rows = summary["curves"][m["key"]][key]
+            if not rows:
+                continue
+            steps = [r[0] for r in rows]
+            mean = [r[1] for r in rows]
+            lo = [r[1] - r[2] for r in rows]
+            hi = [r[1] + r[2] for r in rows]
+            marker = "o" if key == "eval_accuracy" else None
+            ax.plot(steps, mean, color=color, lw=1.8, marker=marker, ms=4, label=f"{m['label']} ({n} seeds)")
+            ax.fill_between(steps, lo, hi, color=color, alpha=0.18, lw=0)
+    for ax, key in zip(axes, CURVES):
+        ax.set_title(CURVES[key], fontsize=10)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        if key.endswith("accuracy"):
+            ax.set_ylim(-0.02, 1.02)
+    axes[0].legend(fontsize=8, loc="lower right")
+    fig.suptitle(title or "mean over seeds, 95% confidence band", fontsize=11)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+# ============================================================================ command line
+def _help() -> str:
+    lines = [
+        "usage: ktae compare [--dapo] [--ablations alpha,beta,gamma] [--seeds N] [--steps N] [--output DIR]",
+        "                    [any ktae train option, e.g. --prompts_per_step 8 ...]",
+        "",
+        "Runs GRPO vs GRPO+KTAE (or DAPO vs DAPO+KTAE) on the embedded task over several seeds, then writes",
+        "<output>/compare.png (mean and 95% band per method) and compare.md / compare.json (fixed-step table).",
+        "Finished runs are reused and interrupted ones resumed: run the same command again to continue.",
+        "",
+        "options:",
+    ]
+    wrap = textwrap.TextWrapper(width=110, initial_indent=" " * 6, subsequent_indent=" " * 6)
+    defaults = CompareConfig()
+    for f in fields(CompareConfig):
+        default = getattr(defaults, f.name)
+        shown = ",".join(map(str, default)) if isinstance(default, list) else default
+        kind = "" if f.type in (bool, "bool") else " VALUE"
+        lines.append(f"  --{f.name}{kind}  (default: {shown!r})")
+        lines += wrap.wrap(f.metadata["help"])
+    lines += ["", "Every other --key value is passed to each 'ktae train' run (see 'ktae train --help');",
+              "--seed, --steps, --eval_every, --run_dir and --preset are set by compare."]
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str]) -> tuple[CompareConfig, dict]:
+    """``(CompareConfig, ktae train options)`` from the command line."""
+    own = {f.name: f for f in fields(CompareConfig)}
+    config_values: dict[str, Any] = {}
+    rest: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        key, eq, value = arg[2:].partition("=") if arg.startswith("--") else ("", "", "")
+        key = key.replace("-", "_")
+        if key in own:
+            if own[key].type in (bool, "bool") and not eq:
+                nxt = argv[i + 1] if i + 1 < len(argv) else None
+                if nxt is not None and nxt.lower() in ("true", "false", "1", "0", "yes", "no"):
+                    config_values[key], i = nxt, i + 2
+                else:
+                    config_values[key], i = "true", i + 1
+                continue
+            if not eq:
+                if i + 1 >= len(argv):
+                    raise ValueError(f"--{key}: expected a value after it")
+                value, i = argv[i + 1], i + 2
+            else:
+                i += 1
+            config_values[key] = value
+            continue
+        rest.append(arg)
+        i += 1
+    config = CompareConfig()
+    for key, value in config_values.items():
+        kind = own[key].type
+        try:
+            if kind in (bool, "bool"):
+                if str(value).lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError
+                parsed: Any = str(value).lower() in ("true", "1", "yes")
+            elif kind in (int, "int"):
+                parsed = int(value)
+            elif kind in (list, "list"):
+                parts = [p.strip() for p in str(value).split(",") if p.strip()]
+                parsed = [int(p) for p in parts] if key == "table_steps" else parts
+            else:
+                parsed = str(value)
+        except ValueError:
+            raise ValueError(f"--{key}: expected {getattr(kind, '__name__', kind)}, got {value!r}") from None
+        setattr(config, key, parsed)
+    train_options = split_argv(rest)
+    for key in ("seed", "steps", "eval_every", "run_dir", "preset", "resume", "config"):
+        if key in train_options:
+            raise ValueError(f"--{key} is set by ktae compare (use --seeds/--first_seed/--steps/--eval_every/--output)")
+    return config.validate(), train_options
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if any(a in ("-h", "--help") for a in argv):
+        print(_help())
+        return 0
+    try:
+        config, train_options = parse_args(argv)
+        method_list = methods(config.dapo, config.ablations)
+        t0 = time.time()
+        runs = run_compare(config, train_options)
+        summary = summarise(runs, method_list, config.table_steps, config.smooth)
+        summary["command"] = "ktae compare " + " ".join(argv)
+        summary["options"] = {"compare": dataclasses.asdict(config), "train": train_options}
+        out = Path(config.output)
+        figure = Path(config.figure) if config.figure else out / "compare.png"
+        name = "DAPO" if config.dapo else "GRPO"
+        title = (f"{name} vs {name}+KTAE, embedded task: mean over {config.seeds} seeds, 95% band"
+                 if train_options.get("model", "embedded") == "embedded"
+                 else f"{name} vs {name}+KTAE: mean over {config.seeds} seeds, 95% band")
+        write_figure(summary, figure, title)
+        write_table(summary, out / "compare.md", out / "compare.json", title)
+        print((out / "compare.md").read_text())
+        print(f"figure: {figure}\ntable: {out / 'compare.md'} and {out / 'compare.json'}\n"
+              f"({time.time() - t0:.0f}s this session)")
+    except KeyboardInterrupt:
+        print("\nstopped; run the same command again to continue (finished runs are reused)", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, ImportError) as exc:
+        print(f"ktae compare: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
