@@ -387,7 +387,7 @@ GROUP_TITLES = {
 
 def help_text() -> str:
     """The text of ``ktae train --help``: usage, presets, then every option with its default."""
-    from ktae.train.presets import PRESETS, PRESET_HELP
+    from ktae.train.presets import PRESET_HELP, preset_names
 
     defaults = TrainConfig()
     types_ = _field_types()
@@ -406,8 +406,8 @@ def help_text() -> str:
         "",
         "presets:",
     ]
-    width = max(len(name) for name in PRESETS)
-    for name in PRESETS:
+    width = max(len(name) for name in preset_names())
+    for name in preset_names():
         lines.append(f"  {name:<{width}}  {PRESET_HELP.get(name, '')}")
     groups: dict[str, list] = {}
     for f in fields(TrainConfig):

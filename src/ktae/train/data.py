@@ -109,8 +109,32 @@ def to_problems(rows: list[dict], problem_field: str, answer_field: str, answer_
     return out
 
 
+#: generated data sources written ``--data <prefix>:<name>``: prefix -> "module:function"; the function takes the
+#: TrainConfig and returns (training problems, held-out problems)
+DATA_PLUGINS: dict[str, str] = {
+    "reasoning_gym": "ktae.train.smollm2:load_reasoning_gym",
+}
+
+
+def plugin_for(source: str):
+    """The loader function of a ``<prefix>:<name>`` data source, or None."""
+    prefix, colon, _ = source.partition(":")
+    if not colon or prefix not in DATA_PLUGINS or Path(os.path.expanduser(source)).exists():
+        return None
+    import importlib
+
+    module, _, function = DATA_PLUGINS[prefix].partition(":")
+    return getattr(importlib.import_module(module), function)
+
+
 def load_problems(cfg) -> tuple[list[dict], list[dict]]:
     """(training problems, held-out problems) for a :class:`~ktae.train.config.TrainConfig`."""
+    plugin = plugin_for(cfg.data)
+    if plugin is not None:
+        train, held_out = plugin(cfg)
+        if cfg.eval_data:
+            held_out = _load_eval(cfg)
+        return train, held_out
     if cfg.data == "embedded":
         train, held_out = embedded_problems(embedded_task(cfg), cfg.seed)
         if cfg.eval_data:

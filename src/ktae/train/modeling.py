@@ -82,6 +82,27 @@ def load_hf_model(cfg, dtype: torch.dtype):
     return model
 
 
+def align_eos(model, tokenizer) -> bool:
+    """Make the tokenizer's EOS the one the model's generation config stops at (GGUF chat models).
+
+    transformers may read a GGUF tokenizer with a different EOS (e.g. ChatML's ``<|im_start|>``)
+    than the generation config's (``<|im_end|>``); rollouts end at the latter, so the trainer's
+    EOS (response masks, KTAE's ignored ids) must be the same token. The pad token moves too when
+    it was the old EOS. Returns True when something changed.
+    """
+    eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if isinstance(eos, (list, tuple)):
+        eos = eos[0] if eos else None
+    if eos is None or eos == tokenizer.eos_token_id:
+        return False
+    old = tokenizer.eos_token
+    tokenizer.eos_token = tokenizer.convert_ids_to_tokens(int(eos))
+    if tokenizer.pad_token is None or tokenizer.pad_token == old:
+        vocab = tokenizer.get_vocab()
+        tokenizer.pad_token = "<|endoftext|>" if "<|endoftext|>" in vocab else tokenizer.eos_token
+    return True
+
+
 def load_policy(cfg, device: torch.device, dtype: torch.dtype, progress: bool = True):
     """``(model, tokenizer, source)`` for the run; ``source`` names where the weights came from."""
     if cfg.model == "embedded":
@@ -109,6 +130,8 @@ def load_policy(cfg, device: torch.device, dtype: torch.dtype, progress: bool = 
         tokenizer = load_tokenizer(cfg)
         model = load_hf_model(cfg, dtype)
         source = cfg.model
+        if split_gguf(cfg.model, cfg.gguf_file)[1]:
+            align_eos(model, tokenizer)
     model.to(device=device, dtype=dtype)
     if getattr(model.config, "pad_token_id", None) is None:
         model.config.pad_token_id = tokenizer.pad_token_id

