@@ -51,7 +51,8 @@ class TrainConfig:
                     "or a local .gguf file", "model")
     gguf_file: str = _f("", "GGUF file name inside the --model folder/repo (a .gguf path in --model sets it)", "model")
     tokenizer: str = _f("", "tokenizer id/path if it differs from the model's", "model")
-    dtype: str = _f("auto", f"parameter dtype, one of {DTYPES}; auto: bfloat16 on a GPU, float32 on a CPU", "model")
+    dtype: str = _f("auto", f"compute dtype, one of {DTYPES} (trained weights stay float32, bf16/fp16 run under "
+                    "autocast); auto: bfloat16 on a GPU, float32 on a CPU", "model")
     device: str = _f("auto", "'auto' (cuda when available), 'cpu', 'cuda', 'cuda:1', ...", "model")
     trust_remote_code: bool = _f(False, "allow custom model code from the Hub", "model")
     gradient_checkpointing: bool = _f(False, "recompute activations in the backward pass (saves memory)", "model")

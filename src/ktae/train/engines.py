@@ -20,7 +20,7 @@ def _free_port() -> int:
 class VLLMEngine:
     """A colocated ``vllm.LLM`` kept in step with the policy."""
 
-    def __init__(self, model, tokenizer, cfg, source: str, run_dir: Path):
+    def __init__(self, model, tokenizer, cfg, source: str, run_dir: Path, dtype=None):
         try:
             from vllm import LLM
         except ImportError as exc:
@@ -40,7 +40,7 @@ class VLLMEngine:
         self.llm = LLM(
             model=path,
             tokenizer=path if cfg.model == "embedded" else (cfg.tokenizer or None),
-            dtype=str(next(model.parameters()).dtype).removeprefix("torch."),
+            dtype=str(dtype or next(model.parameters()).dtype).removeprefix("torch."),
             gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
             max_model_len=cfg.max_prompt_tokens + max(cfg.max_new_tokens, cfg.eval_max_new_tokens),
             distributed_executor_backend="external_launcher",

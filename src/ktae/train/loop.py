@@ -111,12 +111,13 @@ def pad_left(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Te
 
 
 def response_log_probs(model, prompt_ids: list[list[int]], responses: torch.Tensor, response_mask: torch.Tensor,
-                       pad_id: int, temperature: float, entropy: bool = False
+                       pad_id: int, temperature: float, entropy: bool = False, entropy_grad: bool = False
                        ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Log-probabilities ``[b, L]`` of the response tokens (logits / temperature), and optionally the entropy.
 
     Prompts are left-padded and responses right-padded; position ids count real tokens only,
-    as in generation, so the log-probs match the sampling distribution.
+    as in generation, so the log-probs match the sampling distribution. The entropy ``[b, L]``
+    carries a gradient only with ``entropy_grad`` (an entropy bonus).
     """
     device = next(model.parameters()).device
     prompt, prompt_mask = pad_left(prompt_ids, pad_id)
@@ -124,14 +125,30 @@ def response_log_probs(model, prompt_ids: list[list[int]], responses: torch.Tens
     input_ids = torch.cat([prompt, responses.cpu()], dim=1).to(device)
     attention = torch.cat([prompt_mask, response_mask.cpu().long()], dim=1).to(device)
     positions = (attention.cumsum(-1) - 1).clamp(min=0)
-    out = model(input_ids=input_ids, attention_mask=attention, position_ids=positions, use_cache=False,
-                logits_to_keep=length + 1)
+    kwargs = {"logits_to_keep": length + 1} if _takes_logits_to_keep(model) else {}
+    out = model(input_ids=input_ids, attention_mask=attention, position_ids=positions, use_cache=False, **kwargs)
     logits = out.logits[:, -(length + 1):-1, :].float() / temperature       # [b, L, V] predicting the response
     targets = responses.to(device)
     log_probs = -F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
                                  reduction="none").view(targets.shape)
-    ent = entropy_from_logits(logits, chunk_size=4096) if entropy else None
+    ent = None
+    if entropy:
+        with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
+            ent = entropy_from_logits(logits if entropy_grad else logits.detach(), chunk_size=4096)
     return log_probs, ent
+
+
+def _takes_logits_to_keep(model) -> bool:
+    import inspect
+
+    forward = type(model).forward
+    cached = _LOGITS_TO_KEEP.get(forward)
+    if cached is None:
+        cached = _LOGITS_TO_KEEP[forward] = "logits_to_keep" in inspect.signature(forward).parameters
+    return cached
+
+
+_LOGITS_TO_KEEP: dict = {}
 
 
 def chunks(indices: torch.Tensor, size: int) -> list[torch.Tensor]:
@@ -139,13 +156,15 @@ def chunks(indices: torch.Tensor, size: int) -> list[torch.Tensor]:
 
 
 @torch.no_grad()
-def forward_log_probs(model, batch: Rollouts, cfg: TrainConfig, pad_id: int, micro: int) -> torch.Tensor:
+def forward_log_probs(model, batch: Rollouts, cfg: TrainConfig, pad_id: int, micro: int,
+                      amp=contextlib.nullcontext) -> torch.Tensor:
     """``[B, L]`` log-probs of every rollout under ``model`` (no gradient), micro-batch by micro-batch."""
     out = torch.zeros(batch.responses.shape, dtype=torch.float32)
     for idx in chunks(torch.arange(len(batch.prompt_ids)), micro):
         width = max(int(batch.response_mask[idx].sum(-1).max()), 1)
-        lp, _ = response_log_probs(model, [batch.prompt_ids[i] for i in idx], batch.responses[idx, :width],
-                                   batch.response_mask[idx, :width], pad_id, cfg.temperature)
+        with amp():
+            lp, _ = response_log_probs(model, [batch.prompt_ids[i] for i in idx], batch.responses[idx, :width],
+                                       batch.response_mask[idx, :width], pad_id, cfg.temperature)
         out[idx, :width] = lp.float().cpu()
     return out
 
@@ -160,8 +179,11 @@ def normaliser(mask: torch.Tensor, mode: str) -> float:
 
 
 def ppo_update(model, ref_model, optimizer, batch: Rollouts, advantages: torch.Tensor, cfg: TrainConfig,
-               pad_id: int, log) -> dict[str, float]:
-    """PPO epochs over mini-batches; one optimizer step per mini-batch; non-finite steps are skipped."""
+               pad_id: int, log, amp=contextlib.nullcontext) -> dict[str, float]:
+    """PPO epochs over mini-batches; one optimizer step per mini-batch; non-finite steps are skipped.
+
+    ``amp`` makes the context of the forward passes (``torch.autocast`` for bf16 on a GPU).
+    """
     device = next(model.parameters()).device
     n = cfg.rollouts_per_prompt
     size = len(batch.prompt_ids)
@@ -169,8 +191,8 @@ def ppo_update(model, ref_model, optimizer, batch: Rollouts, advantages: torch.T
     micro = cfg.micro_batch_size or mini
     params = [p for p in model.parameters() if p.requires_grad]
     on_policy = cfg.ppo_epochs == 1 and mini >= size  # old log-probs = the current ones, no extra forward
-    old_log_probs = None if on_policy else forward_log_probs(model, batch, cfg, pad_id, micro)
-    ref_log_probs = forward_log_probs(ref_model, batch, cfg, pad_id, micro) if cfg.kl_coef > 0 else None
+    old_log_probs = None if on_policy else forward_log_probs(model, batch, cfg, pad_id, micro, amp)
+    ref_log_probs = forward_log_probs(ref_model, batch, cfg, pad_id, micro, amp) if cfg.kl_coef > 0 else None
     sums: dict[str, float] = {}
     weights: dict[str, float] = {}
 
@@ -188,9 +210,10 @@ def ppo_update(model, ref_model, optimizer, batch: Rollouts, advantages: torch.T
             for idx in chunks(mb, micro):
                 width = max(int(batch.response_mask[idx].sum(-1).max()), 1)
                 mask = batch.response_mask[idx, :width].to(device)
-                log_prob, entropy = response_log_probs(
-                    model, [batch.prompt_ids[i] for i in idx], batch.responses[idx, :width], mask, pad_id,
-                    cfg.temperature, entropy=True)
+                with amp():
+                    log_prob, entropy = response_log_probs(
+                        model, [batch.prompt_ids[i] for i in idx], batch.responses[idx, :width], mask, pad_id,
+                        cfg.temperature, entropy=True, entropy_grad=cfg.entropy_coef != 0)
                 old = log_prob.detach() if old_log_probs is None else old_log_probs[idx, :width].to(device)
                 adv = advantages[idx, :width].to(device)
                 loss, pg_metrics = policy_loss(
@@ -203,9 +226,9 @@ def ppo_update(model, ref_model, optimizer, batch: Rollouts, advantages: torch.T
                                              cfg.loss_agg_mode, loss_scale_factor=cfg.max_new_tokens)
                     loss = loss + cfg.kl_coef * kl
                     add("kl", kl_metrics["kl_mean"], tokens)
-                entropy_mean = aggregate_loss(entropy, mask, cfg.loss_agg_mode, loss_scale_factor=cfg.max_new_tokens)
                 if cfg.entropy_coef:
-                    loss = loss - cfg.entropy_coef * entropy_mean
+                    loss = loss - cfg.entropy_coef * aggregate_loss(entropy, mask, cfg.loss_agg_mode,
+                                                                    loss_scale_factor=cfg.max_new_tokens)
                 share = normaliser(mask, cfg.loss_agg_mode) / total
                 if not torch.isfinite(loss):
                     finite = False
@@ -385,15 +408,20 @@ def train(config: TrainConfig | dict | None = None, *, resume: str | Path | None
 
     hf_logging.disable_progress_bar()  # no bar per checkpoint write; the console shows one row per step
     device = resolve_device(cfg.device)
-    dtype = resolve_dtype(cfg.dtype, device)
+    dtype = resolve_dtype(cfg.dtype, device)   # compute dtype; trained parameters stay float32 (mixed precision)
+
+    def amp():
+        if dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=device.type, dtype=dtype)
 
     # ------------------------------------------------------------------ model, data, optimizer
     t_setup = time.time()
-    model, tokenizer, source = load_policy(cfg, device, dtype, progress=not cfg.quiet)
+    model, tokenizer, source = load_policy(cfg, device, torch.float32, progress=not cfg.quiet)
     model.eval()
     ref_model = None
     if cfg.kl_coef > 0:
-        ref_model = copy.deepcopy(model).eval()
+        ref_model = copy.deepcopy(model).to(dtype).eval()   # frozen: kept in the compute dtype
         ref_model.requires_grad_(False)
     train_problems, eval_problems = load_problems(cfg)
     if cfg.eval_size:
@@ -425,7 +453,7 @@ def train(config: TrainConfig | dict | None = None, *, resume: str | Path | None
     if cfg.backend == "vllm":
         from ktae.train.engines import VLLMEngine
 
-        engine = VLLMEngine(model, tokenizer, cfg, source, run_dir)
+        engine = VLLMEngine(model, tokenizer, cfg, source, run_dir, dtype)
 
     # ------------------------------------------------------------------ resume or start
     start_step, eval_pending, elapsed_before = 0, cfg.eval_every > 0, 0.0
@@ -474,8 +502,9 @@ def train(config: TrainConfig | dict | None = None, *, resume: str | Path | None
                 # ---------------------------------------------- evaluate / checkpoint on schedule
                 if point["pending"]:
                     t0 = time.time()
-                    record = {"step": step, **evaluate(model, tokenizer, eval_problems, cfg, engine),
-                              "time_eval": time.time() - t0}
+                    with amp():
+                        results = evaluate(model, tokenizer, eval_problems, cfg, engine)
+                    record = {"step": step, **results, "time_eval": time.time() - t0}
                     if "eval_accuracy" in record:
                         logger.log(record)
                         say(f"eval @ step {step}: held-out accuracy {record['eval_accuracy']:.1%} "
@@ -508,7 +537,8 @@ def train(config: TrainConfig | dict | None = None, *, resume: str | Path | None
                     batches += 1
                     chosen = [usable[i] for i in sampler.next(per_batch)]
                     t0 = time.time()
-                    gens = generate_rollouts(model, tokenizer, [all_prompts[i] for i in chosen], cfg, engine)
+                    with amp():
+                        gens = generate_rollouts(model, tokenizer, [all_prompts[i] for i in chosen], cfg, engine)
                     times["generation"] += time.time() - t0
                     t0 = time.time()
                     refs = [train_problems[chosen[g.prompt_index]]["answer"] for g in gens]
@@ -560,7 +590,7 @@ def train(config: TrainConfig | dict | None = None, *, resume: str | Path | None
                     if kept:
                         t0 = time.time()
                         update = ppo_update(model, ref_model, optimizer, batch, advantages, cfg,
-                                            tokenizer.pad_token_id, log)
+                                            tokenizer.pad_token_id, log, amp)
                         times["update"] += time.time() - t0
                         if engine is not None:
                             engine.sync(model)

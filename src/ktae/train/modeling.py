@@ -25,6 +25,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    """The compute dtype: ``auto`` is bfloat16 on a GPU and float32 on a CPU."""
     if name == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
@@ -103,8 +104,22 @@ def align_eos(model, tokenizer) -> bool:
     return True
 
 
+def disable_dropout(model) -> None:
+    """Switch dropout off everywhere: PPO compares log-probs of the same policy, which must be deterministic."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+        for name in ("attention_dropout", "dropout", "attn_dropout", "resid_dropout"):
+            if isinstance(getattr(module, name, None), float):
+                setattr(module, name, 0.0)
+
+
 def load_policy(cfg, device: torch.device, dtype: torch.dtype, progress: bool = True):
-    """``(model, tokenizer, source)`` for the run; ``source`` names where the weights came from."""
+    """``(model, tokenizer, source)`` for the run; ``source`` names where the weights came from.
+
+    ``dtype`` is the dtype of the parameters (the trainer keeps float32 and computes in bf16 under
+    autocast on a GPU). Dropout is switched off.
+    """
     if cfg.model == "embedded":
         from ktae.train.data import EMBEDDED_EVAL_POOL, EMBEDDED_EVAL_SEED, embedded_task
         from ktae.train.tiny import TinyModelConfig, load_embedded_model
@@ -133,6 +148,7 @@ def load_policy(cfg, device: torch.device, dtype: torch.dtype, progress: bool = 
         if split_gguf(cfg.model, cfg.gguf_file)[1]:
             align_eos(model, tokenizer)
     model.to(device=device, dtype=dtype)
+    disable_dropout(model)
     if getattr(model.config, "pad_token_id", None) is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     if cfg.gradient_checkpointing:
