@@ -60,6 +60,26 @@ def test_ctrl_c_while_generating_saves_and_resumes_exactly(tmp_path, cache, refe
     assert comparable(read_metrics(run)) == reference
 
 
+def test_a_crash_outside_an_update_saves_the_last_step(tmp_path, cache, reference, monkeypatch):
+    real = loop_module.score
+    calls = {"n": 0}
+
+    def crashing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise RuntimeError("grader exploded")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop_module, "score", crashing)
+    run = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="exploded"):
+        train(make_config(**TINY, cache_dir=cache, run_dir=str(run)))
+    assert [s for s, _ in list_checkpoints(run)] == [3]
+    monkeypatch.setattr(loop_module, "score", real)
+    train(resume=run)
+    assert comparable(read_metrics(run)) == reference
+
+
 def test_sigterm_during_an_update_finishes_it_then_saves(tmp_path, cache, reference, monkeypatch):
     real = loop_module.ppo_update
     calls = {"n": 0}

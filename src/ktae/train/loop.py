@@ -303,7 +303,10 @@ def dump_rollouts(path: Path, batch: Rollouts, tokenizer, step: int, ktae_config
         from ktae.analysis import write_report
     except ImportError:
         return
-    write_report(path, tokenizer, path.with_suffix(".html"), config=ktae_config, progress=False)
+    try:
+        write_report(path, tokenizer, path.with_suffix(".html"), config=ktae_config, progress=False)
+    except Exception as exc:  # the report is a convenience; the rollouts file is what matters
+        print(f"warning: no key-token report for {path.name}: {type(exc).__name__}: {exc}", flush=True)
 
 
 # ============================================================================ interruption
@@ -314,6 +317,7 @@ class StopGuard:
     def __init__(self, log):
         self.log = log
         self.inside = False
+        self.failed_inside = False
         self.requested = False
         self._old: dict[int, Any] = {}
 
@@ -340,6 +344,9 @@ class StopGuard:
         self.inside = True
         try:
             yield
+        except BaseException:
+            self.failed_inside = True   # the section (an update, a save) did not finish
+            raise
         finally:
             self.inside = False
         if self.requested:
@@ -637,12 +644,23 @@ def train(config: TrainConfig | dict | None = None, *, resume: str | Path | None
                     point = {"step": step, "pending": bool(cfg.eval_every) and (step % cfg.eval_every == 0
                                                                                or step == cfg.steps),
                              "rng": ckpt.rng_state(), "sampler": sampler.state()}
-    except KeyboardInterrupt:
-        path = save(point["step"], point["pending"], point["rng"], point["sampler"],
-                    elapsed_before + time.time() - t_start)
-        logger.close()
-        log(f"\nstopped: checkpoint of step {point['step']} saved in {path}\n"
-            f"continue with: ktae train --resume {run_dir}")
+    except BaseException as exc:
+        # Ctrl-C / SIGTERM, or a crash: save the last consistent state (not when the crash hit an update
+        # half-way: its weights are then neither the old nor the new ones, and the last checkpoint stays)
+        stopped = isinstance(exc, KeyboardInterrupt)
+        try:
+            if not guard.failed_inside:
+                path = save(point["step"], point["pending"], point["rng"], point["sampler"],
+                            elapsed_before + time.time() - t_start)
+                log(f"\n{'stopped' if stopped else 'error: ' + type(exc).__name__}: checkpoint of step "
+                    f"{point['step']} saved in {path}\ncontinue with: ktae train --resume {run_dir}")
+            else:
+                last = ckpt.latest_checkpoint(run_dir)
+                log(f"\nerror during an update ({type(exc).__name__}); last checkpoint: {last or 'none'}")
+        except Exception as save_error:  # e.g. a full disk: report, and let the original error through
+            log(f"could not save a checkpoint: {save_error}")
+        finally:
+            logger.close()
         raise
     logger.close()
     if cfg.save_model:
