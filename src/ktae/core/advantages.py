@@ -473,7 +473,8 @@ def ktae_advantages(
     """Token-level KTAE advantages: ``(A_i + K(responses[i, t])) * response_mask[i, t]`` (spec §5).
 
     ``A_i`` is the rollout-level advantage chosen by ``config.rollout``; ``K`` is `key_token_values`.
-    Returns equal the advantages (outcome-only setting).
+    Returns equal the advantages (outcome-only setting); as verl's estimators do, the same tensor is returned
+    twice, so clone one before changing it in place.
 
     Returns:
         (advantages, returns): [B, L] float32 each, on the device of ``responses``.
@@ -481,9 +482,10 @@ def ktae_advantages(
     config = config or KTAEConfig()
     values = key_token_values(responses, response_mask, scores, group, config)
     rollout = rollout_advantages(_check_scores(scores, values.shape[0], values.device), group, config)
-    mask = torch.as_tensor(response_mask, device=values.device) != 0
-    advantages = torch.where(mask, rollout.unsqueeze(1) + values, torch.zeros_like(values))
-    return advantages, advantages.clone()
+    mask = torch.as_tensor(response_mask, device=values.device)
+    unmasked = mask if mask.dtype == torch.bool else mask != 0
+    advantages = values.add_(rollout.unsqueeze(1)).masked_fill_(~unmasked, 0.0)
+    return advantages, advantages
 
 
 # ---------------------------------------------------------------------------------------------------------------
