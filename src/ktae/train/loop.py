@@ -20,6 +20,7 @@ import copy
 import dataclasses
 import json
 import math
+import random
 import signal
 import threading
 import time
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -465,11 +467,7 @@ def train(config: TrainConfig | dict | None = None, *, resume: str | Path | None
     # ------------------------------------------------------------------ resume or start
     start_step, eval_pending, elapsed_before = 0, cfg.eval_every > 0, 0.0
     torch.manual_seed(cfg.seed)
-    import random as _random
-
-    import numpy as np
-
-    _random.seed(cfg.seed)
+    random.seed(cfg.seed)
     np.random.seed(cfg.seed % 2**32)
     if last is not None:
         state = ckpt.load_trainer_state(last)
@@ -487,7 +485,7 @@ def train(config: TrainConfig | dict | None = None, *, resume: str | Path | None
                            tensorboard=cfg.tensorboard, wandb=cfg.wandb, wandb_project=cfg.wandb_project,
                            quiet=cfg.quiet)
     nparams = sum(p.numel() for p in model.parameters())
-    say(f"run folder: {run_dir}\nmodel: {source} ({nparams / 1e6:.2f}M parameters, {dtype}, {device}); "
+    say(f"run folder: {run_dir}\nmodel: {source} ({nparams / 1e6:.2f}M parameters, computing in {str(dtype).removeprefix('torch.')} on {device}); "
         f"data: {cfg.data} ({len(usable)} training problems, {len(eval_problems)} held-out)\n"
         f"estimator: {cfg.estimator}, reward: {cfg.reward}, {cfg.prompts_per_step} prompts x "
         f"{cfg.rollouts_per_prompt} rollouts per step, {cfg.steps} steps (setup {time.time() - t_setup:.0f}s)")
