@@ -124,8 +124,6 @@ def load_policy(cfg, device: torch.device, dtype: torch.dtype, progress: bool = 
         from ktae.train.data import EMBEDDED_EVAL_POOL, EMBEDDED_EVAL_SEED, embedded_task
         from ktae.train.tiny import TinyModelConfig, load_embedded_model
 
-        if cfg.cache_dir:
-            os.environ["KTAE_CACHE"] = cfg.cache_dir
         task = embedded_task(cfg)
         tiny = TinyModelConfig(
             hidden_size=cfg.tiny_hidden_size,
@@ -139,7 +137,8 @@ def load_policy(cfg, device: torch.device, dtype: torch.dtype, progress: bool = 
             seed=cfg.tiny_seed,
         )
         held_out = frozenset(r["problem"] for r in task.problems(EMBEDDED_EVAL_POOL, seed=EMBEDDED_EVAL_SEED))
-        model, tokenizer, folder = load_embedded_model(task, tiny, exclude=held_out, progress=progress)
+        model, tokenizer, folder = load_embedded_model(task, tiny, exclude=held_out, progress=progress,
+                                                       cache_dir=cfg.cache_dir or None)
         source = str(folder) if folder else "embedded (not cached)"
     else:
         tokenizer = load_tokenizer(cfg)

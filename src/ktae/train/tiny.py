@@ -176,16 +176,17 @@ def cache_key(task: ArithmeticTask, cfg: TinyModelConfig, exclude: frozenset[str
 
 
 def load_embedded_model(task: ArithmeticTask, cfg: TinyModelConfig, exclude: frozenset[str] = frozenset(),
-                        cache: bool = True, progress: bool = True):
+                        cache: bool = True, progress: bool = True, cache_dir: str | Path | None = None):
     """The warm-started tiny model and its tokenizer, from the cache or built now.
 
     Returns ``(model, tokenizer, path)``; ``path`` is the cached folder (``None`` when
     ``cache`` is false). The held-out problems in ``exclude`` never appear in the
-    warm-start data.
+    warm-start data. ``cache_dir`` overrides :func:`cache_root`.
     """
     from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
-    folder = cache_root() / "embedded" / cache_key(task, cfg, exclude) if cache else None
+    root = Path(cache_dir) if cache_dir else cache_root()
+    folder = root / "embedded" / cache_key(task, cfg, exclude) if cache else None
     if folder is not None and (folder / "done").exists():
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
         tokenizer = PreTrainedTokenizerFast.from_pretrained(folder)
