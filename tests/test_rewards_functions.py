@@ -170,3 +170,16 @@ def test_closed_grader_refuses_work():
     g.close()
     with pytest.raises(RuntimeError, match="closed"):
         g.grade(r"\boxed{x+y}", "y+x")
+
+
+def test_plain_integers_are_decided_without_math_verify():
+    from ktae.rewards.grader import MathGrader
+
+    grader = MathGrader(workers=1)
+    try:
+        verdicts = grader.grade_batch([r"\boxed{13}", r"\boxed{007}", r"\boxed{-4}", r"\boxed{12}"],
+                                      ["12", "7", "-4", ["13", "12"]])
+        assert verdicts == [False, True, True, True]
+        assert grader.stats.fast_path == 4
+    finally:
+        grader.close()
