@@ -50,11 +50,17 @@ def make_batch(prompts: int, rollouts: int, length: int, seed: int = 0):
 
 
 def best_time(fn, repeat: int) -> float:
-    best = float("inf")
+    return best_times([fn], repeat)[0]
+
+
+def best_times(fns, repeat: int) -> list[float]:
+    """Best wall time of each function, the functions interleaved so that they see the same machine load."""
+    best = [float("inf")] * len(fns)
     for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
+        for i, fn in enumerate(fns):
+            start = time.perf_counter()
+            fn()
+            best[i] = min(best[i], time.perf_counter() - start)
     return best
 
 
@@ -73,10 +79,9 @@ def bench_small(baseline_groups: int | None) -> dict:
     batch = make_batch(128, 16, 1024)
     responses, mask, scores, group = batch
     ktae.key_token_values(*batch)  # warm-up
-    ours = best_time(lambda: ktae.key_token_values(*batch), 7)
-    sort = best_time(sort_of_keys(responses, mask, group), 7)
-    ktae_adv = best_time(lambda: ktae.ktae_advantages(*batch), 5)
-    grpo = best_time(lambda: grpo_only(*batch), 5)
+    ours, sort, ktae_adv, grpo = best_times(
+        [lambda: ktae.key_token_values(*batch), sort_of_keys(responses, mask, group),
+         lambda: ktae.ktae_advantages(*batch), lambda: grpo_only(*batch)], 15)
     groups = baseline_groups or 128
     start = time.perf_counter()
     slow = released_style.key_token_values(responses, mask, scores, group, groups=groups)
