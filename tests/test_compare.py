@@ -1,0 +1,109 @@
+"""``ktae compare``: options, statistics, and a real 2-method x 2-seed x 2-step comparison of a tiny model,
+interrupted and continued (finished runs reused, the interrupted one resumed from its checkpoint)."""
+import json
+import math
+
+import pytest
+
+from ktae.train import compare
+from ktae.train import loop as loop_module
+
+# the tiny model of the trainer's tests: builds in seconds, warm start cached per module
+TINY = ["--tiny_hidden_size", "32", "--tiny_layers", "2", "--tiny_heads", "2", "--tiny_intermediate_size", "64",
+        "--tiny_sft_steps", "40", "--tiny_sft_batch_size", "32", "--prompts_per_step", "4", "--rollouts_per_prompt",
+        "4", "--max_new_tokens", "24", "--eval_size", "8", "--threads", "1", "--grader_workers", "0", "--quiet",
+        "--save_every", "1", "--save_model", "false"]
+
+
+def test_mean_ci_is_the_student_t_interval():
+    scipy_stats = pytest.importorskip("scipy.stats")
+    for values in ([0.2, 0.4], [1.0, 2.0, 4.0], [0.5, 0.1, 0.3, 0.9, 0.7], list(range(40))):
+        mean, half = compare.mean_ci(values)
+        n = len(values)
+        sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+        expected = scipy_stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n) if n <= 31 else 1.96 * sd / math.sqrt(n)
+        assert mean == pytest.approx(sum(values) / n)
+        assert half == pytest.approx(expected, rel=2e-3)
+    assert compare.mean_ci([0.5]) == (0.5, 0.0)
+    assert all(math.isnan(x) for x in compare.mean_ci([]))
+
+
+def test_methods_and_ablations():
+    ms = compare.methods(dapo=False, ablations=["alpha", "gamma"])
+    assert [m.label for m in ms] == ["GRPO", "GRPO+KTAE", "GRPO+KTAE (α=0)", "GRPO+KTAE (γ=0)"]
+    assert [m.preset for m in ms] == ["grpo", "grpo-ktae", "grpo-ktae", "grpo-ktae"]
+    assert dict(ms[2].overrides) == {"ktae_alpha": 0.0} and dict(ms[3].overrides) == {"ktae_gamma": 0.0}
+    assert [m.preset for m in compare.methods(dapo=True)] == ["dapo", "dapo-ktae"]
+    with pytest.raises(ValueError, match="ablations"):
+        compare.methods(ablations=["delta"])
+
+
+def test_parse_args_splits_compare_and_train_options():
+    config, train_options = compare.parse_args(["--dapo", "--seeds", "2", "--ablations", "beta", "--lr", "1e-3",
+                                                "--table_steps", "0,5", "--steps", "5", "--output=x"])
+    assert config.dapo and config.seeds == 2 and config.ablations == ["beta"] and config.table_steps == [0, 5]
+    assert config.output == "x" and config.steps == 5
+    assert train_options == {"lr": "1e-3"}
+    for bad, match in ((["--seed", "3"], "set by ktae compare"), (["--seeds", "0"], "--seeds"),
+                       (["--ablations", "x"], "--ablations"), (["--seeds", "two"], "--seeds"),
+                       (["--steps", "4", "--table_steps", "9"], "--table_steps")):
+        with pytest.raises(ValueError, match=match):
+            compare.parse_args(bad)
+    # a bad trainer option is reported before anything runs
+    assert compare.main(["--output", "unused", "--lr", "-1"]) == 2
+
+
+def test_compare_runs_resumes_and_summarises(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "cmp"
+    args = ["--seeds", "2", "--steps", "2", "--eval_every", "2", "--output", str(out), "--cache_dir",
+            str(tmp_path / "cache"), *TINY]
+    real_train = loop_module.train
+    real_update = loop_module.ppo_update
+    calls = []
+
+    def interrupting_update(*a, **k):  # the 3rd run (GRPO+KTAE, seed 0) is stopped in its 2nd update
+        if len(calls) == 3 and interrupting_update.seen == 1:
+            raise KeyboardInterrupt
+        if len(calls) == 3:
+            interrupting_update.seen += 1
+        return real_update(*a, **k)
+
+    interrupting_update.seen = 0
+
+    def recording_train(config=None, **kwargs):
+        calls.append(kwargs.get("resume") or config.run_dir)
+        return real_train(config, **kwargs)
+
+    monkeypatch.setattr(loop_module, "train", recording_train)
+    monkeypatch.setattr(loop_module, "ppo_update", interrupting_update)
+    assert compare.main(args) == 130
+    assert "run the same command again" in capsys.readouterr().err
+    runs = out / "runs"
+    assert (runs / "grpo-s0" / "metrics.jsonl").is_file() and (runs / "grpo-s1" / "metrics.jsonl").is_file()
+    assert (runs / "grpo-ktae-s0" / "checkpoints" / "step_000001").is_dir()  # saved on the interruption
+
+    calls.clear()
+    monkeypatch.setattr(loop_module, "ppo_update", real_update)
+    assert compare.main(args) == 0
+    # the finished GRPO runs were reused, the interrupted run resumed, the last one trained
+    assert calls == [runs / "grpo-ktae-s0", str(runs / "grpo-ktae-s1")]
+    printed = capsys.readouterr()
+    assert "reused" in printed.err + printed.out
+    assert (out / "compare.png").stat().st_size > 10_000
+    table = (out / "compare.md").read_text()
+    assert "GRPO acc" in table and "GRPO+KTAE acc" in table and "Paired difference" in table
+    summary = json.loads((out / "compare.json").read_text())
+    assert [m["label"] for m in summary["methods"]] == ["GRPO", "GRPO+KTAE"]
+    assert summary["table_steps"] == [0, 2]
+    for key in ("grpo", "grpo-ktae"):
+        cell = summary["table"][key]["2"]["accuracy"]
+        assert cell["n"] == 2 and 0.0 <= cell["mean"] <= 1.0 and cell["ci95"] >= 0.0
+        assert [row[0] for row in summary["curves"][key]["accuracy"]] == [1, 2]
+    # step 0 is the same model for both methods (same seed, same warm start): a zero paired difference
+    assert summary["paired"]["grpo-ktae"]["0"]["accuracy"]["mean"] == 0.0
+
+    # running it again reuses everything; other options for the same folder are refused
+    calls.clear()
+    assert compare.main(args) == 0 and calls == []
+    assert compare.main([*args, "--lr", "0.01"]) == 2
+    assert "other options" in capsys.readouterr().err
