@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import shutil
 import sys
 import textwrap
@@ -37,6 +38,8 @@ __all__ = ["CompareConfig", "Method", "methods", "run_compare", "summarise", "wr
 _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
          2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
          2.045, 2.042)
+#: a per-step row of the trainer's console table (starts with the step number)
+_STEP_ROW = re.compile(r"^\s*\d+\s+\S")
 ABLATIONS = {"alpha": ("ktae_alpha", "α"), "beta": ("ktae_beta", "β"), "gamma": ("ktae_gamma", "γ")}
 #: run metrics summarised (key in metrics.jsonl -> panel title)
 CURVES = {
@@ -65,7 +68,8 @@ class CompareConfig:
     first_seed: int = _f(0, "first seed")
     steps: int = _f(40, "RL steps of every run")
     eval_every: int = _f(10, "held-out evaluation every N steps (and at step 0 and the end)")
-    table_steps: list = _f([], "steps reported in the table, comma-separated (default: the evaluation steps)")
+    table_steps: list = _f([], "steps reported in the table, comma-separated (default: up to 7 of the "
+                                 "evaluation steps: the first four, then evenly spread up to the last)")
     smooth: int = _f(5, "moving-average window (steps) of the rollout curves before averaging over seeds")
     figure: str = _f("", "figure path (default: <output>/compare.png)")
 
@@ -202,37 +206,57 @@ def run_compare(config: CompareConfig, train_options: dict | None = None, log: C
     config.validate()
     jobs = plan(config, dict(train_options or {}))
     out: dict[str, list[Path]] = {}
-    bar = tqdm(total=len(jobs), desc="compare", unit="run", dynamic_ncols=True)
+    # one bar over every RL step of every run; the trainer's per-step rows advance it, its other lines
+    # (evaluations, start and end) are printed above it
+    bar = tqdm(total=len(jobs) * config.steps, desc="compare", unit="step", dynamic_ncols=True)
     try:
-        for method, seed, cfg in jobs:
+        for k, (method, seed, cfg) in enumerate(jobs):
             run_dir = Path(cfg.run_dir)
             out.setdefault(method.key, []).append(run_dir)
-            bar.set_postfix_str(f"{method.label} seed {seed}")
+            tag = f"[{method.key} s{seed}] "
+            bar.set_postfix_str(f"run {k + 1}/{len(jobs)}: {method.label}, seed {seed}")
             saved = _saved_config(run_dir)
             if saved is not None and saved != _comparable(cfg):
                 changed = sorted(k for k in saved if saved.get(k) != _comparable(cfg).get(k))
                 raise ValueError(f"{run_dir} was made with other options ({', '.join(changed)}); "
                                  "choose another --output or delete that folder")
+            done_before = bar.n
             if run_complete(run_dir, cfg):
-                bar.write(f"[{method.key} s{seed}] finished earlier: reused")
+                bar.write(tag + "finished earlier: reused")
             else:
-                def say(text: str, _tag=f"[{method.key} s{seed}] ") -> None:
-                    bar.write(textwrap.indent(str(text), _tag))
+                def say(text: str) -> None:
+                    for line in str(text).splitlines():
+                        if _STEP_ROW.match(line):
+                            bar.update(1)
+                        elif line.strip() and not line.lstrip().startswith("step "):
+                            bar.write(tag + line)
 
-                if latest_checkpoint(run_dir) is not None:
-                    bar.write(f"[{method.key} s{seed}] resuming from {latest_checkpoint(run_dir).name}")
+                last = latest_checkpoint(run_dir)
+                if last is not None:
+                    bar.write(tag + f"resuming from {last.name}")
+                    bar.update(int(last.name.split("_")[-1]))
                     train(resume=run_dir, log=say)
                 else:
                     if run_dir.exists():  # started but stopped before its first checkpoint
                         shutil.rmtree(run_dir)
                     train(cfg, log=say)
-            bar.update(1)
+            bar.update(done_before + config.steps - bar.n)
     finally:
         bar.close()
     return out
 
 
 # ============================================================================ summarising
+def default_table_steps(eval_steps: list[int], rows: int = 7) -> list[int]:
+    """At most ``rows`` of the evaluation steps: the first four (the early rise), then evenly spread, the last."""
+    if len(eval_steps) <= rows:
+        return list(eval_steps)
+    head = eval_steps[:4]
+    rest = eval_steps[4:]
+    picks = {rest[round(i * (len(rest) - 1) / (rows - 5))] for i in range(rows - 4)}
+    return head + sorted(picks)
+
+
 def summarise(runs: dict[str, list[Path]], method_list: list[Method], table_steps: list[int] | None = None,
               smooth: int = 5) -> dict:
     """Curves (mean, CI per step) and the fixed-step table of the runs' ``metrics.jsonl``."""
@@ -265,7 +289,7 @@ def summarise(runs: dict[str, list[Path]], method_list: list[Method], table_step
         for series in per_run.values():
             for s in series:
                 found |= set(s["eval_accuracy"])
-        table_steps = sorted(found)
+        table_steps = default_table_steps(sorted(found))
     summary["table_steps"] = list(table_steps)
     for m in method_list:
         rows = {}

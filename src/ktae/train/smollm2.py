@@ -37,7 +37,6 @@ __all__ = [
     "parse_options",
     "reasoning_gym_problems",
     "load_reasoning_gym",
-    "fix_chatml_special_tokens",
     "export",
     "main",
 ]
@@ -161,28 +160,6 @@ def load_reasoning_gym(cfg) -> tuple[list[dict], list[dict]]:
         raise ValueError(f"--data {cfg.data}: every generated problem is in the held-out pool; lower --eval_size "
                          "or choose options that allow more distinct problems")
     return train, held_out
-
-
-# ---------------------------------------------------------------------------- model
-def fix_chatml_special_tokens(model, tokenizer) -> bool:
-    """Make a GGUF-loaded ChatML tokenizer end turns with ``<|im_end|>``.
-
-    transformers reads SmolLM2's GGUF tokenizer with ``<|im_start|>`` as its EOS token while the
-    model's generation config (rightly) stops at ``<|im_end|>``. This sets the tokenizer's EOS to
-    the generation config's EOS token and, when the pad token was missing or equal to the wrong
-    EOS, pads with ``<|endoftext|>``. Returns True when something changed.
-    """
-    eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    if isinstance(eos, (list, tuple)):
-        eos = eos[0] if eos else None
-    if eos is None or eos == tokenizer.eos_token_id:
-        return False
-    old_eos = tokenizer.eos_token
-    tokenizer.eos_token = tokenizer.convert_ids_to_tokens(int(eos))
-    if tokenizer.pad_token is None or tokenizer.pad_token == old_eos:
-        pad = "<|endoftext|>" if "<|endoftext|>" in tokenizer.get_vocab() else tokenizer.eos_token
-        tokenizer.pad_token = pad
-    return True
 
 
 # ---------------------------------------------------------------------------- the recipe
