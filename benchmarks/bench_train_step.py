@@ -39,11 +39,13 @@ def parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--prompts", type=int, default=16, help="prompts per step (default 16)")
     p.add_argument("--rollouts", type=int, default=8, help="rollouts per prompt (default 8)")
-    p.add_argument("--max_new_tokens", type=int, default=48, help="response length limit (default 48)")
-    p.add_argument("--steps", type=int, default=4, help="timed steps per trainer (default 4)")
+    p.add_argument("--max_new_tokens", type=int, default=64, help="response length limit (default 64, as ktae train)")
+    p.add_argument("--steps", type=int, default=8, help="timed steps per run (default 8)")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps first (default 1)")
-    p.add_argument("--lr", type=float, default=1e-3, help="learning rate of both (default 1e-3)")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--lr", type=float, default=1e-4, help="learning rate of both (default 1e-4, as ktae train)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads of both trainers (default 1: what ktae train uses for the embedded model)")
+    p.add_argument("--rounds", type=int, default=2, help="runs of each trainer, alternating which goes first (default 2)")
     p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     p.add_argument("--json", default="", help="also write the numbers to this JSON file")
     return p.parse_args()
@@ -73,6 +75,7 @@ def run_ktae(args, workdir: Path) -> tuple[dict[str, list[float]], dict]:
         "update": [r["time_update"] for r in records],
         "step": [r["time_step"] for r in records],
         "tokens": [r["response_length"] * r["rollouts_generated"] for r in records],
+        "longest": [r["response_length_max"] for r in records],
     }
     phases["other"] = [s - g - c - u for s, g, c, u in zip(phases["step"], phases["generation"], phases["scoring"],
                                                              phases["update"])]
@@ -104,7 +107,7 @@ def run_ktae(args, workdir: Path) -> tuple[dict[str, list[float]], dict]:
 def run_trl(args, workdir: Path, model_folder: str) -> dict[str, list[float]]:
     import torch
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
     from ktae.rewards import grade_batch
@@ -112,8 +115,7 @@ def run_trl(args, workdir: Path, model_folder: str) -> dict[str, list[float]]:
     from ktae.train.data import embedded_problems, embedded_task
     from ktae.train.task import format_problem
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
     train_pool, _held_out = embedded_problems(embedded_task(make_config()), args.seed)
     rows = train_pool[: 64 * args.prompts * (args.steps + args.warmup)]
     dataset = Dataset.from_dict({"prompt": [format_problem(r["problem"]) for r in rows],
@@ -134,7 +136,7 @@ def run_trl(args, workdir: Path, model_folder: str) -> dict[str, list[float]]:
         loss_type="dapo", scale_rewards="group", logging_steps=1, save_strategy="no", use_vllm=False,
         dataloader_num_workers=0, bf16=False, fp16=False,
     )
-    times: dict[str, list[float]] = {k: [] for k in ("generation", "scoring", "prepare", "step", "tokens")}
+    times: dict[str, list[float]] = {k: [] for k in ("generation", "scoring", "prepare", "step", "tokens", "longest")}
     current: dict[str, float] = {}
 
     class Timed(GRPOTrainer):
@@ -143,6 +145,7 @@ def run_trl(args, workdir: Path, model_folder: str) -> dict[str, list[float]]:
             out = super()._generate(prompts)
             current["generation"] = current.get("generation", 0.0) + time.perf_counter() - t0
             current["tokens"] = current.get("tokens", 0.0) + sum(len(ids) for ids in out[1])
+            current["longest"] = max([current.get("longest", 0)] + [len(ids) for ids in out[1]])
             return out
 
         def _calculate_rewards(self, *a, **k):
@@ -164,12 +167,13 @@ def run_trl(args, workdir: Path, model_folder: str) -> dict[str, list[float]]:
 
         def on_step_end(self, *a, **k):
             step = time.perf_counter() - current["start"]
-            for key in ("generation", "scoring", "prepare", "tokens"):
+            for key in ("generation", "scoring", "prepare", "tokens", "longest"):
                 times[key].append(current.get(key, 0.0))
             times["step"].append(step)
 
     trainer = Timed(model=model, reward_funcs=math_reward, args=config, train_dataset=dataset,
                     processing_class=tokenizer, callbacks=[StepClock()])
+    trainer.remove_callback(PrinterCallback)  # no metrics dict printed per step
     trainer.train()
     out = {k: v[args.warmup:] for k, v in times.items()}
     out["update"] = [s - p for s, p in zip(out["step"], out["prepare"])]
@@ -180,8 +184,10 @@ def run_trl(args, workdir: Path, model_folder: str) -> dict[str, list[float]]:
 # ---------------------------------------------------------------------------- main
 def main() -> int:
     args = parse()
-    if args.steps < 1 or args.warmup < 0 or args.prompts < 1 or args.rollouts < 2 or args.max_new_tokens < 1:
-        print("error: --steps, --prompts, --max_new_tokens must be >= 1, --rollouts >= 2, --warmup >= 0",
+    if min(args.steps, args.rounds, args.threads, args.prompts, args.max_new_tokens) < 1 or args.rollouts < 2 \
+            or args.warmup < 0:
+        print("error: --steps, --rounds, --threads, --prompts, --max_new_tokens must be >= 1, --rollouts >= 2, "
+              "--warmup >= 0",
               file=sys.stderr)
         return 2
     try:
@@ -194,8 +200,7 @@ def main() -> int:
     from ktae.train.config import make_config
     from ktae.train.modeling import load_policy
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
     # the embedded model, built (or found in the cache) exactly as ktae train builds it
     _model, _tok, folder = load_policy(make_config(), torch.device("cpu"), torch.float32, progress=True)
     if not Path(str(folder)).is_dir():
@@ -204,16 +209,27 @@ def main() -> int:
         return 2
     del _model
     print(f"model: embedded tiny Llama ({folder}); {args.prompts} prompts x {args.rollouts} rollouts, "
-          f"<= {args.max_new_tokens} new tokens; {args.warmup} warm-up + {args.steps} timed steps; "
+          f"<= {args.max_new_tokens} new tokens; {args.rounds} rounds of {args.warmup} warm-up + {args.steps} timed "
+          f"steps each; "
           f"torch threads {torch.get_num_threads()}", flush=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        workdir = Path(tmp)
-        t0 = time.time()
-        ours, _ = run_ktae(args, workdir)
-        print(f"ktae train: {time.time() - t0:.0f}s", flush=True)
-        t0 = time.time()
-        theirs = run_trl(args, workdir, str(folder))
-        print(f"TRL GRPOTrainer: {time.time() - t0:.0f}s", flush=True)
+    ours: dict[str, list[float]] = {}
+    theirs: dict[str, list[float]] = {}
+    # rounds alternate the order (ktae, TRL), (TRL, ktae), ... so that a change of machine load hits both
+    for round_ in range(args.rounds):
+        order = ("ktae", "trl") if round_ % 2 == 0 else ("trl", "ktae")
+        for who in order:
+            with tempfile.TemporaryDirectory() as tmp:
+                t0 = time.time()
+                if who == "ktae":
+                    got, _ = run_ktae(args, Path(tmp))
+                    target = ours
+                else:
+                    got = run_trl(args, Path(tmp), str(folder))
+                    target = theirs
+                for key, values in got.items():
+                    target.setdefault(key, []).extend(values)
+                print(f"round {round_ + 1}/{args.rounds}: {'ktae train' if who == 'ktae' else 'TRL GRPOTrainer'} "
+                      f"{time.time() - t0:.0f}s", flush=True)
 
     med = statistics.median
     rows = []
@@ -228,9 +244,14 @@ def main() -> int:
     for phase, a, b, r in rows:
         print(f"{phase:<24}{a:>10.3f}{b:>10.3f}{r:>11.2f}x")
     print(f"{'generation (tokens/s)':<24}{tok_a:>10.0f}{tok_b:>10.0f}{tok_a / tok_b:>11.2f}x")
+    # a batch decodes until its longest response ends: time per decoding step compares like with like
+    per_a = med([1000 * g / n for g, n in zip(ours["generation"], ours["longest"])])
+    per_b = med([1000 * g / n for g, n in zip(theirs["generation"], theirs["longest"])])
+    print(f"{'generation (ms/decode step)':<24}{per_a:>10.2f}{per_b:>10.2f}{per_b / per_a:>11.2f}x")
+    print(f"{'longest response (tokens)':<24}{med(ours['longest']):>10.0f}{med(theirs['longest']):>10.0f}")
     print(f"\nKTAE estimator (ktae_advantages on the step's batch): {1000 * med(ours['ktae']):.2f} ms "
           f"= {100 * share:.3f}% of ktae's step")
-    print("(median over the timed steps; TRL / ktae > 1 means ktae is faster)")
+    print(f"(median over {len(ours['step'])} timed steps each; TRL / ktae > 1 means ktae is faster)")
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "ktae": ours, "trl": theirs,
                                                "ratios": {p: r for p, _, _, r in rows},

@@ -66,7 +66,7 @@ class CompareConfig:
                              "(each sets that weight to 0)")
     seeds: int = _f(3, "number of seeds per method (seeds first_seed .. first_seed+seeds-1)")
     first_seed: int = _f(0, "first seed")
-    steps: int = _f(40, "RL steps of every run")
+    steps: int = _f(100, "RL steps of every run (ktae train runs 150 by default; the curves settle by ~100)")
     eval_every: int = _f(10, "held-out evaluation every N steps (and at step 0 and the end)")
     table_steps: list = _f([], "steps reported in the table, comma-separated (default: up to 7 of the "
                                  "evaluation steps: the first four, then evenly spread up to the last)")
