@@ -107,3 +107,32 @@ def test_compare_runs_resumes_and_summarises(tmp_path, monkeypatch, capsys):
     assert compare.main(args) == 0 and calls == []
     assert compare.main([*args, "--lr", "0.01"]) == 2
     assert "other options" in capsys.readouterr().err
+
+
+def test_word_task_entropy_arm_and_shared_runs_folder():
+    ms = compare.methods(dapo=False, ablations=["beta"], entropy_arm=True, task="word")
+    assert [m.preset for m in ms] == ["word-grpo", "word-grpo-ktae", "word-grpo-ktae", "word-grpo"]
+    assert ms[-1].label == "GRPO (top-20% entropy tokens)" and dict(ms[-1].overrides) == {"top_entropy_quantile": 0.2}
+    assert [m.preset for m in compare.methods(dapo=True, task="word")] == ["word-dapo", "word-dapo-ktae"]
+    config, options = compare.parse_args(["--task", "word", "--entropy_arm", "--runs_dir", "shared", "--seeds", "2"])
+    jobs = compare.plan(config, options)
+    assert [(m.key, s) for m, s, _ in jobs][:2] == [("grpo", 0), ("grpo", 1)] and len(jobs) == 6
+    assert all(cfg.task == "word" and cfg.run_dir.startswith("shared/") for _, _, cfg in jobs)
+    assert jobs[-1][2].top_entropy_quantile == 0.2 and jobs[0][2].top_entropy_quantile == 1.0
+    with pytest.raises(ValueError, match="--task"):
+        compare.parse_args(["--task", "poems"])
+
+
+# the word task's tiny model: a few warm-start steps, short responses
+WORD_TINY = [*TINY, "--max_new_tokens", "48"]
+
+
+def test_word_study_command_runs_two_steps_two_seeds(tmp_path):
+    out = tmp_path / "study"
+    args = ["--task", "word", "--entropy_arm", "--seeds", "2", "--steps", "2", "--eval_every", "2", "--output",
+            str(out), "--cache_dir", str(tmp_path / "cache"), *WORD_TINY, "--tiny_sft_steps", "10"]
+    assert compare.main(args) == 0
+    summary = json.loads((out / "compare.json").read_text())
+    assert [m["label"] for m in summary["methods"]] == ["GRPO", "GRPO+KTAE", "GRPO (top-20% entropy tokens)"]
+    assert summary["table"]["grpo-entropy20"]["2"]["accuracy"]["n"] == 2
+    assert set(summary["paired"]) == {"grpo-ktae", "grpo-entropy20"}

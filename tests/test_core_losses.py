@@ -480,3 +480,26 @@ def test_entropy_errors():
         entropy_from_logits(torch.tensor(1.0))
     with pytest.raises(ValueError, match="chunk_size"):
         entropy_from_logits(torch.zeros(2, 3), chunk_size=0)
+
+
+def test_high_entropy_mask_is_trl_top_entropy_quantile():
+    from ktae.core.losses import high_entropy_mask
+
+    g = torch.Generator().manual_seed(0)
+    for q in (0.2, 0.5, 0.9, 1.0):
+        entropy = torch.rand(6, 9, generator=g)
+        mask = (torch.rand(6, 9, generator=g) > 0.3).long()
+        # TRL's GRPOTrainer.get_high_entropy_mask on one process
+        threshold = torch.quantile(entropy[mask.bool()].float(), 1 - q)
+        expected = ((entropy * mask.float()) >= threshold) & mask.bool()
+        got = high_entropy_mask(entropy, mask, q)
+        assert torch.equal(got, expected)
+        kept = int(got.sum())
+        assert abs(kept - q * int(mask.sum())) <= 1
+    assert high_entropy_mask(entropy, mask, 1.0).equal(mask.bool())
+    assert not high_entropy_mask(entropy, torch.zeros_like(mask), 0.2).any()
+    for bad in (0.0, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="top_quantile"):
+            high_entropy_mask(entropy, mask, bad)
+    with pytest.raises(ValueError, match="same shape"):
+        high_entropy_mask(entropy, mask[:, :3], 0.2)

@@ -97,3 +97,17 @@ def test_non_finite_step_is_skipped_and_reported(tmp_path, cache, monkeypatch, c
     assert snapshots[0] is True                      # the poisoned update left the weights untouched
     assert steps[1]["skipped_updates"] == 0 and steps[1]["skipped_updates_total"] == 1
     assert "skipped" in capsys.readouterr().out
+
+
+def test_top_entropy_quantile_restricts_the_update(tmp_path, cache):
+    runs = {}
+    for q in (1.0, 0.2):
+        cfg = tiny_config(tmp_path / str(q), cache, estimator="grpo", steps=1, eval_every=0, save_model=False,
+                          reward="dapo", overlong_buffer=12,  # rewards vary with the length: no zero advantages
+                          top_entropy_quantile=q)
+        runs[q] = [r for r in read_metrics(train(cfg)) if "reward" in r][0]
+    assert runs[1.0]["reward"] == runs[0.2]["reward"]                # same rollouts (same seed, same model)
+    assert runs[0.2]["grad_norm"] < runs[1.0]["grad_norm"]          # a fifth of the tokens carry a gradient
+    for bad in (0.0, 1.2):
+        with pytest.raises(ValueError, match="top_entropy_quantile"):
+            make_config(top_entropy_quantile=bad)

@@ -28,6 +28,7 @@ __all__ = [
     "policy_loss",
     "kl_penalty",
     "kl_loss",
+    "high_entropy_mask",
     "entropy_from_logits",
 ]
 
@@ -441,3 +442,34 @@ def entropy_from_logits(logits: torch.Tensor, chunk_size: int | None = None) -> 
     else:
         out = torch.cat([_entropy_block(part) for part in flat.split(chunk_size, dim=0)])
     return out.reshape(lead)
+
+
+def high_entropy_mask(entropy: torch.Tensor, mask: torch.Tensor, top_quantile: float) -> torch.Tensor:
+    """The tokens among the ``top_quantile`` share of highest entropy ("Beyond the 80/20 rule", Wang et al. 2025).
+
+    The threshold is the ``1 - top_quantile`` quantile (linear interpolation, ``torch.quantile``) of the
+    entropies at unmasked positions of the whole batch; a token is kept when its entropy is at least that.
+    ``top_quantile = 1`` keeps every unmasked token; ``0.2`` keeps the top 20% (ties at the threshold are
+    all kept). Used to restrict the policy-gradient loss to these tokens, as TRL's ``top_entropy_quantile``.
+
+    Args:
+        entropy: ``[B, L]`` per-token entropy (detached; only its order matters).
+        mask: ``[B, L]`` bool or 0/1, 1 on response tokens.
+        top_quantile: share of tokens to keep, in ``(0, 1]``.
+
+    Returns:
+        ``[B, L]`` bool, True on kept tokens (never on masked positions; all False when nothing is unmasked).
+    """
+    _check_tensor(entropy, "entropy", floating=True)
+    _check_2d(entropy, "entropy")
+    _check_tensor(mask, "mask")
+    _check_same_shape(mask, "mask", entropy, "entropy")
+    value = _check_number(top_quantile, "top_quantile")
+    if not 0.0 < value <= 1.0:
+        raise ValueError(f"top_quantile must be in (0, 1], got {top_quantile!r}")
+    keep = mask.bool()
+    selected = entropy.detach()[keep].float()
+    if selected.numel() == 0:
+        return torch.zeros_like(keep)
+    threshold = torch.quantile(selected, 1.0 - value)
+    return keep & (entropy.detach().float() >= threshold)

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
-from ktae.train.config import TrainConfig, load_yaml, make_config, split_argv
+from ktae.train.config import TASKS, TrainConfig, load_yaml, make_config, split_argv
 
 __all__ = ["CompareConfig", "Method", "methods", "run_compare", "summarise", "write_figure", "write_table",
            "mean_ci", "main"]
@@ -62,6 +62,12 @@ class CompareConfig:
 
     output: str = _f("runs/compare", "folder of the comparison: runs/, compare.png, compare.md, compare.json")
     dapo: bool = _f(False, "compare DAPO vs DAPO+KTAE (presets dapo, dapo-ktae) instead of GRPO vs GRPO+KTAE")
+    task: str = _f("arithmetic", "embedded task of the runs: 'arithmetic' (presets grpo, grpo-ktae, ...) or 'word' "
+                   "(word problems: presets word-grpo, word-grpo-ktae, ...)")
+    entropy_arm: bool = _f(False, "add the baseline trained only on its highest-entropy 20% of tokens "
+                                  "(top_entropy_quantile 0.2, Wang et al. 2025)")
+    runs_dir: str = _f("", "folder of the runs (default: <output>/runs); comparisons that share it reuse each "
+                           "other's finished runs")
     ablations: list = _f([], "KTAE ablations to add, comma-separated subset of alpha,beta,gamma "
                              "(each sets that weight to 0)")
     seeds: int = _f(3, "number of seeds per method (seeds first_seed .. first_seed+seeds-1)")
@@ -84,6 +90,7 @@ class CompareConfig:
         need(isinstance(self.eval_every, int) and self.eval_every >= 0, "eval_every", "an integer >= 0")
         need(isinstance(self.smooth, int) and self.smooth >= 1, "smooth", "an integer >= 1")
         need(bool(self.output), "output", "a folder")
+        need(self.task in TASKS, "task", f"one of {TASKS}")
         need(all(a in ABLATIONS for a in self.ablations), "ablations", f"a subset of {','.join(ABLATIONS)}")
         need(all(isinstance(s, int) and 0 <= s <= self.steps for s in self.table_steps), "table_steps",
              f"steps between 0 and --steps ({self.steps})")
@@ -100,15 +107,26 @@ class Method:
     overrides: tuple[tuple[str, Any], ...] = ()
 
 
-def methods(dapo: bool = False, ablations: list[str] | tuple[str, ...] = ()) -> list[Method]:
-    """Baseline first, then KTAE, then one KTAE variant per ablation."""
+#: share of tokens the entropy baseline keeps (Wang et al. 2025: the top 20%)
+ENTROPY_ARM_QUANTILE = 0.2
+
+
+def methods(dapo: bool = False, ablations: list[str] | tuple[str, ...] = (), entropy_arm: bool = False,
+            task: str = "arithmetic") -> list[Method]:
+    """Baseline first, then KTAE, then one KTAE variant per ablation, then the entropy baseline."""
     base, name = ("dapo", "DAPO") if dapo else ("grpo", "GRPO")
-    out = [Method(base, name, base), Method(f"{base}-ktae", f"{name}+KTAE", f"{base}-ktae")]
+    family = "" if task == "arithmetic" else f"{task}-"
+    out = [Method(base, name, family + base), Method(f"{base}-ktae", f"{name}+KTAE", f"{family}{base}-ktae")]
     for ab in ablations:
         if ab not in ABLATIONS:
             raise ValueError(f"--ablations: unknown ablation {ab!r}; expected a subset of {', '.join(ABLATIONS)}")
         option, symbol = ABLATIONS[ab]
-        out.append(Method(f"{base}-ktae-no-{ab}", f"{name}+KTAE ({symbol}=0)", f"{base}-ktae", ((option, 0.0),)))
+        out.append(Method(f"{base}-ktae-no-{ab}", f"{name}+KTAE ({symbol}=0)", f"{family}{base}-ktae",
+                          ((option, 0.0),)))
+    if entropy_arm:
+        share = round(100 * ENTROPY_ARM_QUANTILE)
+        out.append(Method(f"{base}-entropy{share}", f"{name} (top-{share}% entropy tokens)", family + base,
+                          (("top_entropy_quantile", ENTROPY_ARM_QUANTILE),)))
     return out
 
 
@@ -182,8 +200,8 @@ def _saved_config(run_dir: Path) -> dict | None:
 def plan(config: CompareConfig, train_options: dict) -> list[tuple[Method, int, TrainConfig]]:
     """Every (method, seed, trainer configuration) of the comparison, validated before anything runs."""
     out = []
-    root = Path(config.output) / "runs"
-    for method in methods(config.dapo, config.ablations):
+    root = Path(config.runs_dir) if config.runs_dir else Path(config.output) / "runs"
+    for method in methods(config.dapo, config.ablations, config.entropy_arm, config.task):
         for seed in range(config.first_seed, config.first_seed + config.seeds):
             values = {**train_options, **dict(method.overrides), "seed": seed, "steps": config.steps,
                       "eval_every": config.eval_every, "run_dir": str(root / f"{method.key}-s{seed}")}
@@ -401,10 +419,11 @@ def write_figure(summary: dict, path: Path, title: str = "") -> Path:
 # ============================================================================ command line
 def _help() -> str:
     lines = [
-        "usage: ktae compare [--dapo] [--ablations alpha,beta,gamma] [--seeds N] [--steps N] [--output DIR]",
+        "usage: ktae compare [--dapo] [--task arithmetic|word] [--ablations alpha,beta,gamma] [--entropy_arm]",
+        "                    [--seeds N] [--steps N] [--output DIR] [--runs_dir DIR]",
         "                    [any ktae train option, e.g. --prompts_per_step 8 ...]",
         "",
-        "Runs GRPO vs GRPO+KTAE (or DAPO vs DAPO+KTAE) on the embedded task over several seeds, then writes",
+        "Runs GRPO vs GRPO+KTAE (or DAPO vs DAPO+KTAE) on an embedded task over several seeds, then writes",
         "<output>/compare.png (mean and 95% band per method) and compare.md / compare.json (fixed-step table).",
         "Finished runs are reused and interrupted ones resumed: run the same command again to continue.",
         "",
@@ -483,7 +502,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         config, train_options = parse_args(argv)
-        method_list = methods(config.dapo, config.ablations)
+        method_list = methods(config.dapo, config.ablations, config.entropy_arm, config.task)
         t0 = time.time()
         runs = run_compare(config, train_options)
         summary = summarise(runs, method_list, config.table_steps, config.smooth)
@@ -492,7 +511,7 @@ def main(argv: list[str] | None = None) -> int:
         out = Path(config.output)
         figure = Path(config.figure) if config.figure else out / "compare.png"
         name = "DAPO" if config.dapo else "GRPO"
-        title = (f"{name} vs {name}+KTAE, embedded task: mean over {config.seeds} seeds, 95% band"
+        title = (f"{name} vs {name}+KTAE, embedded {config.task} task: mean over {config.seeds} seeds, 95% band"
                  if train_options.get("model", "embedded") == "embedded"
                  else f"{name} vs {name}+KTAE: mean over {config.seeds} seeds, 95% band")
         write_figure(summary, figure, title)

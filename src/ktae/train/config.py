@@ -25,6 +25,7 @@ KL_KINDS = ("k1", "kl", "abs", "k2", "mse", "k3", "low_var_kl")
 LR_SCHEDULES = ("constant", "cosine")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 BACKENDS = ("hf", "vllm")
+TASKS = ("arithmetic", "word")
 
 
 def _f(default: Any, help: str, group: str, **extra: Any):
@@ -80,6 +81,9 @@ class TrainConfig:
     max_prompt_tokens: int = _f(1024, "prompts longer than this are skipped", "data")
 
     # ---------------------------------------------------------------- embedded task and tiny model
+    task: str = _f("arithmetic", "embedded task: 'arithmetic' (expressions, character tokens, fixed-shape solutions) "
+                   "or 'word' (word problems, BPE tokens, solutions of varying length with labelled mistakes)",
+                   "embedded")
     task_min_operands: int = _f(3, "embedded task: fewest operands per expression", "embedded")
     task_max_operands: int = _f(4, "embedded task: most operands per expression", "embedded")
     task_max_operand: int = _f(9, "embedded task: operands are 1..N", "embedded")
@@ -87,6 +91,7 @@ class TrainConfig:
     tiny_layers: int = _f(4, "tiny model: transformer blocks", "embedded")
     tiny_heads: int = _f(4, "tiny model: attention heads", "embedded")
     tiny_intermediate_size: int = _f(192, "tiny model: MLP width", "embedded")
+    tiny_max_positions: int = _f(128, "tiny model: longest prompt + response in tokens", "embedded")
     tiny_sft_steps: int = _f(800, "tiny model: supervised warm-start steps (cached after the first run)", "embedded")
     tiny_sft_batch_size: int = _f(64, "tiny model: sequences per warm-start step", "embedded")
     tiny_sft_lr: float = _f(3e-3, "tiny model: warm-start peak learning rate", "embedded")
@@ -144,6 +149,9 @@ class TrainConfig:
     kl_coef: float = _f(0.001, "coefficient of the KL-to-reference loss (0 = no reference model)", "update")
     kl_kind: str = _f("low_var_kl", f"KL estimator, one of {KL_KINDS}", "update")
     entropy_coef: float = _f(0.0, "entropy bonus coefficient", "update")
+    top_entropy_quantile: float = _f(1.0, "share of the highest-entropy tokens of each forward batch that the policy "
+                                     "loss keeps (1 = all; 0.2 = the top 20%, Wang et al. 2025 / TRL's "
+                                     "top_entropy_quantile)", "update")
 
     # ---------------------------------------------------------------- schedule and logging
     eval_every: int = _f(10, "evaluate on the held-out set every N steps (and at step 0 and the end; 0 = never)",
@@ -174,6 +182,7 @@ class TrainConfig:
         need(self.lr_schedule in LR_SCHEDULES, "lr_schedule", f"one of {LR_SCHEDULES}")
         need(self.dtype in DTYPES, "dtype", f"one of {DTYPES}")
         need(self.backend in BACKENDS, "backend", f"one of {BACKENDS}")
+        need(self.task in TASKS, "task", f"one of {TASKS}")
         need(self.ktae_fisher_at_one in ("exp", "zero"), "ktae_fisher_at_one", "'exp' or 'zero'")
         for name in ("steps", "prompts_per_step", "rollouts_per_prompt", "max_new_tokens", "ppo_epochs",
                      "generation_batch_size", "max_generation_batches", "eval_batch_size", "max_prompt_tokens",
@@ -193,6 +202,7 @@ class TrainConfig:
         need(self.clip_high >= 0, "clip_high", "a number >= 0")
         need(self.dual_clip == 0 or self.dual_clip > 1, "dual_clip", "0 (off) or a number > 1")
         need(self.kl_coef >= 0, "kl_coef", "a number >= 0")
+        need(0 < self.top_entropy_quantile <= 1, "top_entropy_quantile", "a number in (0, 1]")
         need(self.grad_clip >= 0, "grad_clip", "a number >= 0")
         need(0 <= self.tiny_correct_fraction <= 1, "tiny_correct_fraction", "a number in [0, 1]")
         need(bool(self.model), "model", "'embedded', a model id, a folder or a .gguf file")

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ktae.train.task import ArithmeticTask
+from ktae.train.wordtask import WordProblemTask
 
 #: seed of the embedded task's held-out pool (fixed, so every run is evaluated on the same problems)
 EMBEDDED_EVAL_SEED = 2_000_003
@@ -23,7 +24,10 @@ EMBEDDED_EVAL_POOL = 1000
 EMBEDDED_TRAIN_POOL = 20_000
 
 
-def embedded_task(cfg) -> ArithmeticTask:
+def embedded_task(cfg) -> ArithmeticTask | WordProblemTask:
+    """The embedded task that ``cfg.task`` names: ``arithmetic`` (with its ``task_*`` options) or ``word``."""
+    if cfg.task == "word":
+        return WordProblemTask()
     return ArithmeticTask(
         min_operands=cfg.task_min_operands,
         max_operands=cfg.task_max_operands,
@@ -31,7 +35,7 @@ def embedded_task(cfg) -> ArithmeticTask:
     )
 
 
-def embedded_problems(task: ArithmeticTask, seed: int) -> tuple[list[dict], list[dict]]:
+def embedded_problems(task: ArithmeticTask | WordProblemTask, seed: int) -> tuple[list[dict], list[dict]]:
     """(training pool, held-out pool) of the embedded task; the training pool depends on ``seed``.
 
     The training pool never contains a held-out problem.

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 import ktae
-from ktae.core.losses import aggregate_loss, entropy_from_logits, kl_loss, policy_loss
+from ktae.core.losses import aggregate_loss, entropy_from_logits, high_entropy_mask, kl_loss, policy_loss
 from ktae.prompts import format_prompt
 from ktae.rewards import grade_batch, overlong_penalty
 from ktae.train import checkpoint as ckpt
@@ -218,6 +218,8 @@ def ppo_update(model, ref_model, optimizer, batch: Rollouts, advantages: torch.T
                         cfg.temperature, entropy=True, entropy_grad=cfg.entropy_coef != 0)
                 old = log_prob.detach() if old_log_probs is None else old_log_probs[idx, :width].to(device)
                 adv = advantages[idx, :width].to(device)
+                if cfg.top_entropy_quantile < 1:  # a zero advantage gives a token no policy loss or gradient
+                    adv = adv * high_entropy_mask(entropy.detach(), mask, cfg.top_entropy_quantile)
                 loss, pg_metrics = policy_loss(
                     log_prob, old, adv, mask, clip_low=cfg.clip_low, clip_high=cfg.clip_high,
                     dual_clip=cfg.dual_clip or None, loss_agg_mode=cfg.loss_agg_mode,

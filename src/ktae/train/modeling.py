@@ -130,6 +130,7 @@ def load_policy(cfg, device: torch.device, dtype: torch.dtype, progress: bool = 
             num_layers=cfg.tiny_layers,
             num_heads=cfg.tiny_heads,
             intermediate_size=cfg.tiny_intermediate_size,
+            max_positions=cfg.tiny_max_positions,
             sft_steps=cfg.tiny_sft_steps,
             sft_batch_size=cfg.tiny_sft_batch_size,
             sft_lr=cfg.tiny_sft_lr,

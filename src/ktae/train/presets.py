@@ -76,12 +76,26 @@ _PAPER_DAPO = {
     "max_generation_batches": 10,
 }
 
+# The word-problem task (ktae.train.wordtask): BPE tokens, stories of 2-3 events, solutions of 3-10 lines.
+# Everything else is the embedded arithmetic run's setting; the responses are longer, so are the length limits.
+_WORD = {
+    "task": "word",
+    "tiny_max_positions": 192,
+    "tiny_sft_steps": 1000,
+    "tiny_correct_fraction": 0.3,
+    "max_new_tokens": 96,
+}
+
 PRESETS: dict[str, dict] = {
     "default": {},
     "grpo": {"estimator": "grpo"},
     "grpo-ktae": {"estimator": "grpo+ktae"},
     "dapo": {**_DAPO_EMBEDDED, "estimator": "grpo"},
     "dapo-ktae": {**_DAPO_EMBEDDED, "estimator": "grpo+ktae"},
+    "word-grpo": {**_WORD, "estimator": "grpo"},
+    "word-grpo-ktae": {**_WORD, "estimator": "grpo+ktae"},
+    "word-dapo": {**_DAPO_EMBEDDED, **_WORD, "estimator": "grpo"},
+    "word-dapo-ktae": {**_DAPO_EMBEDDED, **_WORD, "estimator": "grpo+ktae"},
     "paper-grpo-ktae": {**_PAPER_GRPO, "estimator": "grpo+ktae"},
     "paper-grpo": {**_PAPER_GRPO, "estimator": "grpo"},
     "paper-dapo-ktae": {**_PAPER_DAPO, "estimator": "grpo+ktae"},
@@ -94,6 +108,10 @@ PRESET_HELP: dict[str, str] = {
     "grpo-ktae": "embedded task, GRPO+KTAE (same as default)",
     "dapo": "embedded task, DAPO (clip-higher, token-mean, no KL, overlong shaping, dynamic sampling)",
     "dapo-ktae": "embedded task, DAPO+KTAE",
+    "word-grpo": "word problems (BPE tokens, solutions of varying length), plain GRPO",
+    "word-grpo-ktae": "word problems, GRPO+KTAE",
+    "word-dapo": "word problems, DAPO",
+    "word-dapo-ktae": "word problems, DAPO+KTAE",
     "paper-grpo-ktae": "paper setting: Qwen2.5-Math-7B, MATH levels 3-5, GRPO+KTAE (GPU machine)",
     "paper-grpo": "paper setting, GRPO baseline",
     "paper-dapo-ktae": "paper setting, DAPO+KTAE (clip 0.2/0.24, overlong buffer 512, dynamic sampling)",

@@ -91,6 +91,19 @@ class ArithmeticTask:
             out.append({"problem": expr, "answer": answer_of(expr)})
         return out
 
+    def warm_start_pair(self, rng: random.Random, careful_fraction: float) -> tuple[str, str]:
+        """One (prompt, response) pair of the warm-start data: the right order of operations with probability
+        ``careful_fraction``, else strictly left to right."""
+        expr = self.sample(rng)
+        solve = worked_solution if rng.random() < careful_fraction else left_to_right_solution
+        return format_problem(expr), solve(expr)
+
+    def build_tokenizer(self):
+        """The task's character-level tokenizer (:func:`ktae.train.tiny.build_tokenizer`)."""
+        from ktae.train.tiny import build_tokenizer
+
+        return build_tokenizer()
+
 
 # ---------------------------------------------------------------------- solving
 #: tasks with at most this many candidate expressions are enumerated once and sampled from a table

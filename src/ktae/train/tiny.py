@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from ktae.train.task import BOXED, ArithmeticTask, format_problem, left_to_right_solution, worked_solution
+from ktae.train.task import BOXED, ArithmeticTask
 
 PAD, EOS, UNK = "<pad>", "<eos>", "<unk>"
 #: every symbol the embedded task writes; anything else maps to <unk>
@@ -96,11 +96,9 @@ def build_model(cfg: TinyModelConfig, vocab_size: int, pad_id: int, eos_id: int)
     return LlamaForCausalLM(config)
 
 
-def sft_example(task: ArithmeticTask, rng: random.Random, correct_fraction: float) -> tuple[str, str]:
-    """One (prompt, response) pair of the warm-start data."""
-    expr = task.sample(rng)
-    solution = worked_solution(expr) if rng.random() < correct_fraction else left_to_right_solution(expr)
-    return format_problem(expr), solution
+def sft_example(task, rng: random.Random, correct_fraction: float) -> tuple[str, str]:
+    """One (prompt, response) pair of the warm-start data (the task's own teacher, careful or not)."""
+    return task.warm_start_pair(rng, correct_fraction)
 
 
 def _encode_batch(tokenizer, pairs: list[tuple[str, str]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -122,7 +120,7 @@ def _encode_batch(tokenizer, pairs: list[tuple[str, str]]) -> tuple[torch.Tensor
     return ids, mask, labels
 
 
-def warm_start(model, tokenizer, task: ArithmeticTask, cfg: TinyModelConfig, exclude: frozenset[str] = frozenset(),
+def warm_start(model, tokenizer, task, cfg: TinyModelConfig, exclude: frozenset[str] = frozenset(),
                progress: bool = True) -> list[float]:
     """Supervised phase on generated solutions; returns the loss curve (one value per step)."""
     from tqdm.auto import tqdm
@@ -166,7 +164,7 @@ def cache_root() -> Path:
     return Path(os.environ.get("KTAE_CACHE") or Path.home() / ".cache" / "ktae")
 
 
-def cache_key(task: ArithmeticTask, cfg: TinyModelConfig, exclude: frozenset[str]) -> str:
+def cache_key(task, cfg: TinyModelConfig, exclude: frozenset[str]) -> str:
     payload = json.dumps(
         {"version": BUILD_VERSION, "task": asdict(task), "model": asdict(cfg), "exclude": sorted(exclude),
          "torch": torch.__version__.split("+")[0]},
@@ -175,7 +173,7 @@ def cache_key(task: ArithmeticTask, cfg: TinyModelConfig, exclude: frozenset[str
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def load_embedded_model(task: ArithmeticTask, cfg: TinyModelConfig, exclude: frozenset[str] = frozenset(),
+def load_embedded_model(task, cfg: TinyModelConfig, exclude: frozenset[str] = frozenset(),
                         cache: bool = True, progress: bool = True, cache_dir: str | Path | None = None):
     """The warm-started tiny model and its tokenizer, from the cache or built now.
 
@@ -194,7 +192,7 @@ def load_embedded_model(task: ArithmeticTask, cfg: TinyModelConfig, exclude: fro
         return model, tokenizer, folder
 
     start = time.time()
-    tokenizer = build_tokenizer()
+    tokenizer = task.build_tokenizer()
     model = build_model(cfg, len(tokenizer), tokenizer.pad_token_id, tokenizer.eos_token_id)
     if progress:
         print(f"building the embedded model (first run only): {cfg.num_layers} layers, width {cfg.hidden_size}, "

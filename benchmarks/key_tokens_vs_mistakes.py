@@ -1,0 +1,189 @@
+"""Does K point at the mistakes? Key-token values against the labelled wrong steps of real rollouts.
+
+    python benchmarks/key_tokens_vs_mistakes.py RUN_DIR [--out DIR] [--fraction 0.1]
+
+``RUN_DIR`` is a ``ktae train`` run on the word-problem task (``--preset word-grpo-ktae`` or any ``word-*``
+preset) made with ``--dump_key_tokens_every N``: its ``key_tokens/step_XXXX.jsonl`` files hold the rollouts
+of the policy being trained, with their token ids, rewards and problems. For every dumped step this script
+
+1. computes the key-token values K and the rollout advantages A with the ``ktae`` core, with the settings the
+   run trained with (``config.yaml``: alpha, beta, gamma, top, threshold, fisher_at_one, the rollout
+   estimator; pad and EOS ignored), i.e. the values the trainer used;
+2. labels every token of every response with :func:`ktae.train.wordtask.token_labels` (a wrong step, a right
+   step, a detour, the answer line);
+3. scores, over the tokens of the wrong rollouts, how well ``-K`` ranks wrong-step tokens first, beside
+   GRPO's flat rollout advantage ``-A``, KTAE's whole advantage ``-(A + K)`` and random marking
+   (:func:`ktae.analysis.mistakes.mistake_metrics`: AUROC pooled and within each rollout, share of wrong-step
+   tokens among the ``--fraction`` most blamed tokens).
+
+It writes ``<out>/mistakes.json``, ``<out>/mistakes.md`` (a table per dumped step and all steps together)
+and ``<out>/mistakes.png`` (ROC curves of the pooled scores, and K of wrong-step vs other tokens).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+import torch
+
+import ktae
+from ktae.analysis.mistakes import mistake_metrics
+from ktae.train.wordtask import token_labels
+
+SCORES = {"-K": "key-token value K (KTAE)", "-A": "rollout advantage A (GRPO, flat)",
+          "-(A+K)": "KTAE advantage A + K", "random": "random marking"}
+
+
+def load_run(run_dir: Path, tokenizer_path: str | None):
+    """``(tokenizer, KTAEConfig, dump files)`` of a run folder."""
+    import yaml
+    from transformers import AutoTokenizer
+
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    if config.get("task") != "word":
+        raise ValueError(f"{run_dir} is not a run on the word-problem task (task: {config.get('task')!r}); "
+                         "only that task labels its wrong steps")
+    dumps = sorted((run_dir / "key_tokens").glob("step_*.jsonl"))
+    if not dumps:
+        raise ValueError(f"{run_dir}/key_tokens has no step_*.jsonl: train with --dump_key_tokens_every N")
+    if tokenizer_path is None:
+        candidates = [run_dir / "final"] + sorted((run_dir / "checkpoints").glob("step_*"), reverse=True)
+        found = [c for c in candidates if (c / "tokenizer.json").is_file()]
+        if not found:
+            raise ValueError(f"no tokenizer saved in {run_dir} (final/ or checkpoints/): give --tokenizer")
+        tokenizer_path = str(found[0])
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
+    ignored = tuple(sorted({i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id) if i is not None}))
+    ktae_config = ktae.KTAEConfig(
+        alpha=config["ktae_alpha"], beta=config["ktae_beta"], gamma=config["ktae_gamma"], top=config["ktae_top"],
+        threshold=config["ktae_threshold"], fisher_at_one=config["ktae_fisher_at_one"],
+        rollout=config["estimator"].split("+")[0], ignore_token_ids=ignored)
+    return tokenizer, ktae_config, dumps
+
+
+def step_tokens(path: Path, tokenizer, ktae_config) -> dict[str, torch.Tensor]:
+    """Flat per-token tensors of one dump: K, A, the wrong-step label, rollout index, rollout correctness."""
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    width = max(len(r["token_ids"]) for r in rows)
+    responses = torch.zeros(len(rows), width, dtype=torch.long)
+    mask = torch.zeros(len(rows), width, dtype=torch.long)
+    for i, r in enumerate(rows):
+        responses[i, : len(r["token_ids"])] = torch.tensor(r["token_ids"])
+        mask[i, : len(r["token_ids"])] = 1
+    rewards = torch.tensor([float(r["reward"]) for r in rows])
+    groups = [r["group"] for r in rows]
+    key = ktae.key_token_values(responses, mask, rewards, groups, ktae_config)        # [B, L]
+    base = ktae.rollout_advantages(rewards, groups, ktae_config)                       # [B]
+    ignored = torch.tensor(sorted(ktae_config.ignore_token_ids or ()), dtype=torch.long)
+    out: dict[str, list] = {"K": [], "A": [], "mistake": [], "rollout": [], "correct": []}
+    for i, r in enumerate(rows):
+        ids = r["token_ids"]
+        labels = token_labels(r["prompt"], [tokenizer.decode([t], skip_special_tokens=True) for t in ids])
+        keep = ~torch.isin(torch.tensor(ids, dtype=torch.long), ignored)
+        n = int(keep.sum())
+        out["K"].append(key[i, : len(ids)][keep])
+        out["A"].append(base[i].expand(n))
+        out["mistake"].append(torch.tensor([lab == "mistake" for lab in labels])[keep])
+        out["rollout"].append(torch.full((n,), i))
+        out["correct"].append(torch.full((n,), float(r["reward"]) > ktae_config.threshold))
+    return {k: torch.cat(v) for k, v in out.items()}
+
+
+def score_tokens(tokens: dict[str, torch.Tensor], fraction: float, seed: int = 0) -> dict:
+    """:func:`mistake_metrics` over the wrong rollouts' tokens, plus mean K of each kind of token."""
+    wrong = ~tokens["correct"]
+    k, a, m = tokens["K"][wrong], tokens["A"][wrong], tokens["mistake"][wrong]
+    generator = torch.Generator().manual_seed(seed)
+    scores = {"-K": -k, "-A": -a, "-(A+K)": -(a + k), "random": torch.rand(len(k), generator=generator)}
+    result = mistake_metrics(scores, m, tokens["rollout"][wrong], fraction)
+    mean = lambda x: float(x.mean()) if x.numel() else float("nan")  # noqa: E731
+    result["mean_K"] = {"wrong_step_tokens": mean(k[m]), "other_tokens_of_wrong_rollouts": mean(k[~m]),
+                        "tokens_of_right_rollouts": mean(tokens["K"][~wrong])}
+    return result
+
+
+def table(results: dict[str, dict], fraction: float) -> str:
+    share = f"share of wrong-step tokens in the top {fraction:.0%}"
+    lines = ["| step | wrong rollouts | tokens | wrong-step share | score | AUROC (pooled) | AUROC (within rollout) "
+             f"| {share} |", "|---|---:|---:|---:|---|---:|---:|---:|"]
+    for step, res in results.items():
+        data = res["data"]
+        for name in SCORES:
+            row = res[name]
+            within = "–" if math.isnan(row["auroc_within"]) else f"{row['auroc_within']:.3f}"
+            lines.append(f"| {step} | {int(data['rollouts'])} | {int(data['tokens'])} | {data['base_rate']:.3f} | "
+                         f"{name} | {row['auroc']:.3f} | {within} | {row['share_top']:.3f} |")
+    return "\n".join(lines)
+
+
+def figure(tokens: dict[str, torch.Tensor], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    wrong = ~tokens["correct"]
+    k, a, m = tokens["K"][wrong], tokens["A"][wrong], tokens["mistake"][wrong]
+    fig, (roc, hist) = plt.subplots(1, 2, figsize=(10, 4))
+    for name, score in (("-K", -k), ("-A", -a), ("-(A+K)", -(a + k))):
+        order = torch.argsort(score, descending=True, stable=True)
+        hits = m[order].double()
+        tpr = torch.cat([torch.zeros(1), hits.cumsum(0) / max(float(hits.sum()), 1.0)])
+        fpr = torch.cat([torch.zeros(1), (1 - hits).cumsum(0) / max(float((1 - hits).sum()), 1.0)])
+        roc.plot(fpr.numpy(), tpr.numpy(), label=f"{name}: {SCORES[name]}")
+    roc.plot([0, 1], [0, 1], color="grey", ls="--", lw=1, label="random marking")
+    roc.set_xlabel("share of other tokens blamed")
+    roc.set_ylabel("share of wrong-step tokens blamed")
+    roc.set_title("ranking tokens of wrong rollouts", fontsize=10)
+    roc.legend(fontsize=7, loc="lower right")
+    bins = torch.linspace(-1, 1, 41).numpy()
+    hist.hist(k[m].numpy(), bins=bins, alpha=0.6, density=True, label="tokens of wrong steps")
+    hist.hist(k[~m].numpy(), bins=bins, alpha=0.6, density=True, label="other tokens of wrong rollouts")
+    hist.set_xlabel("key-token value K")
+    hist.set_title("K in wrong rollouts", fontsize=10)
+    hist.legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_dir", type=Path, help="a word-task run made with --dump_key_tokens_every N")
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default: RUN_DIR/mistakes)")
+    parser.add_argument("--tokenizer", default=None, help="tokenizer folder (default: the run's final/ or checkpoint)")
+    parser.add_argument("--fraction", type=float, default=0.1, help="top share of blamed tokens (default 0.1)")
+    args = parser.parse_args(argv)
+    try:
+        tokenizer, ktae_config, dumps = load_run(args.run_dir, args.tokenizer)
+    except (ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    out = args.out or args.run_dir / "mistakes"
+    per_step, results = {}, {}
+    for path in dumps:
+        step = int(path.stem.split("_")[-1])
+        per_step[step] = step_tokens(path, tokenizer, ktae_config)
+        results[str(step)] = score_tokens(per_step[step], args.fraction)
+        print(f"step {step}: AUROC of -K {results[str(step)]['-K']['auroc']:.3f}", flush=True)
+    together = {k: torch.cat([t[k] + (1_000_000 * s if k == "rollout" else 0) for s, t in per_step.items()])
+                for k in next(iter(per_step.values()))}
+    results["all"] = score_tokens(together, args.fraction)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "mistakes.json").write_text(json.dumps(results, indent=1))
+    text = table(results, args.fraction)
+    (out / "mistakes.md").write_text(text + "\n")
+    figure(together, out / "mistakes.png", f"{args.run_dir.name}: K vs labelled wrong steps, "
+                                           f"{len(dumps)} dumped steps")
+    print(text)
+    print(f"written: {out / 'mistakes.md'}, {out / 'mistakes.json'}, {out / 'mistakes.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
