@@ -130,9 +130,19 @@ WORD_TINY = [*TINY, "--max_new_tokens", "48"]
 def test_word_study_command_runs_two_steps_two_seeds(tmp_path):
     out = tmp_path / "study"
     args = ["--task", "word", "--entropy_arm", "--seeds", "2", "--steps", "2", "--eval_every", "2", "--output",
-            str(out), "--cache_dir", str(tmp_path / "cache"), *WORD_TINY, "--tiny_sft_steps", "10"]
+            str(out), "--cache_dir", str(tmp_path / "cache"), "--target_accuracy", "0.5", *WORD_TINY,
+            "--tiny_sft_steps", "10"]
     assert compare.main(args) == 0
     summary = json.loads((out / "compare.json").read_text())
     assert [m["label"] for m in summary["methods"]] == ["GRPO", "GRPO+KTAE", "GRPO (top-20% entropy tokens)"]
     assert summary["table"]["grpo-entropy20"]["2"]["accuracy"]["n"] == 2
     assert set(summary["paired"]) == {"grpo-ktae", "grpo-entropy20"}
+    target = summary["steps_to_target"]
+    assert target["target"] == 0.5 and target["methods"]["grpo"]["runs"] == 2
+    assert "Steps to reach 50% held-out accuracy" in (out / "compare.md").read_text()
+
+
+def test_first_step_reaching():
+    assert compare.first_step_reaching({0: 0.1, 10: 0.5, 20: 0.4, 30: 0.7}, 0.5) == 10
+    assert compare.first_step_reaching({20: 0.6, 0: 0.1}, 0.5) == 20
+    assert compare.first_step_reaching({0: 0.1}, 0.5) is None

@@ -77,6 +77,8 @@ class CompareConfig:
     table_steps: list = _f([], "steps reported in the table, comma-separated (default: up to 7 of the "
                                  "evaluation steps: the first four, then evenly spread up to the last)")
     smooth: int = _f(5, "moving-average window (steps) of the rollout curves before averaging over seeds")
+    target_accuracy: float = _f(0.0, "also report the steps each run took to reach this held-out accuracy "
+                                     "(a share, e.g. 0.5; 0 = off)")
     figure: str = _f("", "figure path (default: <output>/compare.png)")
 
     def validate(self) -> "CompareConfig":
@@ -89,6 +91,7 @@ class CompareConfig:
         need(isinstance(self.steps, int) and self.steps >= 1, "steps", "an integer >= 1")
         need(isinstance(self.eval_every, int) and self.eval_every >= 0, "eval_every", "an integer >= 0")
         need(isinstance(self.smooth, int) and self.smooth >= 1, "smooth", "an integer >= 1")
+        need(0 <= self.target_accuracy <= 1, "target_accuracy", "a share in [0, 1]")
         need(bool(self.output), "output", "a folder")
         need(self.task in TASKS, "task", f"one of {TASKS}")
         need(all(a in ABLATIONS for a in self.ablations), "ablations", f"a subset of {','.join(ABLATIONS)}")
@@ -336,6 +339,33 @@ def summarise(runs: dict[str, list[Path]], method_list: list[Method], table_step
     return summary
 
 
+def first_step_reaching(accuracy: dict[int, float], target: float) -> int | None:
+    """The first evaluated step whose held-out accuracy is at least ``target`` (None: never)."""
+    return next((t for t in sorted(accuracy) if accuracy[t] >= target), None)
+
+
+def steps_to_target(summary: dict, target: float) -> dict:
+    """Per method, the steps each run (seed) took to reach ``target`` held-out accuracy; paired differences to
+    the baseline over the seeds where both reached it. Runs that never reached it are counted, not imputed."""
+    out: dict[str, Any] = {"target": target, "methods": {}, "paired": {}}
+    per_method = {}
+    for m in summary["methods"]:
+        runs = []
+        for run in m["runs"]:
+            acc = _series(_read_metrics(Path(run)), "eval_accuracy")
+            runs.append(first_step_reaching(acc, target))
+        per_method[m["key"]] = runs
+        reached = [r for r in runs if r is not None]
+        mean, ci = mean_ci(reached)
+        out["methods"][m["key"]] = {"steps": runs, "mean": mean, "ci95": ci, "reached": len(reached), "runs": len(runs)}
+    base = summary["methods"][0]["key"]
+    for m in summary["methods"][1:]:
+        diffs = [a - b for a, b in zip(per_method[m["key"]], per_method[base]) if a is not None and b is not None]
+        mean, ci = mean_ci(diffs)
+        out["paired"][m["key"]] = {"mean": mean, "ci95": ci, "n": len(diffs), "values": diffs}
+    return out
+
+
 def _fmt(cell: dict, percent: bool) -> str:
     mean, ci, n = cell["mean"], cell["ci95"], cell["n"]
     if n == 0 or not math.isfinite(mean):
@@ -373,6 +403,18 @@ def write_table(summary: dict, path_md: Path, path_json: Path, title: str = "") 
             accs = [_fmt(summary["paired"][k][str(t)]["accuracy"], True) for k in others]
             lens = [_fmt(summary["paired"][k][str(t)]["length"], False) for k in others]
             lines.append(f"| {t} | " + " | ".join(accs) + " | " + " | ".join(lens) + " |")
+    if "steps_to_target" in summary:
+        target = summary["steps_to_target"]
+        lines += ["", f"Steps to reach {100 * target['target']:.0f}% held-out accuracy (first evaluation at or above "
+                      "it; mean ± 95% CI over the seeds that reached it; paired: same seed, both reached):", "",
+                  "| method | steps | reached | paired Δ to " + labels[base] + " |", "|---|---:|---:|---:|"]
+        for k in keys:
+            row = target["methods"][k]
+            paired = target["paired"].get(k)
+            cell = _fmt({"mean": row["mean"], "ci95": row["ci95"], "n": row["reached"]}, False)
+            diff = "–" if paired is None else _fmt({"mean": paired["mean"], "ci95": paired["ci95"],
+                                                    "n": paired["n"]}, False)
+            lines.append(f"| {labels[k]} | {cell} | {row['reached']}/{row['runs']} | {diff} |")
     path_md.parent.mkdir(parents=True, exist_ok=True)
     path_md.write_text("\n".join(lines) + "\n")
     path_json.write_text(json.dumps(summary, indent=1, allow_nan=True))
@@ -480,6 +522,8 @@ def parse_args(argv: list[str]) -> tuple[CompareConfig, dict]:
                 parsed: Any = str(value).lower() in ("true", "1", "yes")
             elif kind in (int, "int"):
                 parsed = int(value)
+            elif kind in (float, "float"):
+                parsed = float(value)
             elif kind in (list, "list"):
                 parts = [p.strip() for p in str(value).split(",") if p.strip()]
                 parsed = [int(p) for p in parts] if key == "table_steps" else parts
@@ -506,6 +550,8 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.time()
         runs = run_compare(config, train_options)
         summary = summarise(runs, method_list, config.table_steps, config.smooth)
+        if config.target_accuracy:
+            summary["steps_to_target"] = steps_to_target(summary, config.target_accuracy)
         summary["command"] = "ktae compare " + " ".join(argv)
         summary["options"] = {"compare": dataclasses.asdict(config), "train": train_options}
         out = Path(config.output)
