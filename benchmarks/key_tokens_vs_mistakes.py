@@ -78,7 +78,7 @@ def step_tokens(path: Path, tokenizer, ktae_config) -> dict[str, torch.Tensor]:
     key = ktae.key_token_values(responses, mask, rewards, groups, ktae_config)        # [B, L]
     base = ktae.rollout_advantages(rewards, groups, ktae_config)                       # [B]
     ignored = torch.tensor(sorted(ktae_config.ignore_token_ids or ()), dtype=torch.long)
-    out: dict[str, list] = {"K": [], "A": [], "mistake": [], "rollout": [], "correct": []}
+    out: dict[str, list] = {"K": [], "A": [], "mistake": [], "derailed": [], "rollout": [], "correct": []}
     for i, r in enumerate(rows):
         ids = r["token_ids"]
         labels = token_labels(r["prompt"], [tokenizer.decode([t], skip_special_tokens=True) for t in ids])
@@ -86,19 +86,28 @@ def step_tokens(path: Path, tokenizer, ktae_config) -> dict[str, torch.Tensor]:
         n = int(keep.sum())
         out["K"].append(key[i, : len(ids)][keep])
         out["A"].append(base[i].expand(n))
-        out["mistake"].append(torch.tensor([lab == "mistake" for lab in labels])[keep])
+        mistake = torch.tensor([lab == "mistake" for lab in labels], dtype=torch.bool)
+        out["mistake"].append(mistake[keep])
+        out["derailed"].append((torch.cumsum(mistake.long(), 0) > 0)[keep])
         out["rollout"].append(torch.full((n,), i))
         out["correct"].append(torch.full((n,), float(r["reward"]) > ktae_config.threshold))
     return {k: torch.cat(v) for k, v in out.items()}
 
 
+#: token labels scored: the tokens of wrong steps, and every token from a rollout's first wrong step on
+TARGETS = {"wrong step": "mistake", "from the first wrong step on": "derailed"}
+
+
 def score_tokens(tokens: dict[str, torch.Tensor], fraction: float, seed: int = 0) -> dict:
-    """:func:`mistake_metrics` over the wrong rollouts' tokens, plus mean K of each kind of token."""
+    """:func:`mistake_metrics` over the wrong rollouts' tokens for each of :data:`TARGETS`, and mean K of each
+    kind of token."""
     wrong = ~tokens["correct"]
-    k, a, m = tokens["K"][wrong], tokens["A"][wrong], tokens["mistake"][wrong]
+    k, a = tokens["K"][wrong], tokens["A"][wrong]
     generator = torch.Generator().manual_seed(seed)
     scores = {"-K": -k, "-A": -a, "-(A+K)": -(a + k), "random": torch.rand(len(k), generator=generator)}
-    result = mistake_metrics(scores, m, tokens["rollout"][wrong], fraction)
+    result = {name: mistake_metrics(scores, tokens[key][wrong], tokens["rollout"][wrong], fraction)
+              for name, key in TARGETS.items()}
+    m = tokens["mistake"][wrong]
     mean = lambda x: float(x.mean()) if x.numel() else float("nan")  # noqa: E731
     result["mean_K"] = {"wrong_step_tokens": mean(k[m]), "other_tokens_of_wrong_rollouts": mean(k[~m]),
                         "tokens_of_right_rollouts": mean(tokens["K"][~wrong])}
@@ -106,16 +115,18 @@ def score_tokens(tokens: dict[str, torch.Tensor], fraction: float, seed: int = 0
 
 
 def table(results: dict[str, dict], fraction: float) -> str:
-    share = f"share of wrong-step tokens in the top {fraction:.0%}"
-    lines = ["| step | wrong rollouts | tokens | wrong-step share | score | AUROC (pooled) | AUROC (within rollout) "
-             f"| {share} |", "|---|---:|---:|---:|---|---:|---:|---:|"]
+    lines = ["| step | tokens labelled | wrong rollouts | tokens | labelled share | score | AUROC (pooled) | "
+             f"AUROC (within rollout) | labelled share of the top {fraction:.0%} |",
+             "|---|---|---:|---:|---:|---|---:|---:|---:|"]
     for step, res in results.items():
-        data = res["data"]
-        for name in SCORES:
-            row = res[name]
-            within = "–" if math.isnan(row["auroc_within"]) else f"{row['auroc_within']:.3f}"
-            lines.append(f"| {step} | {int(data['rollouts'])} | {int(data['tokens'])} | {data['base_rate']:.3f} | "
-                         f"{name} | {row['auroc']:.3f} | {within} | {row['share_top']:.3f} |")
+        for target in TARGETS:
+            data = res[target]["data"]
+            for name in SCORES:
+                row = res[target][name]
+                within = "–" if math.isnan(row["auroc_within"]) else f"{row['auroc_within']:.3f}"
+                lines.append(f"| {step} | {target} | {int(data['rollouts'])} | {int(data['tokens'])} | "
+                             f"{data['base_rate']:.3f} | {name} | {row['auroc']:.3f} | {within} | "
+                             f"{row['share_top']:.3f} |")
     return "\n".join(lines)
 
 
@@ -170,9 +181,10 @@ def main(argv: list[str] | None = None) -> int:
         step = int(path.stem.split("_")[-1])
         per_step[step] = step_tokens(path, tokenizer, ktae_config)
         results[str(step)] = score_tokens(per_step[step], args.fraction)
-        print(f"step {step}: AUROC of -K {results[str(step)]['-K']['auroc']:.3f}", flush=True)
-    together = {k: torch.cat([t[k] + (1_000_000 * s if k == "rollout" else 0) for s, t in per_step.items()])
-                for k in next(iter(per_step.values()))}
+        print(f"step {step}: AUROC of -K for wrong-step tokens {results[str(step)]['wrong step']['-K']['auroc']:.3f}",
+              flush=True)
+    together = {k: torch.cat([t[k] for t in per_step.values()]) for k in ("K", "A", "mistake", "derailed", "correct")}
+    together["rollout"] = torch.cat([t["rollout"] + 1_000_000 * step for step, t in per_step.items()])
     results["all"] = score_tokens(together, args.fraction)
     out.mkdir(parents=True, exist_ok=True)
     (out / "mistakes.json").write_text(json.dumps(results, indent=1))
