@@ -206,3 +206,15 @@ def test_truncated_completions_leave_their_group(tmp_path):
                                                                    cfg))
     expected = (trl_rollout_advantages(rewards, len(rewards) // 4, "group").unsqueeze(1) + values) * mask
     torch.testing.assert_close(advantages, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_trl_version_guard():
+    from ktae.integrations import doctor
+    from ktae.integrations.trl import SUPPORTED_TRL, _check_trl
+
+    assert SUPPORTED_TRL == doctor.SUPPORTED_TRL
+    _check_trl("1.16.0", GRPOTrainer)
+    with pytest.raises(ImportError, match=r"supports trl>=1.16,<2, but trl 0.19.1 is installed"):
+        _check_trl("0.19.1", GRPOTrainer)
+    with pytest.raises(ImportError, match="has no _calculate_rewards, .*get_off_policy_mask"):
+        _check_trl("1.17.0", type("Renamed", (), {"_compute_loss": lambda self: None}))

@@ -33,17 +33,44 @@ from typing import Any
 
 import torch
 
+#: the TRL releases this adapter is made for (checked at import)
+SUPPORTED_TRL = ">=1.16,<2"
+
 try:
+    import trl
     from trl import GRPOConfig, GRPOTrainer
 except ImportError as err:  # pragma: no cover - exercised only without the extra
-    raise ImportError("ktae.integrations.trl needs TRL: pip install \"ktae[trl]\" (trl>=1.16,<2)") from err
+    raise ImportError(f"ktae.integrations.trl needs TRL: pip install \"ktae[trl]\" (trl{SUPPORTED_TRL})") from err
+
+
+def _check_trl(version: str, trainer: type) -> None:
+    """Refuse a TRL outside the supported range, or one whose GRPOTrainer lacks a method this adapter overrides."""
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        supported = Version(version) in SpecifierSet(SUPPORTED_TRL)
+    except InvalidVersion:
+        supported = False
+    hooks = ("_calculate_rewards", "_generate_and_score_completions", "_compute_loss", "get_off_policy_mask",
+             "get_gamma_weights")
+    missing = [name for name in hooks if not callable(getattr(trainer, name, None))]
+    if not supported:
+        raise ImportError(f"ktae.integrations.trl supports trl{SUPPORTED_TRL}, but trl {version} is installed: "
+                          f"pip install \"trl{SUPPORTED_TRL}\"")
+    if missing:
+        raise ImportError(f"ktae.integrations.trl cannot extend the GRPOTrainer of trl {version}: it has no "
+                          f"{', '.join(missing)} (made for trl{SUPPORTED_TRL} as released)")
+
+
+_check_trl(trl.__version__, GRPOTrainer)
 
 from ktae.core.advantages import key_token_values
 from ktae.core.config import FISHER_AT_ONE, KTAEConfig
 from ktae.integrations._common import key_token_stats, special_token_ids
 from ktae.monitoring import MixedGroupWatch, mixed_groups
 
-__all__ = ["ROLLOUT_ADVANTAGES", "KTAEGRPOConfig", "KTAEGRPOTrainer", "local_key_token_values"]
+__all__ = ["ROLLOUT_ADVANTAGES", "SUPPORTED_TRL", "KTAEGRPOConfig", "KTAEGRPOTrainer", "local_key_token_values"]
 
 
 @dataclass
