@@ -19,6 +19,16 @@ Options come from ``algorithm.ktae.*`` (new keys need Hydra's ``+``: ``+algorith
 the fields of :class:`ktae.KTAEConfig`. ``ignore_token_ids`` defaults to the tokenizer's pad and EOS ids.
 The advantages themselves are ``ktae.ktae_advantages``: this module only moves data.
 
+Correctness: a rollout is correct when its score (the sum of its ``token_level_rewards``) is > ``threshold``; a
+rollout whose ``response_mask`` is all zero is left out of its group's counts. After ``algorithm.ktae.warn_after``
+(default 5) consecutive steps without a group that has both correct and wrong rollouts, a ``NoMixedGroupsWarning``
+says that K is 0 and what to set.
+
+Supported verl: :data:`SUPPORTED_VERL`, checked at import; the private names wrapped are checked (presence and
+signature) before anything is wrapped, and a mismatch raises :class:`UnsupportedVerlError`. ``ktae verl`` (see
+:mod:`ktae.integrations.verl_launch`) runs verl's ``main_ppo`` after these checks; ``ktae doctor``
+(:mod:`ktae.integrations.doctor`) reports them, in a Ray worker too.
+
 The module also provides verl reward functions for math (``math_score``: 1/0, ``dapo_score``: +1/-1, both with
 ``acc``), usable as ``reward.custom_reward_function.path=pkg://ktae.integrations.verl``.
 """
