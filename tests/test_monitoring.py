@@ -57,3 +57,15 @@ def test_watch_off_and_bad_input():
         MixedGroupWatch(patience=-1)
     with pytest.raises(ValueError, match="mixed"):
         MixedGroupWatch().update(3, 2)
+
+
+def test_watch_can_leave_printing_to_the_caller():
+    """What `ktae train` does (the lead wires it in train/loop.py): the message is returned, not warned."""
+    watch = MixedGroupWatch(patience=2, warn=False, correctness="its reward is > 0.0 (--ktae_threshold)",
+                            advice="set --ktae_threshold", metric="mixed_groups")
+    scores, group, mask = torch.ones(8), torch.arange(4).repeat_interleave(2), torch.ones(8, 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        messages = [watch.update(*mixed_groups(scores, group, 0.0, mask), step) for step in (1, 2)]
+    assert messages[0] is None and "--ktae_threshold" in messages[1] and "(step 2)" in messages[1]
+    assert "(mixed_groups = 0)" in messages[1]

@@ -69,11 +69,15 @@ class MixedGroupWatch:
         correctness: how this framework decides a rollout is correct, for the message
             (e.g. "its reward is > 0.0").
         advice: what the user can set, for the message (framework-specific option names).
+        warn: also issue the message with ``warnings.warn`` (False: only return it, for a caller that prints it).
+        metric: the name under which this framework logs the share of mixed groups, for the message.
     """
 
     patience: int = 5
     correctness: str = "its reward is > 0.0"
     advice: str = "set the correctness threshold between the rewards of wrong and right rollouts"
+    warn: bool = True
+    metric: str = "ktae/mixed_group_fraction"
     streak: int = 0
     _next_warning: int = 0
 
@@ -87,7 +91,7 @@ class MixedGroupWatch:
 
         Returns:
             The warning text when it fires (also issued with ``warnings.warn`` as a
-            :class:`NoMixedGroupsWarning`), else None.
+            :class:`NoMixedGroupsWarning` when ``warn``), else None.
         """
         if mixed < 0 or groups < 0 or mixed > groups:
             raise ValueError(f"need 0 <= mixed <= groups, got mixed={mixed}, groups={groups}")
@@ -101,9 +105,10 @@ class MixedGroupWatch:
         where = f" (step {step})" if step is not None else ""
         message = (
             f"KTAE: no group had both correct and wrong rollouts in the last {self.streak} steps{where} "
-            f"(ktae/mixed_group_fraction = 0), so every key-token value K is 0 and the update uses only the "
+            f"({self.metric} = 0), so every key-token value K is 0 and the update uses only the "
             f"rollout-level advantage. A rollout counts as correct when {self.correctness}: if all rollouts pass "
             f"(e.g. rewards that are all positive, several rewards summed) or all fail, {self.advice}."
         )
-        warnings.warn(message, NoMixedGroupsWarning, stacklevel=2)
+        if self.warn:
+            warnings.warn(message, NoMixedGroupsWarning, stacklevel=2)
         return message
