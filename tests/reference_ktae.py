@@ -46,7 +46,10 @@ def bm25(freq: float, length: float, avg: float, k1: float = 2.0, b: float = 0.5
 
 def reference_values(responses, mask, scores, group, alpha=1.0, beta=1.0, gamma=1.0, top=1.0, threshold=0.0,
                      fisher_at_one="exp", ignore_token_ids=()):
-    """K per position as nested lists, computed group by group and token by token."""
+    """K per position as nested lists, computed group by group and token by token.
+
+    A rollout with no unmasked token is not a member of its group (it counts in neither nT nor nF).
+    """
     responses = [list(map(int, r)) for r in responses]
     mask = [list(map(int, m)) for m in mask]
     scores = [float(s) for s in scores]
@@ -56,6 +59,7 @@ def reference_values(responses, mask, scores, group, alpha=1.0, beta=1.0, gamma=
     for i, g in enumerate(group):
         members[g].append(i)
     for g, rows in members.items():
+        rows = [i for i in rows if any(mask[i])]  # a rollout with no unmasked token is not a member
         correct = [i for i in rows if scores[i] > threshold]
         wrong = [i for i in rows if scores[i] <= threshold]
         if not correct or not wrong:

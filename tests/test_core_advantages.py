@@ -251,3 +251,30 @@ def test_blocks_of_groups_give_the_same_values(monkeypatch):
     blocked = ktae.key_token_values(*batch)
     assert torch.equal(blocked, whole)
     check_against_reference(*batch)
+
+
+def test_fully_masked_rollouts_are_not_group_members():
+    # a completion masked out (truncated, filtered) must not count as an empty correct or wrong member
+    responses = torch.tensor([[7, 9, 2], [7, 9, 9], [9, 5, 4], [9, 5, 5], [3, 3, 3]])
+    mask = torch.tensor([[1, 1, 1], [1, 1, 0], [1, 1, 1], [1, 1, 0], [0, 0, 0]])
+    group = [0, 0, 0, 0, 0]
+    base = ktae.key_token_values(responses[:4], mask[:4], torch.tensor([1.0, 1.0, 0.0, 0.0]), group[:4])
+    for label in (0.0, 1.0):  # the masked row, labelled wrong or correct, changes nothing
+        scores = torch.tensor([1.0, 1.0, 0.0, 0.0, label])
+        values = ktae.key_token_values(responses, mask, scores, group)
+        assert torch.equal(values[:4], base)
+        assert torch.equal(values[4], torch.zeros(3))
+        table = ktae.explain(responses, mask, scores, group)
+        assert set(table.n_correct.tolist()) == {2} and set(table.n_wrong.tolist()) == {2}
+    # the only wrong rollout is masked out: the group is all correct, so K = 0 everywhere
+    scores = torch.tensor([1.0, 1.0, 1.0, 1.0, 0.0])
+    assert torch.count_nonzero(ktae.key_token_values(responses, mask, scores, group)) == 0
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_batches_with_many_masked_rows_match_reference(seed):
+    responses, mask, scores, group = random_batch(300 + seed, groups=3, batch=24)
+    dropped = torch.rand(mask.shape[0], generator=torch.Generator().manual_seed(seed)) < 0.35
+    mask = mask * (~dropped).long().unsqueeze(1)
+    check_against_reference(responses, mask, scores, group)
+    check_against_reference(responses, mask, scores, group, fisher_at_one="zero", threshold=0.5)

@@ -16,6 +16,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plot": ("ktae.train.plot", "plot accuracy, response length and entropy of one or more run folders"),
     "eval": ("ktae.eval.cli", "evaluate a model on the five math benchmarks, or re-grade saved generations"),
     "analyze": ("ktae.analysis.cli", "show which tokens KTAE rewards or punishes in a file of rollouts"),
+    "verl": ("ktae.integrations.verl_launch", "verl's main_ppo with the KTAE plug-in and options checked first"),
+    "doctor": ("ktae.integrations.doctor", "check that KTAE loads in verl (and its Ray workers) and TRL"),
 }
 
 

@@ -7,7 +7,9 @@ All functions take one RL batch:
     scores         [B] float: outcome reward of each rollout
     group          [B] prompt ids: an integer tensor, or any sequence of hashables (e.g. string uids)
 
-Groups may be interleaved, of different sizes, of size one. Everything is computed for the whole batch at
+Groups may be interleaved, of different sizes, of size one. A row whose mask is all zero is left out of its
+group's key-token counts (it is not an empty correct or wrong member); the rollout-level estimators still see
+its score, as GRPO's do. Everything is computed for the whole batch at
 once: one stable sort of the unmasked ``(group, token)`` keys gives every count, and the table statistics are
 computed once per distinct ``(nT, nF, a, b)``. There is no Python loop over tokens or groups, no dense
 ``[B, vocab]`` tensor, and a handful of host synchronisations per batch (tensor sizes), none per group.
@@ -385,11 +387,19 @@ def _row_statistics(rows: _Rows, n_true: torch.Tensor, n_false: torch.Tensor, to
 def _group_totals(
     lengths: torch.Tensor, correct: torch.Tensor, ids: torch.Tensor, num_groups: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per group [G] int64: correct rollouts nT, wrong rollouts nF, unmasked tokens in correct (NT) / wrong (NF)."""
+    """Per group [G] int64: correct rollouts nT, wrong rollouts nF, unmasked tokens in correct (NT) / wrong (NF).
+
+    Args:
+        lengths: [B] int64 unmasked tokens of each rollout. correct: [B] bool. ids: [B] dense group ids.
+
+    A rollout with no unmasked token (``lengths == 0``: a completion masked out as truncated or filtered) is
+    not a member of its group: it counts in neither nT nor nF.
+    """
+    member = (lengths > 0).to(torch.int64)
     correct = correct.to(torch.int64)
     zeros = torch.zeros(num_groups, dtype=torch.int64, device=ids.device)
-    n_true = zeros.clone().index_add_(0, ids, correct)
-    n_false = zeros.clone().index_add_(0, ids, 1 - correct)
+    n_true = zeros.clone().index_add_(0, ids, correct * member)
+    n_false = zeros.clone().index_add_(0, ids, (1 - correct) * member)
     tokens_true = zeros.clone().index_add_(0, ids, lengths * correct)
     tokens_false = zeros.clone().index_add_(0, ids, lengths * (1 - correct))
     return n_true, n_false, tokens_true, tokens_false
@@ -431,7 +441,9 @@ def key_token_values(
     present in the group, its 2x2 presence table gives Fisher's p (F = exp(-2p)), the information gain and the
     arcsine distance; its occurrence counts give the BM25 term-frequency ratio. Then
     ``s = (alpha F + beta IG)(h + gamma r) / (alpha + beta)`` and ``K = top (2 sigmoid(s) - 1)``.
-    Groups that are all correct or all wrong get K = 0.
+    Groups that are all correct or all wrong get K = 0. A rollout whose mask is all zero (e.g. a completion
+    masked out because it was truncated) is not a member of its group: it counts in neither nT nor nF, so it
+    cannot make a group mixed nor dilute the presence rates.
 
     Args:
         responses: [B, L] integer token ids. response_mask: [B, L] 0/1. scores: [B] outcome rewards.

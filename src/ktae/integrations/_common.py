@@ -5,7 +5,7 @@ from typing import Any
 
 import torch
 
-from ktae.core.advantages import group_index
+from ktae.monitoring import mixed_groups
 
 
 def special_token_ids(tokenizer: Any) -> tuple[int, ...]:
@@ -47,7 +47,7 @@ def key_token_stats(
         Plain floats: ``abs_mean``, ``mean``, ``max``, ``min`` of K over unmasked tokens; ``positive_fraction`` and
         ``nonzero_fraction`` of unmasked tokens; ``mean_in_correct`` / ``mean_in_wrong`` (mean K over the tokens of
         correct / wrong rollouts); ``mixed_group_fraction`` (groups with both correct and wrong rollouts, the only
-        ones where K can be non-zero).
+        ones where K can be non-zero, among the groups with a rollout that is not fully masked).
     """
     m = mask.to(device=values.device) != 0
     k = values.detach().to(torch.float64)[m]
@@ -68,10 +68,6 @@ def key_token_stats(
         if bool(sel.any()):
             out[name] = float(values.detach().to(torch.float64)[sel].mean())
     if scores.numel():
-        ids, keys = group_index(group, scores.shape[0], values.device)
-        n_groups = len(keys)
-        n_correct = torch.zeros(n_groups, dtype=torch.int64, device=values.device).index_add_(0, ids, correct.long())
-        sizes = torch.bincount(ids, minlength=n_groups)
-        mixed = (n_correct > 0) & (n_correct < sizes)
-        out["mixed_group_fraction"] = float(mixed.double().mean())
+        mixed, groups = mixed_groups(scores, group, threshold, mask)
+        out["mixed_group_fraction"] = mixed / groups if groups else 0.0
     return out

@@ -13,6 +13,16 @@ advantage ``(A_i + K(token)) * mask``. Every ``loss_type`` and ``num_iterations`
 ``[B, T]`` advantages. A prompt's completions may be spread over processes, so the token ids and masks of the
 whole generation batch are gathered, ``K`` is computed on whole groups, and each process keeps its own rows.
 
+Sequence-level decisions stay sequence-level: TRL options that read a completion's advantage to decide something
+about the whole sequence (the off-policy sequence mask, VESPO's k/lambda, SAPO's temperature) read the rollout
+advantage ``A_i``; K only enters where the loss multiplies by the advantage.
+
+Correctness: a completion is correct when its correctness score is > ``ktae_threshold``; the score is the value of
+the reward function named by ``ktae_correctness_reward``, or else the weighted sum of all rewards. A completion that
+``mask_truncated_completions`` masks out is left out of its group's counts. After ``ktae_warn_after`` generation
+batches in a row without a group holding both correct and wrong completions, a ``NoMixedGroupsWarning`` says
+that K is 0 and what to set.
+
 A plain ``GRPOConfig`` works too (KTAE with the paper's settings). Statistics of ``K`` are logged with TRL's
 metrics under ``ktae/`` (see :func:`ktae.integrations._common.key_token_stats`).
 """
@@ -23,16 +33,44 @@ from typing import Any
 
 import torch
 
+#: the TRL releases this adapter is made for (checked at import)
+SUPPORTED_TRL = ">=1.16,<2"
+
 try:
+    import trl
     from trl import GRPOConfig, GRPOTrainer
 except ImportError as err:  # pragma: no cover - exercised only without the extra
-    raise ImportError("ktae.integrations.trl needs TRL: pip install \"ktae[trl]\" (trl>=1.16,<2)") from err
+    raise ImportError(f"ktae.integrations.trl needs TRL: pip install \"ktae[trl]\" (trl{SUPPORTED_TRL})") from err
+
+
+def _check_trl(version: str, trainer: type) -> None:
+    """Refuse a TRL outside the supported range, or one whose GRPOTrainer lacks a method this adapter overrides."""
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        supported = Version(version) in SpecifierSet(SUPPORTED_TRL)
+    except InvalidVersion:
+        supported = False
+    hooks = ("_calculate_rewards", "_generate_and_score_completions", "_compute_loss", "get_off_policy_mask",
+             "get_gamma_weights")
+    missing = [name for name in hooks if not callable(getattr(trainer, name, None))]
+    if not supported:
+        raise ImportError(f"ktae.integrations.trl supports trl{SUPPORTED_TRL}, but trl {version} is installed: "
+                          f"pip install \"trl{SUPPORTED_TRL}\"")
+    if missing:
+        raise ImportError(f"ktae.integrations.trl cannot extend the GRPOTrainer of trl {version}: it has no "
+                          f"{', '.join(missing)} (made for trl{SUPPORTED_TRL} as released)")
+
+
+_check_trl(trl.__version__, GRPOTrainer)
 
 from ktae.core.advantages import key_token_values
 from ktae.core.config import FISHER_AT_ONE, KTAEConfig
 from ktae.integrations._common import key_token_stats, special_token_ids
+from ktae.monitoring import MixedGroupWatch, mixed_groups
 
-__all__ = ["KTAEGRPOConfig", "KTAEGRPOTrainer", "local_key_token_values"]
+__all__ = ["ROLLOUT_ADVANTAGES", "SUPPORTED_TRL", "KTAEGRPOConfig", "KTAEGRPOTrainer", "local_key_token_values"]
 
 
 @dataclass
@@ -47,7 +85,20 @@ class KTAEGRPOConfig(GRPOConfig):
     ktae_gamma: float = field(default=1.0, metadata={"help": "weight of the BM25 term-frequency direction part"})
     ktae_top: float = field(default=1.0, metadata={"help": "bound of the key-token value: K in (-top, top)"})
     ktae_threshold: float = field(
-        default=0.0, metadata={"help": "a completion is correct when its (weighted, summed) reward is > threshold"}
+        default=0.0,
+        metadata={"help": "a completion is correct when its correctness reward (see ktae_correctness_reward) is > this"},
+    )
+    ktae_correctness_reward: str | None = field(
+        default=None,
+        metadata={
+            "help": "name of the reward function whose (unweighted) value decides correctness, e.g. 'accuracy'; "
+            "None: the weighted sum of all rewards"
+        },
+    )
+    ktae_warn_after: int = field(
+        default=5,
+        metadata={"help": "warn after this many consecutive generation batches without a group that has both "
+                  "correct and wrong completions (K is then 0); 0: never"},
     )
     ktae_fisher_at_one: str = field(
         default="exp", metadata={"help": f"Fisher strength when p = 1, one of {list(FISHER_AT_ONE)}"}
@@ -63,6 +114,15 @@ class KTAEGRPOConfig(GRPOConfig):
             self.ktae_config(())
         except ValueError as err:
             raise ValueError(f"invalid KTAE option in KTAEGRPOConfig (ktae_* fields): {err}") from err
+        if isinstance(self.ktae_warn_after, bool) or not isinstance(self.ktae_warn_after, int) or self.ktae_warn_after < 0:
+            raise ValueError(f"KTAEGRPOConfig.ktae_warn_after must be an integer >= 0, got {self.ktae_warn_after!r}")
+        if self.ktae_correctness_reward is not None and not (
+            isinstance(self.ktae_correctness_reward, str) and self.ktae_correctness_reward
+        ):
+            raise ValueError(
+                "KTAEGRPOConfig.ktae_correctness_reward must be the name of a reward function or None, got "
+                f"{self.ktae_correctness_reward!r}"
+            )
 
     def ktae_config(self, default_ignore_token_ids: tuple[int, ...]) -> KTAEConfig:
         """The :class:`KTAEConfig` of these options; ``default_ignore_token_ids`` apply when
@@ -120,10 +180,19 @@ def local_key_token_values(
     return values, local
 
 
+#: key under which the rollout-level advantage A_i [B] travels with TRL's inputs to the loss
+ROLLOUT_ADVANTAGES = "ktae_rollout_advantages"
+
+
 class KTAEGRPOTrainer(GRPOTrainer):
     """TRL's ``GRPOTrainer`` with KTAE token-level advantages; takes the same arguments.
 
     ``args`` may be a :class:`KTAEGRPOConfig` (KTAE options) or a plain ``GRPOConfig`` (paper defaults).
+
+    K enters only where TRL's loss multiplies by the advantage. TRL's sequence-level decisions read the
+    rollout-level advantage ``A_i``, as in plain ``GRPOTrainer``: the off-policy sequence mask
+    (``off_policy_mask_threshold``), VESPO's choice of k/lambda and SAPO's choice of temperature by the sign of
+    the advantage.
     """
 
     def __init__(self, model: Any, reward_funcs: Any = None, args: GRPOConfig | None = None, *pos: Any, **kw: Any):
@@ -139,7 +208,41 @@ class KTAEGRPOTrainer(GRPOTrainer):
             self.ktae_config = args.ktae_config(default_ids)
         else:
             self.ktae_config = KTAEConfig(ignore_token_ids=default_ids)
+        self._ktae_correctness_index = self._correctness_index(getattr(args, "ktae_correctness_reward", None))
+        self._ktae_watch = MixedGroupWatch(
+            patience=int(getattr(args, "ktae_warn_after", 5)),
+            correctness=self._correctness_text(),
+            advice="set ktae_correctness_reward to the reward function that says whether the answer is right "
+            "and/or ktae_threshold between its values for wrong and right completions",
+        )
         self._ktae_rewards: torch.Tensor | None = None
+        self._ktae_sequence_advantages: torch.Tensor | None = None
+
+    def _correctness_index(self, name: str | None) -> int | None:
+        if name is None:
+            return None
+        if name not in self.reward_func_names:
+            raise ValueError(
+                f"ktae_correctness_reward={name!r} is not one of the reward functions {self.reward_func_names}"
+            )
+        return self.reward_func_names.index(name)
+
+    def _correctness_text(self) -> str:
+        threshold = self.ktae_config.threshold
+        if self._ktae_correctness_index is not None:
+            return f"reward function {self.reward_func_names[self._ktae_correctness_index]!r} gives it > {threshold}"
+        if len(self.reward_func_names) > 1:
+            return f"the weighted sum of its {len(self.reward_func_names)} rewards is > {threshold}"
+        return f"its reward is > {threshold}"
+
+    def _correctness_scores(self, rewards_per_func: torch.Tensor) -> torch.Tensor:
+        """[N] scores whose comparison with ``ktae_threshold`` decides correctness; NaN for unscorable rows."""
+        if self._ktae_correctness_index is not None:
+            return rewards_per_func[:, self._ktae_correctness_index].clone()
+        weights = self.reward_weights.to(rewards_per_func.device)
+        rewards = (rewards_per_func * weights.unsqueeze(0)).nansum(dim=1)
+        rewards[torch.isnan(rewards_per_func).all(dim=1)] = torch.nan
+        return rewards
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):  # noqa: D401 - TRL hook
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
@@ -158,7 +261,7 @@ class KTAEGRPOTrainer(GRPOTrainer):
         num_generations = self.num_generations if mode == "train" else self.num_generations_eval
 
         completion_ids = output["completion_ids"]
-        mask = output["completion_mask"]
+        mask = output["completion_mask"]  # mask_truncated_completions: a masked row is left out of its group
         if "tool_mask" in output:
             mask = mask * output["tool_mask"]
         local_size, local_length = completion_ids.shape
@@ -166,27 +269,60 @@ class KTAEGRPOTrainer(GRPOTrainer):
         all_ids = acc.gather(acc.pad_across_processes(completion_ids, dim=1, pad_index=self._tokenizer.pad_token_id))
         all_mask = acc.gather(acc.pad_across_processes(mask, dim=1, pad_index=0))
 
-        weights = self.reward_weights.to(rewards_per_func.device)
-        rewards = (rewards_per_func * weights.unsqueeze(0)).nansum(dim=1)
-        rewards[torch.isnan(rewards_per_func).all(dim=1)] = torch.nan
-        if rewards.shape[0] != all_ids.shape[0]:
+        scores = self._correctness_scores(rewards_per_func)
+        if scores.shape[0] != all_ids.shape[0]:
             raise RuntimeError(
-                f"KTAEGRPOTrainer: {rewards.shape[0]} rewards for {all_ids.shape[0]} gathered completions"
+                f"KTAEGRPOTrainer: {scores.shape[0]} rewards for {all_ids.shape[0]} gathered completions"
             )
         all_values, values = local_key_token_values(
-            all_ids, all_mask, rewards, num_generations, acc.process_index * local_size, local_size, local_length,
+            all_ids, all_mask, scores, num_generations, acc.process_index * local_size, local_size, local_length,
             self.ktae_config,
         )
         rollout = output["advantages"]
         values = values.to(device=rollout.device, dtype=rollout.dtype)
+        output[ROLLOUT_ADVANTAGES] = rollout
         output["advantages"] = (rollout.unsqueeze(1) + values) * mask.to(rollout.dtype)
 
-        keep = ~torch.isnan(rewards)
+        keep = ~torch.isnan(scores)
+        group = torch.arange(scores.shape[0], device=scores.device) // num_generations
         if bool(keep.any()):
-            group = torch.arange(rewards.shape[0], device=rewards.device) // num_generations
             stats = key_token_stats(
-                all_values[keep], all_mask[keep], rewards[keep], group[keep], self.ktae_config.threshold
+                all_values[keep], all_mask[keep], scores[keep], group[keep], self.ktae_config.threshold
             )
             for key, value in stats.items():
                 self._metrics[mode][f"ktae/{key}"].append(value)
+        if mode == "train":
+            mixed, groups = mixed_groups(scores[keep], group[keep], self.ktae_config.threshold, all_mask[keep])
+            self._ktae_watch.update(mixed, groups, self.state.global_step)
         return output
+
+    # ---- TRL's sequence-level decisions read A_i, never A_i + K -------------------------------------------------
+
+    def _compute_loss(self, model: Any, inputs: dict[str, Any]) -> torch.Tensor:
+        rollout = inputs.get(ROLLOUT_ADVANTAGES)
+        if rollout is None:
+            return super()._compute_loss(model, inputs)
+        sequence = rollout.unsqueeze(1)  # [B, 1]
+        args = self.args
+        temperatures = (args.sapo_temperature_pos, args.sapo_temperature_neg)
+        self._ktae_sequence_advantages = sequence
+        try:
+            if self.loss_type == "sapo":  # TRL picks the temperature by the sign: make it that of A_i
+                chosen = torch.where(sequence > 0, temperatures[0], temperatures[1]).to(sequence.dtype)
+                args.sapo_temperature_pos = args.sapo_temperature_neg = chosen
+            return super()._compute_loss(model, inputs)
+        finally:
+            args.sapo_temperature_pos, args.sapo_temperature_neg = temperatures
+            self._ktae_sequence_advantages = None
+
+    def _sequence_advantages(self, advantages: torch.Tensor) -> torch.Tensor:
+        sequence = self._ktae_sequence_advantages
+        return advantages if sequence is None else sequence.to(device=advantages.device, dtype=advantages.dtype)
+
+    def get_off_policy_mask(self, advantages: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        """TRL's off-policy sequence mask, deciding by the rollout advantage A_i. [B, 1]."""
+        return GRPOTrainer.get_off_policy_mask(self._sequence_advantages(advantages), *args, **kwargs)
+
+    def get_gamma_weights(self, advantages: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        """TRL's VESPO weights, choosing k/lambda by the sign of the rollout advantage A_i. [B, 1]."""
+        return GRPOTrainer.get_gamma_weights(self._sequence_advantages(advantages), *args, **kwargs)

@@ -19,6 +19,16 @@ Options come from ``algorithm.ktae.*`` (new keys need Hydra's ``+``: ``+algorith
 the fields of :class:`ktae.KTAEConfig`. ``ignore_token_ids`` defaults to the tokenizer's pad and EOS ids.
 The advantages themselves are ``ktae.ktae_advantages``: this module only moves data.
 
+Correctness: a rollout is correct when its score (the sum of its ``token_level_rewards``) is > ``threshold``; a
+rollout whose ``response_mask`` is all zero is left out of its group's counts. After ``algorithm.ktae.warn_after``
+(default 5) consecutive steps without a group that has both correct and wrong rollouts, a ``NoMixedGroupsWarning``
+says that K is 0 and what to set.
+
+Supported verl: :data:`SUPPORTED_VERL`, checked at import; the private names wrapped are checked (presence and
+signature) before anything is wrapped, and a mismatch raises :class:`UnsupportedVerlError`. ``ktae verl`` (see
+:mod:`ktae.integrations.verl_launch`) runs verl's ``main_ppo`` after these checks; ``ktae doctor``
+(:mod:`ktae.integrations.doctor`) reports them, in a Ray worker too.
+
 The module also provides verl reward functions for math (``math_score``: 1/0, ``dapo_score``: +1/-1, both with
 ``acc``), usable as ``reward.custom_reward_function.path=pkg://ktae.integrations.verl``.
 """
@@ -26,6 +36,7 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
+import inspect
 import sys
 import warnings
 from collections.abc import Mapping
@@ -33,20 +44,57 @@ from typing import Any, Callable
 
 import torch
 
+#: the verl releases whose private names this module wraps (checked at import)
+SUPPORTED_VERL = ">=0.9,<0.10"
+
 try:
+    import verl
     import wrapt
-    from verl.trainer.ppo import core_algos
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import InvalidVersion, Version
 except ImportError as err:  # pragma: no cover - exercised only without the extra
     raise ImportError(
-        "ktae.integrations.verl needs verl: pip install \"ktae[verl]\" (verl>=0.9,<0.10)"
+        f"ktae.integrations.verl needs verl: pip install \"ktae[verl]\" (verl{SUPPORTED_VERL})"
     ) from err
+
+
+class UnsupportedVerlError(ImportError):
+    """The installed verl is outside the supported range, or lacks what the plugin wraps."""
+
+
+def check_verl_version(version: str | None = None) -> str:
+    """Raise :class:`UnsupportedVerlError` unless ``version`` (default: the installed verl's) is supported.
+
+    Returns:
+        The version string checked.
+    """
+    version = getattr(verl, "__version__", "unknown") if version is None else version
+    try:
+        ok = Version(version) in SpecifierSet(SUPPORTED_VERL)
+    except InvalidVersion:
+        ok = False
+    if not ok:
+        raise UnsupportedVerlError(
+            f"ktae's verl plugin supports verl{SUPPORTED_VERL}, but verl {version} is installed: "
+            f"pip install \"verl{SUPPORTED_VERL}\" (or a ktae release made for your verl)"
+        )
+    return version
+
+
+check_verl_version()
+from verl.trainer.ppo import core_algos  # noqa: E402 - after the version check
 
 from ktae.core.advantages import ktae_advantages, rollout_advantages
 from ktae.core.config import KTAEConfig
 from ktae.integrations._common import key_token_stats, special_token_ids
+from ktae.monitoring import MixedGroupWatch, mixed_groups
 
 __all__ = [
     "ESTIMATORS",
+    "SUPPORTED_VERL",
+    "UnsupportedVerlError",
+    "check_verl_version",
+    "installation_report",
     "compute_ktae_advantage",
     "dapo_score",
     "install",
@@ -64,6 +112,9 @@ ESTIMATORS: dict[str, str | None] = {
 }
 
 _OPTION_NAMES = tuple(f.name for f in dataclasses.fields(KTAEConfig))
+#: keys of ``algorithm.ktae`` that belong to this adapter rather than to KTAEConfig, with their defaults:
+#: ``warn_after``: warn after this many consecutive steps without a group of both correct and wrong rollouts
+ADAPTER_OPTIONS: dict[str, Any] = {"warn_after": 5}
 _RAY_TRAINER = "verl.trainer.ppo.ray_trainer"
 _V1_TRAINER = "verl.trainer.ppo.v1.trainer_base"
 _WRAPPED = "__ktae_wrapped__"
@@ -153,11 +204,15 @@ def ktae_config_from_verl(
     if not is_ktae_estimator(name):
         raise ValueError(f"estimator must be one of {sorted(ESTIMATORS)}, got {estimator!r}")
     options = _section(algorithm_config)
-    unknown = sorted(set(options) - set(_OPTION_NAMES))
+    unknown = sorted(set(options) - set(_OPTION_NAMES) - set(ADAPTER_OPTIONS))
     if unknown:
         raise ValueError(
-            f"algorithm.ktae has unknown option(s) {unknown}; expected some of {list(_OPTION_NAMES)}"
+            f"algorithm.ktae has unknown option(s) {unknown}; expected some of "
+            f"{list(_OPTION_NAMES) + list(ADAPTER_OPTIONS)}"
         )
+    warn_after(algorithm_config)  # validates it
+    for key in ADAPTER_OPTIONS:
+        options.pop(key, None)
     fixed = ESTIMATORS[name]
     if fixed is not None:
         if options.get("rollout") not in (None, fixed):
@@ -188,6 +243,31 @@ def ktae_config_from_verl(
         ids = options["ignore_token_ids"]
         options["ignore_token_ids"] = (ids,) if isinstance(ids, int) else tuple(ids)
     return KTAEConfig(**options)
+
+
+def warn_after(algorithm_config: Any) -> int:
+    """``algorithm.ktae.warn_after`` (default 5): consecutive steps without a mixed group before a warning."""
+    value = _section(algorithm_config).get("warn_after", ADAPTER_OPTIONS["warn_after"])
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"algorithm.ktae.warn_after must be an integer >= 0 (0: never warn), got {value!r}")
+    return value
+
+
+_WATCHES: dict[tuple[float, int], MixedGroupWatch] = {}  # per process: verl computes advantages in the driver
+
+
+def _watch(threshold: float, patience: int) -> MixedGroupWatch:
+    key = (threshold, patience)
+    if key not in _WATCHES:
+        _WATCHES[key] = MixedGroupWatch(
+            patience=patience,
+            correctness=f"its score (the sum of its token_level_rewards: the reward function's 'score') is > "
+            f"{threshold}",
+            advice="set +algorithm.ktae.threshold between the scores of wrong and right responses (e.g. 0.5 for a "
+            "reward in [0, 1] that is 1 only for a right answer), or make the reward function's 'score' say "
+            "whether the answer is right",
+        )
+    return _WATCHES[key]
 
 
 def _padded(tensor: torch.Tensor) -> torch.Tensor:
@@ -282,7 +362,35 @@ def compute_ktae_advantage(
             values = advantages - rollout_advantages(scores, index, cfg).to(advantages).unsqueeze(1) * mask
             stats = key_token_stats(values, response_mask, scores, index, cfg.threshold)
             batch.metrics.update({f"ktae/{key}": value for key, value in stats.items()})
+            mixed, groups = mixed_groups(scores, index, cfg.threshold, response_mask)
+            _watch(cfg.threshold, warn_after(config)).update(mixed, groups)
     return advantages.to(device), returns.to(device)
+
+
+def _params(func: Any) -> list[str]:
+    try:
+        return list(inspect.signature(getattr(func, _WRAPPED, func)).parameters)
+    except (TypeError, ValueError):
+        return []
+
+
+def _require(checks: dict[str, bool]) -> None:
+    """Raise :class:`UnsupportedVerlError` naming every private verl name that is missing or has changed."""
+    missing = [name for name, ok in checks.items() if not ok]
+    if missing:
+        raise UnsupportedVerlError(
+            f"ktae's verl plugin cannot install into verl {getattr(verl, '__version__', 'unknown')}: "
+            f"{'; '.join(missing)} not found with the expected signature. Supported: verl{SUPPORTED_VERL} "
+            f"(pip install \"verl{SUPPORTED_VERL}\")"
+        )
+
+
+def _check_core_algos(module: Any = core_algos) -> None:
+    _require({
+        "core_algos.register_adv_est(name)": len(_params(getattr(module, "register_adv_est", None))) == 1,
+        "core_algos.ADV_ESTIMATOR_REGISTRY": isinstance(getattr(module, "ADV_ESTIMATOR_REGISTRY", None), dict),
+        "core_algos.get_adv_estimator_fn(name)": callable(getattr(module, "get_adv_estimator_fn", None)),
+    })
 
 
 def _register_estimators() -> None:
@@ -297,8 +405,19 @@ def _register_estimators() -> None:
         core_algos.register_adv_est(name)(_make_estimator(name))
 
 
+def _check_ray_trainer(module: Any) -> None:
+    _require({
+        f"{_RAY_TRAINER}.compute_advantage(data, adv_estimator, ...)":
+            _params(getattr(module, "compute_advantage", None))[:2] == ["data", "adv_estimator"],
+        f"{_RAY_TRAINER}.RayPPOTrainer.__init__": callable(getattr(getattr(module, "RayPPOTrainer", None), "__init__",
+                                                                   None)),
+    })
+
+
 def _patch_ray_trainer(module: Any) -> None:
     """Wrap the legacy trainer's module-level ``compute_advantage`` and record the trainer's tokenizer."""
+    _check_ray_trainer(module)
+    trainer_cls = module.RayPPOTrainer
     original = module.compute_advantage
     if not hasattr(original, _WRAPPED):
 
@@ -322,7 +441,6 @@ def _patch_ray_trainer(module: Any) -> None:
         compute_advantage.__doc__ = original.__doc__
         module.compute_advantage = compute_advantage
 
-    trainer_cls = getattr(module, "RayPPOTrainer", None)
     init = getattr(trainer_cls, "__init__", None) if trainer_cls is not None else None
     if init is not None and not hasattr(init, _WRAPPED):
 
@@ -334,8 +452,20 @@ def _patch_ray_trainer(module: Any) -> None:
         trainer_cls.__init__ = __init__
 
 
+def _check_v1_trainer(module: Any) -> None:
+    _require({
+        f"{_V1_TRAINER}.PPOTrainer._compute_advantage(self, batch, metrics)":
+            _params(getattr(getattr(module, "PPOTrainer", None), "_compute_advantage", None))
+            == ["self", "batch", "metrics"],
+        f"{_V1_TRAINER}.tq.kv_batch_get(keys, partition_id, select_fields)":
+            {"keys", "partition_id", "select_fields"} <= set(_params(getattr(getattr(module, "tq", None),
+                                                                             "kv_batch_get", None))),
+    })
+
+
 def _patch_v1_trainer(module: Any) -> None:
     """Wrap v1 ``PPOTrainer._compute_advantage`` to fetch the response ids from the TransferQueue."""
+    _check_v1_trainer(module)
     trainer_cls = module.PPOTrainer
     original = trainer_cls._compute_advantage
     if hasattr(original, _WRAPPED):
@@ -369,14 +499,43 @@ def _patch_v1_trainer(module: Any) -> None:
     trainer_cls._compute_advantage = _compute_advantage
 
 
+def installation_report() -> dict[str, Any]:
+    """Import verl's two trainer modules here and say what is in place (for ``ktae doctor`` and ``ktae verl``).
+
+    Returns:
+        ``verl_version``, ``estimators`` (the KTAE names in verl's registry), ``legacy_wrapped`` and ``v1_wrapped``
+        (whether ``ray_trainer.compute_advantage`` and ``PPOTrainer._compute_advantage`` carry the KTAE wrapper).
+
+    Raises:
+        UnsupportedVerlError: a wrapped verl name is missing or changed (raised while importing its module).
+    """
+    import importlib
+
+    legacy = importlib.import_module(_RAY_TRAINER)
+    v1 = importlib.import_module(_V1_TRAINER)
+    return {
+        "verl_version": getattr(verl, "__version__", "unknown"),
+        "estimators": sorted(n for n in core_algos.ADV_ESTIMATOR_REGISTRY if is_ktae_estimator(n)),
+        "legacy_wrapped": hasattr(legacy.compute_advantage, _WRAPPED),
+        "v1_wrapped": hasattr(v1.PPOTrainer._compute_advantage, _WRAPPED),
+    }
+
+
 def install() -> None:
     """Register the KTAE estimators and arrange the trainer wrappers (idempotent; runs on import)."""
+    targets = ((_RAY_TRAINER, _check_ray_trainer, _patch_ray_trainer), (_V1_TRAINER, _check_v1_trainer,
+                                                                         _patch_v1_trainer))
+    # every check of what is already imported runs before anything is changed: never half the wrapping
+    _check_core_algos()
+    for name, check, _ in targets:
+        if name in sys.modules:
+            check(sys.modules[name])
     _register_estimators()
-    for name, patch in ((_RAY_TRAINER, _patch_ray_trainer), (_V1_TRAINER, _patch_v1_trainer)):
+    for name, _, patch in targets:
         module = sys.modules.get(name)
         if module is not None:
             patch(module)
-        else:
+        else:  # checked, then patched, when verl imports it; a failed check fails that import
             wrapt.register_post_import_hook(patch, name)
 
 
