@@ -278,3 +278,19 @@ def test_batches_with_many_masked_rows_match_reference(seed):
     mask = mask * (~dropped).long().unsqueeze(1)
     check_against_reference(responses, mask, scores, group)
     check_against_reference(responses, mask, scores, group, fisher_at_one="zero", threshold=0.5)
+
+
+def test_ktae_parts_are_the_advantages_pieces():
+    g = torch.Generator().manual_seed(7)
+    responses = torch.randint(0, 30, (12, 9), generator=g)
+    mask = (torch.rand(12, 9, generator=g) > 0.2).long()
+    scores = torch.randint(0, 2, (12,), generator=g).float()
+    group = torch.arange(12) // 4
+    for rollout in ("grpo", "dr_grpo", "rloo"):
+        config = ktae.KTAEConfig(rollout=rollout)
+        parts = ktae.ktae_parts(responses, mask, scores, group, config)
+        advantages, returns = ktae.ktae_advantages(responses, mask, scores, group, config)
+        assert torch.equal(parts.advantages, advantages) and returns is advantages
+        assert torch.equal(parts.rollout, ktae.rollout_advantages(scores, group, config))
+        assert torch.equal(parts.key_values, ktae.key_token_values(responses, mask, scores, group, config))
+        assert torch.equal(parts.advantages, (parts.rollout[:, None] + parts.key_values) * mask)

@@ -28,13 +28,28 @@ def expected(name: str) -> list[dict]:
     return [json.loads(line) for line in (GOLDEN / f"{name}.jsonl").read_text().splitlines()]
 
 
+def same(records: list[dict], golden: list[dict]) -> bool:
+    """Equal record by record; the key-token statistics (``ktae_*``) to 1e-6, the rest exactly.
+
+    The recorded K statistics came from ``(A + K) - A``; the trainer now reads K itself (``ktae.ktae_parts``),
+    which changes them in the last bits only.
+    """
+    assert [sorted(r) for r in records] == [sorted(g) for g in golden]
+    for r, g in zip(records, golden):
+        assert {k: v for k, v in r.items() if not k.startswith("ktae_")} == \
+            {k: v for k, v in g.items() if not k.startswith("ktae_")}
+        for k in (k for k in g if k.startswith("ktae_")):
+            assert r[k] == pytest.approx(g[k], rel=1e-6, abs=1e-9), k
+    return True
+
+
 @pytest.mark.parametrize("name", sorted(record.RUNS))
 def test_same_metrics_as_recorded(tmp_path, cache, name):
     run_dir = record.run(name, cache, tmp_path / "run")
-    assert record.comparable(read_metrics(run_dir)) == expected(name)
+    assert same(record.comparable(read_metrics(run_dir)), expected(name))
 
 
 def test_a_resumed_run_gives_the_recorded_metrics(tmp_path, cache):
     run_dir = record.run("grpo-ktae", cache, tmp_path / "run", steps=2)
     train(resume=run_dir, steps=3)
-    assert record.comparable(read_metrics(run_dir)) == expected("grpo-ktae")
+    assert same(record.comparable(read_metrics(run_dir)), expected("grpo-ktae"))

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from ktae.train import loop as loop_module
+from ktae.train import update as update_module
 from ktae.train.config import make_config
 from ktae.train.loop import train
 from ktae.train.logger import read_metrics
@@ -71,7 +72,7 @@ def test_update_changes_the_policy(tmp_path, cache):
 
 
 def test_non_finite_step_is_skipped_and_reported(tmp_path, cache, monkeypatch, capsys):
-    real = loop_module.policy_loss
+    real = update_module.policy_loss
     calls = {"n": 0}
 
     def poisoned(*args, **kwargs):
@@ -79,7 +80,7 @@ def test_non_finite_step_is_skipped_and_reported(tmp_path, cache, monkeypatch, c
         calls["n"] += 1
         return (loss * float("nan") if calls["n"] == 1 else loss), metrics
 
-    monkeypatch.setattr(loop_module, "policy_loss", poisoned)
+    monkeypatch.setattr(update_module, "policy_loss", poisoned)
     snapshots = []
     real_update = loop_module.ppo_update
 

@@ -5,6 +5,7 @@ import signal
 import pytest
 
 from ktae.train import loop as loop_module
+from ktae.train import rollouts as rollouts_module
 from ktae.train.checkpoint import list_checkpoints
 from ktae.train.config import make_config
 from ktae.train.loop import train
@@ -41,7 +42,7 @@ def test_stop_after_k_steps_then_resume(tmp_path, cache, reference):
 
 
 def test_ctrl_c_while_generating_saves_and_resumes_exactly(tmp_path, cache, reference, monkeypatch):
-    real = loop_module.score
+    real = rollouts_module.score
     calls = {"n": 0}
 
     def interrupted(*args, **kwargs):
@@ -50,18 +51,18 @@ def test_ctrl_c_while_generating_saves_and_resumes_exactly(tmp_path, cache, refe
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(loop_module, "score", interrupted)
+    monkeypatch.setattr(rollouts_module, "score", interrupted)
     run = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
         train(make_config(**TINY, cache_dir=cache, run_dir=str(run)))
     assert [s for s, _ in list_checkpoints(run)] == [2]      # the last completed step
-    monkeypatch.setattr(loop_module, "score", real)
+    monkeypatch.setattr(rollouts_module, "score", real)
     train(resume=run)
     assert comparable(read_metrics(run)) == reference
 
 
 def test_a_crash_outside_an_update_saves_the_last_step(tmp_path, cache, reference, monkeypatch):
-    real = loop_module.score
+    real = rollouts_module.score
     calls = {"n": 0}
 
     def crashing(*args, **kwargs):
@@ -70,12 +71,12 @@ def test_a_crash_outside_an_update_saves_the_last_step(tmp_path, cache, referenc
             raise RuntimeError("grader exploded")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(loop_module, "score", crashing)
+    monkeypatch.setattr(rollouts_module, "score", crashing)
     run = tmp_path / "run"
     with pytest.raises(RuntimeError, match="exploded"):
         train(make_config(**TINY, cache_dir=cache, run_dir=str(run)))
     assert [s for s, _ in list_checkpoints(run)] == [3]
-    monkeypatch.setattr(loop_module, "score", real)
+    monkeypatch.setattr(rollouts_module, "score", real)
     train(resume=run)
     assert comparable(read_metrics(run)) == reference
 

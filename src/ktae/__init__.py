@@ -4,7 +4,9 @@ from ktae.core.advantages import (
     explain,
     grpo_advantages,
     key_token_values,
+    KTAEParts,
     ktae_advantages,
+    ktae_parts,
     rloo_advantages,
     rollout_advantages,
 )
@@ -16,6 +18,8 @@ __all__ = [
     "KTAEConfig",
     "key_token_values",
     "ktae_advantages",
+    "ktae_parts",
+    "KTAEParts",
     "explain",
     "grpo_advantages",
     "dr_grpo_advantages",

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -475,6 +475,39 @@ def key_token_values(
     return out
 
 
+class KTAEParts(NamedTuple):
+    """The parts of the KTAE token advantage, computed together by :func:`ktae_parts`."""
+
+    advantages: torch.Tensor   # [B, L] float32: (rollout[i] + key_values[i, t]) * mask[i, t]
+    rollout: torch.Tensor      # [B] float32: the rollout-level advantage A_i (config.rollout)
+    key_values: torch.Tensor   # [B, L] float32: K of the token at each position (0 where masked)
+
+
+def ktae_parts(
+    responses: torch.Tensor,
+    response_mask: torch.Tensor,
+    scores: Any,
+    group: Any,
+    config: KTAEConfig | None = None,
+) -> KTAEParts:
+    """The token advantages of KTAE with their two parts, in one pass: ``A_i``, ``K`` and ``(A_i + K) * mask``.
+
+    For callers that need the parts too (a trainer logging the key-token values, a sequence-level decision
+    that must read ``A_i``); :func:`ktae_advantages` gives the advantages alone, as verl's estimators do.
+
+    Returns:
+        :class:`KTAEParts` ``(advantages [B, L], rollout [B], key_values [B, L])``, float32, on the device of
+        ``responses``; ``advantages`` is a new tensor (``key_values`` is not changed).
+    """
+    config = config or KTAEConfig()
+    values = key_token_values(responses, response_mask, scores, group, config)
+    rollout = rollout_advantages(_check_scores(scores, values.shape[0], values.device), group, config)
+    mask = torch.as_tensor(response_mask, device=values.device)
+    unmasked = mask if mask.dtype == torch.bool else mask != 0
+    advantages = (values + rollout.unsqueeze(1)).masked_fill_(~unmasked, 0.0)
+    return KTAEParts(advantages, rollout, values)
+
+
 def ktae_advantages(
     responses: torch.Tensor,
     response_mask: torch.Tensor,
@@ -484,19 +517,14 @@ def ktae_advantages(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Token-level KTAE advantages: ``(A_i + K(responses[i, t])) * response_mask[i, t]`` (spec §5).
 
-    ``A_i`` is the rollout-level advantage chosen by ``config.rollout``; ``K`` is `key_token_values`.
-    Returns equal the advantages (outcome-only setting); as verl's estimators do, the same tensor is returned
-    twice, so clone one before changing it in place.
+    ``A_i`` is the rollout-level advantage chosen by ``config.rollout``; ``K`` is `key_token_values`
+    (:func:`ktae_parts` gives both parts as well). Returns equal the advantages (outcome-only setting); as
+    verl's estimators do, the same tensor is returned twice, so clone one before changing it in place.
 
     Returns:
         (advantages, returns): [B, L] float32 each, on the device of ``responses``.
     """
-    config = config or KTAEConfig()
-    values = key_token_values(responses, response_mask, scores, group, config)
-    rollout = rollout_advantages(_check_scores(scores, values.shape[0], values.device), group, config)
-    mask = torch.as_tensor(response_mask, device=values.device)
-    unmasked = mask if mask.dtype == torch.bool else mask != 0
-    advantages = values.add_(rollout.unsqueeze(1)).masked_fill_(~unmasked, 0.0)
+    advantages = ktae_parts(responses, response_mask, scores, group, config).advantages
     return advantages, advantages
 
 

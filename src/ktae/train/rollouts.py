@@ -1,0 +1,213 @@
+"""Collecting a step's rollouts: sample prompts, generate, score, keep groups (DAPO's dynamic sampling).
+
+:func:`collect_rollouts` returns one :class:`Rollouts` record of tensors (the kept groups, their n rollouts
+adjacent) and the statistics of everything generated in the step, including the groups it dropped.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ktae.prompts import format_prompt
+from ktae.rewards import grade_batch, overlong_penalty
+from ktae.train.config import TrainConfig
+
+
+@dataclass
+class Rollouts:
+    """The rollouts of one step (``B = groups x n``, grouped: the n rollouts of a prompt are adjacent)."""
+
+    prompt_ids: list[list[int]]      # [B] prompt token ids
+    responses: torch.Tensor          # [B, L] response ids, right-padded (EOS included when emitted)
+    response_mask: torch.Tensor      # [B, L] 1 on response tokens
+    group: torch.Tensor              # [B] group index (0..groups-1)
+    rewards: torch.Tensor            # [B] float
+    correct: torch.Tensor            # [B] bool
+    finished: torch.Tensor           # [B] bool, False when cut at max_new_tokens
+    texts: list[str]
+    problems: list[str]
+    references: list[Any]
+
+
+@dataclass
+class Group:
+    """The n generations of one prompt, scored."""
+
+    index: int                       # the problem's index in the training pool
+    gens: list                       # ktae.generation.Generation, n of them
+    rewards: list[float]
+    correct: list[bool]
+
+
+@dataclass
+class Generated:
+    """Every rollout a step generated (kept or dropped), for the step's statistics."""
+
+    rewards: list[float]
+    correct: list[bool]
+    lengths: list[int]
+    finished: list[bool]
+    batches: int = 0
+
+    def metrics(self, kept: list[Group]) -> dict[str, float]:
+        """Reward, accuracy, lengths, share cut, kept and mixed groups, generation batches."""
+        mixed = sum(1 for g in kept if any(g.correct) and not all(g.correct))
+        return {
+            "reward": sum(self.rewards) / len(self.rewards),
+            "accuracy": sum(self.correct) / len(self.correct),
+            "response_length": sum(self.lengths) / len(self.lengths),
+            "response_length_max": max(self.lengths),
+            "clipped_fraction": 1.0 - sum(self.finished) / len(self.finished),
+            "groups": len(kept),
+            "mixed_groups": mixed / max(len(kept), 1),
+            "generation_batches": self.batches,
+            "rollouts_generated": len(self.rewards),
+        }
+
+
+@dataclass
+class Prompts:
+    """The training pool as the loop samples it: problems, formatted prompts and their token ids."""
+
+    problems: list[dict]             # {"problem", "answer"} records
+    texts: list[str]                 # formatted prompts
+    ids: list[list[int]]             # prompt token ids
+    usable: list[int]                # indices of the prompts within max_prompt_tokens
+
+
+def build_prompts(problems: list[dict], cfg: TrainConfig, tokenizer) -> list[str]:
+    template = cfg.template
+    if template == "auto":
+        template = "{problem}\n" if cfg.data == "embedded" else "qwen_math"
+    return [format_prompt(p["problem"], template, tokenizer) for p in problems]
+
+
+def prepare_prompts(problems: list[dict], cfg: TrainConfig, tokenizer) -> Prompts:
+    """Format and tokenise the training pool; prompts over ``max_prompt_tokens`` are left out."""
+    texts = build_prompts(problems, cfg, tokenizer)
+    ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in texts]
+    usable = [i for i, row in enumerate(ids) if len(row) <= cfg.max_prompt_tokens]
+    if not usable:
+        raise ValueError(f"--max_prompt_tokens {cfg.max_prompt_tokens}: every prompt is longer")
+    return Prompts(problems, texts, ids, usable)
+
+
+def generate_rollouts(model, tokenizer, prompts: list[str], cfg: TrainConfig, engine=None) -> list:
+    """``len(prompts) * n`` sampled responses (``ktae.generation.Generation``), prompt-major."""
+    from ktae.generation import generate
+
+    if engine is not None:  # vLLM
+        return engine.generate(prompts, n=cfg.rollouts_per_prompt)
+    return generate(model, tokenizer, prompts, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+                    top_p=cfg.top_p, n=cfg.rollouts_per_prompt, batch_size=cfg.generation_batch_size,
+                    backend="hf", progress=False)
+
+
+def score(texts: list[str], references: list, lengths: list[int], cfg: TrainConfig) -> tuple[list[float], list[bool]]:
+    """Outcome rewards and correctness: ``math`` 1/0, ``dapo`` +1/-1 plus the overlong penalty."""
+    correct = grade_batch(texts, references, workers=cfg.grader_workers, progress=False)
+    if cfg.reward == "math":
+        return [1.0 if c else 0.0 for c in correct], correct
+    rewards = [(1.0 if c else -1.0) + overlong_penalty(n, cfg.max_new_tokens, cfg.overlong_buffer, cfg.overlong_penalty)
+               for c, n in zip(correct, lengths)]
+    return rewards, correct
+
+
+def collect_rollouts(model, tokenizer, prompts: Prompts, sampler, cfg: TrainConfig, times: dict[str, float],
+                     engine=None, amp=contextlib.nullcontext) -> tuple[Rollouts | None, dict[str, float]]:
+    """Generate and score groups until ``prompts_per_step`` are kept (or the generation batches run out).
+
+    Without dynamic sampling: one batch of ``prompts_per_step`` prompts, every group kept. With it (DAPO):
+    batches of ``generation_prompts`` prompts, groups whose rollouts are all right or all wrong dropped, at most
+    ``max_generation_batches`` batches. Adds the seconds spent to ``times["generation"]`` / ``times["reward"]``.
+    Returns the kept groups as one :class:`Rollouts` (``None`` when none was kept) and the statistics of every
+    rollout generated (:meth:`Generated.metrics`).
+    """
+    n = cfg.rollouts_per_prompt
+    per_batch = (cfg.generation_prompts or cfg.prompts_per_step) if cfg.dynamic_sampling else cfg.prompts_per_step
+    max_batches = cfg.max_generation_batches if cfg.dynamic_sampling else 1
+    kept: list[Group] = []
+    seen = Generated([], [], [], [])
+    while len(kept) < cfg.prompts_per_step and seen.batches < max_batches:
+        seen.batches += 1
+        chosen = [prompts.usable[i] for i in sampler.next(per_batch)]
+        t0 = time.time()
+        with amp():
+            gens = generate_rollouts(model, tokenizer, [prompts.texts[i] for i in chosen], cfg, engine)
+        times["generation"] += time.time() - t0
+        t0 = time.time()
+        refs = [prompts.problems[chosen[g.prompt_index]]["answer"] for g in gens]
+        rewards, correct = score([g.text for g in gens], refs, [g.num_tokens for g in gens], cfg)
+        times["reward"] += time.time() - t0
+        seen.rewards += rewards
+        seen.correct += correct
+        seen.lengths += [g.num_tokens for g in gens]
+        seen.finished += [g.finished for g in gens]
+        for j, index in enumerate(chosen):
+            group = Group(index, gens[j * n:(j + 1) * n], rewards[j * n:(j + 1) * n], correct[j * n:(j + 1) * n])
+            if cfg.dynamic_sampling and (all(group.correct) or not any(group.correct)):
+                continue  # DAPO: a group with one accuracy carries no signal
+            kept.append(group)
+    kept = kept[: cfg.prompts_per_step]
+    return (assemble(kept, prompts, tokenizer.pad_token_id) if kept else None), seen.metrics(kept)
+
+
+def assemble(kept: list[Group], prompts: Prompts, pad_id: int) -> Rollouts:
+    """The kept groups as one right-padded batch."""
+    gens = [g for grp in kept for g in grp.gens]
+    n = len(kept[0].gens)
+    responses, response_mask = pad_right([g.token_ids for g in gens], pad_id)
+    return Rollouts(
+        prompt_ids=[prompts.ids[grp.index] for grp in kept for _ in range(n)],
+        responses=responses, response_mask=response_mask,
+        group=torch.arange(len(kept)).repeat_interleave(n),
+        rewards=torch.tensor([r for grp in kept for r in grp.rewards], dtype=torch.float32),
+        correct=torch.tensor([c for grp in kept for c in grp.correct], dtype=torch.bool),
+        finished=torch.tensor([g.finished for g in gens], dtype=torch.bool),
+        texts=[g.text for g in gens],
+        problems=[prompts.problems[grp.index]["problem"] for grp in kept for _ in range(n)],
+        references=[prompts.problems[grp.index]["answer"] for grp in kept for _ in range(n)],
+    )
+
+
+def pad_right(rows: list[list[int]], pad_id: int, width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max([len(r) for r in rows] + [1]) if width is None else width
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+        mask[i, : len(r)] = 1
+    return ids, mask
+
+
+def dump_rollouts(path: Path, batch: Rollouts, tokenizer, step: int, ktae_config) -> None:
+    """Write the step's rollouts as jsonl (fields: group, prompt, response, token_ids, reward, correct, reference)
+    and, when ``ktae.analysis`` is available, its HTML key-token report next to it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        for i in range(len(batch.texts)):
+            ids = batch.responses[i][batch.response_mask[i].bool()].tolist()
+            ref = batch.references[i]
+            f.write(json.dumps({
+                "group": f"step{step}-{int(batch.group[i])}",
+                "prompt": batch.problems[i],
+                "response": batch.texts[i],
+                "token_ids": ids,
+                "reward": float(batch.rewards[i]),
+                "correct": bool(batch.correct[i]),
+                "reference": ref if isinstance(ref, (str, list)) else str(ref),
+            }) + "\n")
+    try:
+        from ktae.analysis import write_report
+    except ImportError:
+        return
+    try:
+        write_report(path, tokenizer, path.with_suffix(".html"), config=ktae_config, progress=False)
+    except Exception as exc:  # the report is a convenience; the rollouts file is what matters
+        print(f"warning: no key-token report for {path.name}: {type(exc).__name__}: {exc}", flush=True)

@@ -1,0 +1,221 @@
+"""The policy update of a step (PPO epochs over mini-batches) and the held-out evaluation.
+
+:func:`ppo_update` takes the step's :class:`~ktae.train.rollouts.Rollouts` and token advantages ``[B, L]``;
+the losses come from :mod:`ktae.core.losses` (clipped policy loss, KL to the reference, entropy).
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+
+import torch
+import torch.nn.functional as F
+
+from ktae.core.losses import aggregate_loss, entropy_from_logits, high_entropy_mask, kl_loss, policy_loss
+from ktae.rewards import grade_batch
+from ktae.train.config import TrainConfig
+from ktae.train.rollouts import Rollouts, build_prompts
+
+
+def pad_left(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        if r:
+            ids[i, width - len(r):] = torch.tensor(r, dtype=torch.long)
+            mask[i, width - len(r):] = 1
+    return ids, mask
+
+
+def response_log_probs(model, prompt_ids: list[list[int]], responses: torch.Tensor, response_mask: torch.Tensor,
+                       pad_id: int, temperature: float, entropy: bool = False, entropy_grad: bool = False
+                       ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Log-probabilities ``[b, L]`` of the response tokens (logits / temperature), and optionally the entropy.
+
+    Prompts are left-padded and responses right-padded; position ids count real tokens only,
+    as in generation, so the log-probs match the sampling distribution. The entropy ``[b, L]``
+    carries a gradient only with ``entropy_grad`` (an entropy bonus).
+    """
+    device = next(model.parameters()).device
+    prompt, prompt_mask = pad_left(prompt_ids, pad_id)
+    length = responses.shape[1]
+    input_ids = torch.cat([prompt, responses.cpu()], dim=1).to(device)
+    attention = torch.cat([prompt_mask, response_mask.cpu().long()], dim=1).to(device)
+    positions = (attention.cumsum(-1) - 1).clamp(min=0)
+    kwargs = {"logits_to_keep": length + 1} if _takes_logits_to_keep(model) else {}
+    out = model(input_ids=input_ids, attention_mask=attention, position_ids=positions, use_cache=False, **kwargs)
+    logits = out.logits[:, -(length + 1):-1, :].float() / temperature       # [b, L, V] predicting the response
+    targets = responses.to(device)
+    log_probs = -F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                                 reduction="none").view(targets.shape)
+    ent = None
+    if entropy:
+        with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
+            ent = entropy_from_logits(logits if entropy_grad else logits.detach(), chunk_size=4096)
+    return log_probs, ent
+
+
+def _takes_logits_to_keep(model) -> bool:
+    import inspect
+
+    forward = type(model).forward
+    cached = _LOGITS_TO_KEEP.get(forward)
+    if cached is None:
+        cached = _LOGITS_TO_KEEP[forward] = "logits_to_keep" in inspect.signature(forward).parameters
+    return cached
+
+
+_LOGITS_TO_KEEP: dict = {}
+
+
+def chunks(indices: torch.Tensor, size: int) -> list[torch.Tensor]:
+    return [indices[i : i + size] for i in range(0, len(indices), size)] if len(indices) else []
+
+
+@torch.no_grad()
+def forward_log_probs(model, batch: Rollouts, cfg: TrainConfig, pad_id: int, micro: int,
+                      amp=contextlib.nullcontext) -> torch.Tensor:
+    """``[B, L]`` log-probs of every rollout under ``model`` (no gradient), micro-batch by micro-batch."""
+    out = torch.zeros(batch.responses.shape, dtype=torch.float32)
+    for idx in chunks(torch.arange(len(batch.prompt_ids)), micro):
+        width = max(int(batch.response_mask[idx].sum(-1).max()), 1)
+        with amp():
+            lp, _ = response_log_probs(model, [batch.prompt_ids[i] for i in idx], batch.responses[idx, :width],
+                                       batch.response_mask[idx, :width], pad_id, cfg.temperature)
+        out[idx, :width] = lp.float().cpu()
+    return out
+
+
+def normaliser(mask: torch.Tensor, mode: str) -> float:
+    """What ``aggregate_loss(mode)`` divides by over ``mask`` (tokens, non-empty rows, or rows)."""
+    if mode == "token-mean":
+        return float(mask.sum())
+    if mode == "seq-mean-token-sum-norm":
+        return float(mask.shape[0])
+    return float((mask.sum(-1) > 0).sum())
+
+
+class Averages:
+    """Weighted running means of an update's metrics."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.weights: dict[str, float] = {}
+
+    def add(self, name: str, value: float, weight: float) -> None:
+        self.sums[name] = self.sums.get(name, 0.0) + value * weight
+        self.weights[name] = self.weights.get(name, 0.0) + weight
+
+    def means(self) -> dict[str, float]:
+        return {k: self.sums[k] / self.weights[k] for k in self.sums if self.weights[k] > 0}
+
+
+def ppo_update(model, ref_model, optimizer, batch: Rollouts, advantages: torch.Tensor, cfg: TrainConfig,
+               pad_id: int, log, amp=contextlib.nullcontext) -> dict[str, float]:
+    """PPO epochs over mini-batches; one optimizer step per mini-batch; non-finite steps are skipped.
+
+    ``advantages`` is ``[B, L]``. ``amp`` makes the context of the forward passes (``torch.autocast`` for bf16
+    on a GPU). Returns the mean loss, entropy, KL, clip fraction, approximate KL and gradient norm, and the
+    counts of optimizer steps taken and skipped.
+    """
+    n = cfg.rollouts_per_prompt
+    size = len(batch.prompt_ids)
+    mini = (cfg.mini_batch_prompts * n) if cfg.mini_batch_prompts else size
+    micro = cfg.micro_batch_size or mini
+    params = [p for p in model.parameters() if p.requires_grad]
+    on_policy = cfg.ppo_epochs == 1 and mini >= size  # old log-probs = the current ones, no extra forward
+    old_log_probs = None if on_policy else forward_log_probs(model, batch, cfg, pad_id, micro, amp)
+    ref_log_probs = forward_log_probs(ref_model, batch, cfg, pad_id, micro, amp) if cfg.kl_coef > 0 else None
+    stats = Averages()
+    skipped = steps = 0
+    model.train()
+    for _ in range(cfg.ppo_epochs):
+        for mb in chunks(torch.arange(size), mini):
+            optimizer.zero_grad(set_to_none=True)
+            total = max(normaliser(batch.response_mask[mb], cfg.loss_agg_mode), 1.0)
+            finite = all(micro_batch_backward(model, batch, advantages, idx, old_log_probs, ref_log_probs, total,
+                                              cfg, pad_id, stats, amp) for idx in chunks(mb, micro))
+            grad_norm = float("nan")
+            if finite:
+                max_norm = cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
+                grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+                finite = math.isfinite(grad_norm)
+            if finite:
+                optimizer.step()
+                steps += 1
+                stats.add("grad_norm", grad_norm, 1.0)
+            else:
+                optimizer.zero_grad(set_to_none=True)
+                skipped += 1
+                log(f"warning: non-finite loss or gradient (grad norm {grad_norm}); this update was skipped")
+    optimizer.zero_grad(set_to_none=True)
+    model.eval()
+    return {**stats.means(), "optimizer_steps": steps, "skipped_updates": skipped}
+
+
+def micro_batch_backward(model, batch: Rollouts, advantages: torch.Tensor, idx: torch.Tensor,
+                         old_log_probs: torch.Tensor | None, ref_log_probs: torch.Tensor | None, total: float,
+                         cfg: TrainConfig, pad_id: int, stats: Averages, amp) -> bool:
+    """Loss of the rollouts ``idx`` [b] (their share of the mini-batch's normaliser ``total``), backward.
+
+    The loss is the clipped policy loss of ``advantages`` (restricted to the highest-entropy tokens when
+    ``top_entropy_quantile`` < 1), plus ``kl_coef`` times the KL to the reference, minus ``entropy_coef`` times
+    the entropy. Returns False, without a backward pass, when the loss is not finite.
+    """
+    device = next(model.parameters()).device
+    width = max(int(batch.response_mask[idx].sum(-1).max()), 1)
+    mask = batch.response_mask[idx, :width].to(device)
+    with amp():
+        log_prob, entropy = response_log_probs(
+            model, [batch.prompt_ids[i] for i in idx], batch.responses[idx, :width], mask, pad_id,
+            cfg.temperature, entropy=True, entropy_grad=cfg.entropy_coef != 0)
+    old = log_prob.detach() if old_log_probs is None else old_log_probs[idx, :width].to(device)
+    adv = advantages[idx, :width].to(device)
+    if cfg.top_entropy_quantile < 1:  # a zero advantage gives a token no policy loss or gradient
+        adv = adv * high_entropy_mask(entropy.detach(), mask, cfg.top_entropy_quantile)
+    loss, pg_metrics = policy_loss(
+        log_prob, old, adv, mask, clip_low=cfg.clip_low, clip_high=cfg.clip_high,
+        dual_clip=cfg.dual_clip or None, loss_agg_mode=cfg.loss_agg_mode, loss_scale_factor=cfg.max_new_tokens)
+    tokens = float(mask.sum())
+    if ref_log_probs is not None:
+        kl, kl_metrics = kl_loss(log_prob, ref_log_probs[idx, :width].to(device), mask, cfg.kl_kind,
+                                 cfg.loss_agg_mode, loss_scale_factor=cfg.max_new_tokens)
+        loss = loss + cfg.kl_coef * kl
+        stats.add("kl", kl_metrics["kl_mean"], tokens)
+    if cfg.entropy_coef:
+        loss = loss - cfg.entropy_coef * aggregate_loss(entropy, mask, cfg.loss_agg_mode,
+                                                        loss_scale_factor=cfg.max_new_tokens)
+    share = normaliser(mask, cfg.loss_agg_mode) / total
+    if not torch.isfinite(loss):
+        return False
+    (loss * share).backward()
+    stats.add("loss", float(loss.detach()), share)
+    stats.add("entropy", float((entropy.detach() * mask).sum()) / max(tokens, 1.0), tokens)
+    for key in ("clip_fraction", "approx_kl"):
+        stats.add(key, pg_metrics[key], tokens)
+    return True
+
+
+@torch.no_grad()
+def evaluate(model, tokenizer, problems: list[dict], cfg: TrainConfig, engine=None) -> dict[str, float]:
+    """Greedy held-out accuracy and response length (``eval_*`` metrics)."""
+    from ktae.generation import generate
+
+    if not problems:
+        return {}
+    prompts = build_prompts(problems, cfg, tokenizer)
+    max_new = cfg.eval_max_new_tokens or cfg.max_new_tokens
+    if engine is not None:
+        gens = engine.generate(prompts, n=1, greedy=True, max_new_tokens=max_new)
+    else:
+        gens = generate(model, tokenizer, prompts, max_new_tokens=max_new, temperature=0.0, n=1,
+                        batch_size=cfg.eval_batch_size, backend="hf", progress=False)
+    correct = grade_batch([g.text for g in gens], [p["answer"] for p in problems], workers=cfg.grader_workers,
+                          progress=False)
+    return {
+        "eval_accuracy": sum(correct) / len(correct),
+        "eval_response_length": sum(g.num_tokens for g in gens) / len(gens),
+        "eval_clipped_fraction": sum(not g.finished for g in gens) / len(gens),
+        "eval_problems": len(problems),
+    }
