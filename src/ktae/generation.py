@@ -172,9 +172,9 @@ def _generate_hf(model, tokenizer, prompts, max_new_tokens, temperature, top_p, 
     results: dict[tuple[int, int], Generation] = {}
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from ktae.progress import progress_bar
 
-        bar = tqdm(total=len(jobs), desc="generating", unit="seq", dynamic_ncols=True)
+        bar = progress_bar(total=len(jobs), desc="generating", unit="seq", dynamic_ncols=True)
     was_training = model.training
     model.eval()
     try:

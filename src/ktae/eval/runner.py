@@ -232,9 +232,9 @@ def evaluate(config: EvalConfig, *, model: Any = None, tokenizer: Any = None, lo
                 continue
             bar = None
             if config.progress:
-                from tqdm.auto import tqdm
+                from ktae.progress import progress_bar
 
-                bar = tqdm(total=len(examples) * config.n, initial=len(records), desc=bench, unit="resp", dynamic_ncols=True)
+                bar = progress_bar(total=len(examples) * config.n, initial=len(records), desc=bench, unit="resp", dynamic_ncols=True)
                 if records:
                     bar.set_postfix(acc=f"{100 * sum(bool(r['correct']) for r in records) / len(records):.1f}%")
             prompts = [format_prompt(ex.problem, config.template, tokenizer) for ex in remaining]
