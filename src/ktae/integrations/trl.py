@@ -18,6 +18,8 @@ metrics under ``ktae/`` (see :func:`ktae.integrations._common.key_token_stats`).
 """
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +33,7 @@ except ImportError as err:  # pragma: no cover - exercised only without the extr
 from ktae.core.advantages import key_token_values
 from ktae.core.config import FISHER_AT_ONE, KTAEConfig
 from ktae.integrations._common import key_token_stats, special_token_ids
+from ktae.integrations._dump import KeyTokenDumper
 
 __all__ = ["KTAEGRPOConfig", "KTAEGRPOTrainer", "local_key_token_values"]
 
@@ -55,6 +58,14 @@ class KTAEGRPOConfig(GRPOConfig):
     ktae_ignore_token_ids: list[int] | None = field(
         default=None,
         metadata={"help": "token ids with K = 0; default (None): the tokenizer's pad id and the model's EOS ids"},
+    )
+    ktae_dump_every: int = field(
+        default=0,
+        metadata={"help": "every N steps write the generation batch with its token ids, rewards, groups and K values "
+                  "to ktae_dump_dir (for `ktae analyze`); 0: never"},
+    )
+    ktae_dump_dir: str | None = field(
+        default=None, metadata={"help": "folder of the key-token dumps (default: <output_dir>/key_tokens)"}
     )
 
     def __post_init__(self) -> None:
@@ -133,6 +144,7 @@ class KTAEGRPOTrainer(GRPOTrainer):
         if not isinstance(args, GRPOConfig):
             raise TypeError(f"args must be a KTAEGRPOConfig or a GRPOConfig, got {type(args).__name__}")
         super().__init__(model, reward_funcs, args, *pos, **kw)
+        self._ktae_dumper = _make_dumper(args, self._tokenizer)
         self.use_ktae = bool(getattr(args, "use_ktae", True))
         default_ids = tuple(sorted(set(special_token_ids(self._tokenizer)) | {int(i) for i in self.eos_token_ids}))
         if isinstance(args, KTAEGRPOConfig):
@@ -189,4 +201,49 @@ class KTAEGRPOTrainer(GRPOTrainer):
             )
             for key, value in stats.items():
                 self._metrics[mode][f"ktae/{key}"].append(value)
+        self._ktae_dump(inputs, all_ids, all_mask, rewards, all_values, num_generations, mode)
         return output
+
+    def _ktae_dump(self, inputs, all_ids, all_mask, scores, all_values, num_generations: int, mode: str) -> None:
+        """Every ``ktae_dump_every`` steps: the main process queues the whole generation batch (gathered ids,
+        scores, K) with its prompts and references for writing in the background (`ktae.integrations._dump`)."""
+        dumper, step = self._ktae_dumper, self.state.global_step
+        if dumper is None or mode != "train" or not dumper.due(step):
+            return
+        from accelerate.utils import gather_object
+
+        prompts = gather_object([_prompt_text(x.get("prompt")) for x in inputs])
+        references = gather_object([_reference(x) for x in inputs])
+        if not self.accelerator.is_main_process:
+            dumper.skip(step)
+            return
+        keep = ~torch.isnan(scores)
+        rows = keep.nonzero().flatten().tolist()
+        group = [f"step{step}-{i // num_generations}" for i in rows]
+        dumper.submit(step, all_ids[keep], all_mask[keep], scores[keep], group, all_values[keep], self.ktae_config,
+                      prompts=[prompts[i] for i in rows], references=[references[i] for i in rows])
+
+
+def _make_dumper(args: Any, tokenizer: Any) -> KeyTokenDumper | None:
+    every = getattr(args, "ktae_dump_every", 0)
+    if isinstance(every, bool) or not isinstance(every, int) or every < 0:
+        raise ValueError(f"KTAEGRPOConfig.ktae_dump_every must be an integer >= 0 (0: no dumps), got {every!r}")
+    if not every:
+        return None
+    folder = getattr(args, "ktae_dump_dir", None) or os.path.join(args.output_dir, "key_tokens")
+    return KeyTokenDumper(folder, every, tokenizer)
+
+
+def _prompt_text(prompt: Any) -> Any:
+    """A dataset prompt for the dump: a string as is, a conversation as its last user message (else JSON)."""
+    if isinstance(prompt, list) and prompt and all(isinstance(m, dict) for m in prompt):
+        users = [m.get("content") for m in prompt if m.get("role") == "user" and isinstance(m.get("content"), str)]
+        return users[-1] if users else json.dumps(prompt, ensure_ascii=False)
+    return prompt
+
+
+def _reference(example: dict) -> Any:
+    for name in ("answer", "reference", "ground_truth", "solution", "gt"):
+        if example.get(name) is not None:
+            return example[name]
+    return None
