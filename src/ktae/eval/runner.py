@@ -160,8 +160,11 @@ def _write_json(path: str, obj: Any) -> None:
 
 
 def _check_run_settings(output: str, settings: dict) -> None:
+    """Refuse a folder whose generations were made with other settings; a folder without generations (an
+    earlier run that failed before generating anything) takes the new settings."""
     path = os.path.join(output, RUN_FILE)
-    if os.path.exists(path):
+    generations = os.path.join(output, GENERATIONS_FILE)
+    if os.path.exists(path) and os.path.exists(generations) and os.path.getsize(generations) > 0:
         with open(path, encoding="utf-8") as f:
             old = json.load(f)
         diff = {k: (old.get(k), settings.get(k)) for k in _GENERATION_KEYS if old.get(k) != settings.get(k)}
