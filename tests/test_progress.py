@@ -17,12 +17,13 @@ class FakeTerminal(io.StringIO):
 def test_log_gets_few_whole_lines(monkeypatch):
     monkeypatch.setenv("KTAE_PROGRESS_INTERVAL", "3600")
     stream = io.StringIO()
-    for _ in progress_bar(range(800), desc="warm start (supervised)", file=stream, leave=False, dynamic_ncols=True):
-        pass
+    bar = progress_bar(range(800), desc="warm start (supervised)", file=stream, leave=False, dynamic_ncols=True)
+    for step in bar:
+        bar.set_postfix(loss=f"{1 / (step + 1):.3f}")  # what the warm start does every step
     lines = stream.getvalue().splitlines()
     assert 1 <= len(lines) <= 3, lines  # the start and the end of the phase, not 800 refreshes
     assert "\r" not in stream.getvalue() and "\x1b[" not in stream.getvalue()
-    assert lines[-1].startswith("warm start (supervised): 100%") and "800/800" in lines[-1]
+    assert lines[-1].startswith("warm start (supervised): 100%") and "800/800" in lines[-1] and "loss=" in lines[-1]
 
 
 def test_log_interval_spaces_the_lines(monkeypatch):

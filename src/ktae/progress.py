@@ -12,6 +12,7 @@ import re
 import sys
 from typing import Any, Iterable, TextIO
 
+from tqdm import tqdm as plain_tqdm
 from tqdm.auto import tqdm
 
 __all__ = ["progress_bar", "stderr_is_terminal", "log_interval"]
@@ -60,6 +61,20 @@ class _LogLines:
         self.stream.flush()
 
 
+class _LogBar(plain_tqdm):
+    """A tqdm bar whose postfix and description changes wait for the next timed refresh instead of forcing one
+    (a ``set_postfix`` per step would otherwise write a line per step)."""
+
+    def set_postfix(self, ordered_dict: Any = None, refresh: bool = True, **kwargs: Any) -> None:
+        super().set_postfix(ordered_dict, refresh=False, **kwargs)
+
+    def set_postfix_str(self, s: str = "", refresh: bool = True) -> None:
+        super().set_postfix_str(s, refresh=False)
+
+    def set_description(self, desc: str | None = None, refresh: bool = True) -> None:
+        super().set_description(desc, refresh=False)
+
+
 def progress_bar(iterable: Iterable | None = None, *, file: TextIO | None = None, **kwargs: Any) -> tqdm:
     """A tqdm bar (same arguments) that writes few, time-spaced lines when its stream is not a terminal.
 
@@ -67,8 +82,9 @@ def progress_bar(iterable: Iterable | None = None, *, file: TextIO | None = None
         iterable: what to iterate over, as for tqdm (or None with ``total=``).
         file: where to write (default ``sys.stderr``).
         kwargs: tqdm's options (``desc``, ``total``, ``unit``, ``disable``, ``leave``...). Off a terminal
-            ``mininterval`` becomes the log interval, ``dynamic_ncols`` is dropped, and the bar always leaves its
-            final line (one line per phase).
+            ``mininterval`` becomes the log interval, ``dynamic_ncols`` is dropped, ``set_postfix`` /
+            ``set_description`` wait for the next timed line, and the bar always leaves its final line (one line
+            per phase).
 
     Returns:
         The tqdm object (use it as usual: ``update``, ``set_postfix``, ``close``, iteration).
@@ -82,4 +98,4 @@ def progress_bar(iterable: Iterable | None = None, *, file: TextIO | None = None
     kwargs["maxinterval"] = max(float(kwargs.get("maxinterval", 10.0)), interval)
     kwargs["leave"] = True
     kwargs.setdefault("ncols", 100)
-    return tqdm(iterable, file=_LogLines(stream), **kwargs)
+    return _LogBar(iterable, file=_LogLines(stream), **kwargs)
