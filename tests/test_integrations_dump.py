@@ -206,7 +206,7 @@ def test_trl_trainer_dumps_exact_key_tokens(tmp_path, capsys):
     args = KTAEGRPOConfig(
         output_dir=str(tmp_path), use_cpu=True, report_to="none", max_steps=3, per_device_train_batch_size=8,
         num_generations=4, max_completion_length=8, logging_steps=1, save_strategy="no", learning_rate=1e-2,
-        seed=0, disable_tqdm=True, temperature=1.0, ktae_dump_every=2, ktae_gamma=0.5,
+        seed=0, disable_tqdm=True, temperature=1.0, ktae_dump_every=2, ktae_gamma=0.5, log_completions=True,
     )
     dataset = Dataset.from_dict({"prompt": ["12+3=", "4-1=", "5+5=", "9-2=", "7+a=", "b-3="],
                                  "answer": ["15", "3", "10", "7", "x", "y"]})
@@ -229,3 +229,13 @@ def test_trl_trainer_dumps_exact_key_tokens(tmp_path, capsys):
     assert analyze_main([str(folder), "--tokenizer", str(folder_tok), "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "recomputed with the dump's KTAE options, equal to the trainer's dumped values" in out
+
+    # what TRL itself writes (log_completions): <output_dir>/completions/completions_<step>.parquet
+    logged = load_source(tmp_path / "completions")
+    assert logged.format == "trl" and logged.steps == [1, 2, 3] and any("TRL completions log" in n for n in logged.notes)
+    step2 = [r for r in logged.rollouts if r.step == 2]
+    assert len(step2) == 8 and len({r.group for r in step2}) == 2 and all(r.prompt in dataset["prompt"] for r in step2)
+    for r in step2:
+        assert r.score == float(sum(ch.isdigit() for ch in r.response) % 2 == 0)  # the even_digits column
+    assert analyze_main([str(tmp_path / "completions"), "--tokenizer", str(folder_tok), "--quiet"]) == 0
+    assert "re-tokenising the completion text" in capsys.readouterr().out

@@ -9,6 +9,10 @@ Recognised without flags (per file, from the fields of its records):
   line per rollout: ``input``, ``output``, ``gts``, ``score``, ``step`` and the reward's extra fields such as
   ``acc``). Rollouts are grouped by (``step``, ``input``); ``acc`` (when present, else ``score``) decides
   correctness; the response text is re-tokenised by the analysis.
+* ``trl`` - TRL's completion logs (``log_completions=True``: ``<output_dir>/completions/completions_<step>.parquet``
+  with ``step``, ``prompt``, ``completion``, one column per reward function and ``advantage``). Rollouts are
+  grouped by (``step``, ``prompt``); the score is the sum of the reward columns (the log has no reward weights);
+  the completion text is re-tokenised.
 
 A folder gives the rollouts of all its ``.jsonl`` / ``.json`` files, in step order (the last number in the
 file name, or the records' ``step``); ``steps`` keeps only some steps.
@@ -26,7 +30,10 @@ from ktae.analysis.rollouts import Rollout, _as_bool, rollout_from_record
 
 #: Fields every line of a verl rollout / validation dump has (``_write_generations``).
 VERL_FIELDS = ("input", "output", "score", "step")
-FORMAT_NAMES = {"ktae": "ktae rollouts", "verl": "a verl rollout dump (rollout_data_dir / validation_data_dir)"}
+FORMAT_NAMES = {"ktae": "ktae rollouts", "verl": "a verl rollout dump (rollout_data_dir / validation_data_dir)",
+                "trl": "a TRL completions log (log_completions)"}
+#: Columns of TRL's completions log that are not rewards.
+TRL_FIELDS = ("step", "prompt", "completion", "advantage")
 
 
 @dataclass
@@ -65,6 +72,8 @@ def read_records(path: str) -> list[Any]:
         ValueError: invalid JSON (naming the line) or an empty file.
     """
     name = os.path.basename(path)
+    if path.endswith(".parquet"):
+        return _parquet_records(path)
     with open(path, encoding="utf-8") as handle:
         text = handle.read()
     head = text.lstrip()[:1]
@@ -91,8 +100,53 @@ def read_records(path: str) -> list[Any]:
     return records
 
 
+def _plain(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _parquet_records(path: str) -> list[Any]:
+    import pandas as pd
+
+    frame = pd.read_parquet(path)
+    if frame.empty:
+        raise ValueError(f"{os.path.basename(path)}: the file is empty (no rollouts)")
+    return [_plain(r) for r in frame.to_dict("records")]
+
+
+def _message_text(value: Any) -> Any:
+    """The text of a TRL prompt or completion: a string as is, a conversation as its last message's content."""
+    if isinstance(value, list) and value and all(isinstance(m, dict) for m in value):
+        contents = [m.get("content") for m in value if isinstance(m.get("content"), str)]
+        return contents[-1] if contents else json.dumps(value, ensure_ascii=False)
+    return value
+
+
+def trl_rollout(record: dict, where: str, group: str, reward_names: list[str]) -> Rollout:
+    """A `Rollout` from one row of TRL's completions log; the score is the sum of its reward columns."""
+    text = _message_text(record.get("completion"))
+    if not isinstance(text, str):
+        raise ValueError(f"{where}: needs the response: TRL's 'completion' must be text or a conversation")
+    rewards = [record.get(n) for n in reward_names]
+    if not rewards or any(isinstance(r, bool) or not isinstance(r, (int, float)) for r in rewards):
+        raise ValueError(f"{where}: needs the outcome: numeric reward columns besides {list(TRL_FIELDS)}")
+    score = float(sum(r for r in rewards if math.isfinite(r)))
+    prompt = _message_text(record.get("prompt"))
+    return Rollout(group=group, score=score, response=text,
+                   prompt=prompt if isinstance(prompt, str) else json.dumps(prompt, ensure_ascii=False),
+                   reward=score, source=where, step=_int_step(record["step"], where))
+
+
 def detect_format(record: Any) -> str:
-    """``"verl"`` for a line of a verl generations dump, else ``"ktae"``."""
+    """``"verl"`` for a line of a verl generations dump, ``"trl"`` for a row of TRL's completions log, else
+    ``"ktae"``."""
+    if isinstance(record, dict) and all(k in record for k in TRL_FIELDS):
+        return "trl"
     if (isinstance(record, dict) and "input" in record and "step" in record and ("output" in record or "score" in record)
             and "token_ids" not in record):
         return "verl"
@@ -147,7 +201,7 @@ def _load_file(path: str, prefer: str, steps: set[int] | None) -> tuple[str, lis
     where = (lambda n: f"{name}:{n}") if isinstance(numbered[0], tuple) else (lambda n: f"{name}{n}")
     kinds = {detect_format(r) for _, r in pairs}
     if len(kinds) > 1:
-        raise ValueError(f"{name}: mixes verl dump lines (input/output/score/step) with other records")
+        raise ValueError(f"{name}: mixes records of different layouts ({', '.join(sorted(kinds))}); one kind per file")
     kind = kinds.pop()
     file_step = _file_step(path)
     rollouts: list[Rollout] = []
@@ -161,6 +215,18 @@ def _load_file(path: str, prefer: str, steps: set[int] | None) -> tuple[str, lis
             group = ids.setdefault(key, f"step{step}-p{sum(1 for s, _ in ids if s == step)}")
             rollouts.append(verl_rollout(record, where(n), group))
         return kind, rollouts
+    if kind == "trl":
+        names = [k for k, v in pairs[0][1].items() if k not in TRL_FIELDS and isinstance(v, (int, float))
+                 and not isinstance(v, bool)]
+        ids = {}
+        for n, record in pairs:
+            step = _int_step(record["step"], where(n))
+            if steps is not None and step not in steps:
+                continue
+            key = (step, json.dumps(record["prompt"], ensure_ascii=False))
+            group = ids.setdefault(key, f"step{step}-p{sum(1 for s, _ in ids if s == step)}")
+            rollouts.append(trl_rollout(record, where(n), group, names))
+        return kind, rollouts
     for n, record in pairs:
         rollout = rollout_from_record(record, where(n), prefer)
         if rollout.step is None:
@@ -173,7 +239,7 @@ def _load_file(path: str, prefer: str, steps: set[int] | None) -> tuple[str, lis
 
 def rollout_files(folder: str) -> list[str]:
     """The ``.jsonl`` / ``.json`` files of a folder, in step order (last number of the name), then by name."""
-    names = [n for n in os.listdir(folder) if n.endswith((".jsonl", ".json")) and not n.startswith(".")]
+    names = [n for n in os.listdir(folder) if n.endswith((".jsonl", ".json", ".parquet")) and not n.startswith(".")]
     names.sort(key=lambda n: (_file_step(n) is None, _file_step(n) or 0, n))
     return [os.path.join(folder, n) for n in names]
 
@@ -193,7 +259,7 @@ def load_source(path: str | os.PathLike, prefer: str = "reward", steps: str | It
     if os.path.isdir(path):
         files = rollout_files(path)
         if not files:
-            raise ValueError(f"{path}: no .jsonl or .json rollout files in this folder")
+            raise ValueError(f"{path}: no .jsonl, .json or .parquet rollout files in this folder")
     elif os.path.isfile(path):
         files = [path]
     else:
@@ -223,5 +289,11 @@ def load_source(path: str | os.PathLike, prefer: str = "reward", steps: str | It
             + "; token ids come from re-tokenising verl's decoded 'output' text with the given tokenizer (verl "
             "decodes without special tokens), so they may differ from the ids the trainer used. For the trainer's "
             "exact ids and K values use the plug-in's dump (+algorithm.ktae.dump_every=N)."
+        )
+    if kind == "trl":
+        notes.append(
+            "TRL completions log: rollouts grouped by (step, prompt); score = the sum of the reward columns (the log "
+            "has no reward weights); token ids come from re-tokenising the completion text with the given tokenizer. "
+            "For the trainer's exact ids and K values use KTAEGRPOConfig(ktae_dump_every=N)."
         )
     return RolloutSource(rollouts=rollouts, format=kind, files=files, steps=found, notes=notes)
