@@ -172,4 +172,4 @@ def test_bad_files_get_clear_errors(tok_folder, verl_dir, tmp_path, capsys):
     nothing.mkdir()
     (nothing / "notes.txt").write_text("x", encoding="utf-8")
     assert analyze_main([str(nothing), "--tokenizer", tok_folder]) == 2
-    assert "no .jsonl or .json rollout files" in capsys.readouterr().err
+    assert "no .jsonl, .json or .parquet rollout files" in capsys.readouterr().err
