@@ -149,6 +149,10 @@ def test_qwen_math_harness_layout(tmp_path):
     assert entry["problems"] == 2 and entry["accuracy"] == pytest.approx(50.0)
     assert entry["pass@k"]["2"] == pytest.approx(100.0)
     assert result.compared == 4 and [d["record"] for d in result.disagreements] == ["1.0"]
+    other = tmp_path / "gsm8k"
+    other.mkdir()
+    unknown = regrade(_write_jsonl(other / "test_qwen25-math-cot.jsonl", rows), workers=1, progress=False)
+    assert list(unknown.summary["benchmarks"]) == ["gsm8k"]  # an unknown benchmark keeps its own name
 
 
 def test_verl_dump_layout(tmp_path):

@@ -114,8 +114,9 @@ def _benchmark_name(value: Any, default: str) -> str:
         return name  # an unknown benchmark keeps its own name
 
 
-def _file_benchmark(path: str) -> str:
-    """A benchmark named by the file's folder (the Qwen harness: ``<out>/<benchmark>/test_....jsonl``) or name."""
+def _file_benchmark(path: str, layout: Layout | None) -> str:
+    """A benchmark named by the file's folder or name when it is a known one; for the Qwen harness, whose files
+    sit in ``<out>/<benchmark>/``, the folder's name even when unknown; else ``"all"``."""
     folder = os.path.basename(os.path.dirname(os.path.abspath(path)))
     stem = os.path.splitext(os.path.basename(path))[0]
     for name in (folder, stem):
@@ -123,7 +124,7 @@ def _file_benchmark(path: str) -> str:
             return canonical_benchmark(name)
         except (ValueError, TypeError):
             continue
-    return "all"
+    return folder if layout is not None and layout.name == "qwen2.5-math" and folder else "all"
 
 
 def _one(value: Any) -> Any:
@@ -160,7 +161,7 @@ def expand_samples(records: list[dict], path: str, fields: dict[str, str | None]
             chosen[what] = named if named is not None and all(named in r for r in records) else None
             continue
         chosen[what] = _resolve(records, wanted, candidates, what, required, path)
-    default_bench = _file_benchmark(path)
+    default_bench = _file_benchmark(path, layout)
     samples: list[Sample] = []
     for i, r in enumerate(records):
         response = r[chosen["response"]]
