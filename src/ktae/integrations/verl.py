@@ -47,10 +47,9 @@ except ImportError as err:  # pragma: no cover - exercised only without the extr
         "ktae.integrations.verl needs verl: pip install \"ktae[verl]\" (verl>=0.9,<0.10)"
     ) from err
 
-from ktae.core.advantages import key_token_values, ktae_advantages, rollout_advantages
+from ktae.core.advantages import ktae_advantages, rollout_advantages
 from ktae.core.config import KTAEConfig
 from ktae.integrations._common import key_token_stats, special_token_ids
-from ktae.integrations._dump import KeyTokenDumper
 
 __all__ = [
     "ESTIMATORS",
@@ -71,8 +70,6 @@ ESTIMATORS: dict[str, str | None] = {
 }
 
 _OPTION_NAMES = tuple(f.name for f in dataclasses.fields(KTAEConfig))
-#: ``algorithm.ktae`` keys of the key-token dump: ``dump_every`` (steps) and ``dump_dir`` (folder)
-DUMP_OPTIONS = ("dump_every", "dump_dir")
 _RAY_TRAINER = "verl.trainer.ppo.ray_trainer"
 _V1_TRAINER = "verl.trainer.ppo.v1.trainer_base"
 _WRAPPED = "__ktae_wrapped__"
@@ -410,15 +407,51 @@ def _patch_v1_trainer(module: Any) -> None:
     trainer_cls._compute_advantage = _compute_advantage
 
 
+def install() -> None:
+    """Register the KTAE estimators and arrange the trainer wrappers (idempotent; runs on import)."""
+    _register_estimators()
+    for name, patch in ((_RAY_TRAINER, _patch_ray_trainer), (_V1_TRAINER, _patch_v1_trainer)):
+        module = sys.modules.get(name)
+        if module is not None:
+            patch(module)
+        else:
+            wrapt.register_post_import_hook(patch, name)
+
+
+def _score(solution_str: str, ground_truth: Any, correct: float, wrong: float) -> dict[str, float]:
+    from ktae.rewards import grade_math
+
+    ok = grade_math(solution_str, ground_truth)
+    return {"score": correct if ok else wrong, "acc": 1.0 if ok else 0.0}
+
+
+def math_score(
+    data_source: str, solution_str: str, ground_truth: Any, extra_info: Any = None, **kwargs: Any
+) -> dict[str, float]:
+    """verl reward function (GRPO, paper): score 1 for a correct last ``\\boxed{}`` answer, else 0; ``acc`` 1/0."""
+    return _score(solution_str, ground_truth, 1.0, 0.0)
+
+
+def dapo_score(
+    data_source: str, solution_str: str, ground_truth: Any, extra_info: Any = None, **kwargs: Any
+) -> dict[str, float]:
+    """verl reward function (DAPO, paper): score +1 correct / -1 wrong, ``acc`` 1/0; use it with verl's ``dapo``
+    reward manager, which adds the overlong penalty."""
+    return _score(solution_str, ground_truth, 1.0, -1.0)
+
+
+
 # ---- key-token dumps (algorithm.ktae.dump_every / dump_dir), written on the driver by ktae.integrations._dump
 
+#: ``algorithm.ktae`` keys of the key-token dump: ``dump_every`` (steps) and ``dump_dir`` (folder)
+DUMP_OPTIONS = ("dump_every", "dump_dir")
 _LEGACY_METRICS: dict[str, float] = {}
 _LEGACY_TRAINER: list[Any] = [None]  # weakref to the legacy RayPPOTrainer of this process
-_DUMPERS: dict[tuple[str, int], KeyTokenDumper] = {}
+_DUMPERS: dict[tuple[str, int], Any] = {}  # (folder, every) -> KeyTokenDumper
 
 
-def dumper_from_verl(algorithm_config: Any, tokenizer: Any = None) -> KeyTokenDumper | None:
-    """The key-token dumper that ``algorithm.ktae.dump_every`` / ``dump_dir`` ask for (one per folder), or None.
+def dumper_from_verl(algorithm_config: Any, tokenizer: Any = None) -> Any:
+    """The `KeyTokenDumper` that ``algorithm.ktae.dump_every`` / ``dump_dir`` ask for (one per folder), or None.
 
     Raises:
         ValueError: ``dump_every`` is not a non-negative integer, or it is set without ``dump_dir``.
@@ -436,6 +469,8 @@ def dumper_from_verl(algorithm_config: Any, tokenizer: Any = None) -> KeyTokenDu
         )
     key = (str(folder), every)
     if key not in _DUMPERS:
+        from ktae.integrations._dump import KeyTokenDumper
+
         _DUMPERS[key] = KeyTokenDumper(str(folder), every, tokenizer)
     return _DUMPERS[key]
 
@@ -468,6 +503,8 @@ def _dump(context: _Batch, algorithm_config: Any, tokenizer: Any) -> None:
     dumper = dumper_from_verl(algorithm_config, tokenizer)
     if dumper is None or context.dump is None or not dumper.due(context.step):
         return
+    from ktae.core.advantages import key_token_values
+
     ids, mask, scores, index, cfg = context.dump
     with torch.no_grad():
         values = key_token_values(ids, mask, scores, index, cfg)  # exactly the K inside ktae_advantages
@@ -477,39 +514,6 @@ def _dump(context: _Batch, algorithm_config: Any, tokenizer: Any) -> None:
         items = context.references.tolist() if hasattr(context.references, "tolist") else list(context.references)
         references = [item.get("ground_truth") if isinstance(item, Mapping) else item for item in items]
     dumper.submit(context.step, ids, mask, scores, [str(i) for i in index], values, cfg, prompts, references)
-
-
-def install() -> None:
-    """Register the KTAE estimators and arrange the trainer wrappers (idempotent; runs on import)."""
-    _register_estimators()
-    for name, patch in ((_RAY_TRAINER, _patch_ray_trainer), (_V1_TRAINER, _patch_v1_trainer)):
-        module = sys.modules.get(name)
-        if module is not None:
-            patch(module)
-        else:
-            wrapt.register_post_import_hook(patch, name)
-
-
-def _score(solution_str: str, ground_truth: Any, correct: float, wrong: float) -> dict[str, float]:
-    from ktae.rewards import grade_math
-
-    ok = grade_math(solution_str, ground_truth)
-    return {"score": correct if ok else wrong, "acc": 1.0 if ok else 0.0}
-
-
-def math_score(
-    data_source: str, solution_str: str, ground_truth: Any, extra_info: Any = None, **kwargs: Any
-) -> dict[str, float]:
-    """verl reward function (GRPO, paper): score 1 for a correct last ``\\boxed{}`` answer, else 0; ``acc`` 1/0."""
-    return _score(solution_str, ground_truth, 1.0, 0.0)
-
-
-def dapo_score(
-    data_source: str, solution_str: str, ground_truth: Any, extra_info: Any = None, **kwargs: Any
-) -> dict[str, float]:
-    """verl reward function (DAPO, paper): score +1 correct / -1 wrong, ``acc`` 1/0; use it with verl's ``dapo``
-    reward manager, which adds the overlong penalty."""
-    return _score(solution_str, ground_truth, 1.0, -1.0)
 
 
 install()
