@@ -19,11 +19,6 @@ Options come from ``algorithm.ktae.*`` (new keys need Hydra's ``+``: ``+algorith
 the fields of :class:`ktae.KTAEConfig`. ``ignore_token_ids`` defaults to the tokenizer's pad and EOS ids.
 The advantages themselves are ``ktae.ktae_advantages``: this module only moves data.
 
-``+algorithm.ktae.dump_every=N +algorithm.ktae.dump_dir=DIR`` writes, every N steps, the step's rollouts with their
-token ids, rewards, groups and exact K values to ``DIR`` (`ktae.integrations._dump`, in a background thread on the
-driver) for ``ktae analyze DIR``. The legacy trainer's ``ktae/*`` metrics reach its step metrics through its
-``compute_data_metrics`` call, which is wrapped too.
-
 The module also provides verl reward functions for math (``math_score``: 1/0, ``dapo_score``: +1/-1, both with
 ``acc``), usable as ``reward.custom_reward_function.path=pkg://ktae.integrations.verl``.
 """
@@ -441,7 +436,10 @@ def dapo_score(
 
 
 
-# ---- key-token dumps (algorithm.ktae.dump_every / dump_dir), written on the driver by ktae.integrations._dump
+# ---- key-token dumps: ``+algorithm.ktae.dump_every=N +algorithm.ktae.dump_dir=DIR`` writes, every N steps, the
+# step's rollouts with their token ids, rewards, groups and exact K values to DIR (ktae.integrations._dump, in a
+# background thread on the driver) for ``ktae analyze DIR``. And the legacy trainer's ktae/* metrics, which reach
+# its step metrics through its compute_data_metrics call (wrapped in _patch_ray_trainer).
 
 #: ``algorithm.ktae`` keys of the key-token dump: ``dump_every`` (steps) and ``dump_dir`` (folder)
 DUMP_OPTIONS = ("dump_every", "dump_dir")
