@@ -144,7 +144,11 @@ def test_legacy_trainer_dumps_and_logs_metrics(tok, tmp_path, monkeypatch):
 
 def test_legacy_metrics_reach_the_step_metrics():
     """The legacy trainer logs compute_data_metrics(batch=...) each step: the wrapper adds the ktae/* metrics once."""
-    stub = types.SimpleNamespace(compute_advantage=lambda data, adv_estimator, **kw: data,
+    class Trainer:  # stands in for RayPPOTrainer
+        def __init__(self):
+            self.tokenizer = None
+
+    stub = types.SimpleNamespace(compute_advantage=lambda data, adv_estimator, **kw: data, RayPPOTrainer=Trainer,
                                  compute_data_metrics=lambda batch, use_critic: {"critic/score/mean": 1.0})
     kv._patch_ray_trainer(stub)
     kv._LEGACY_METRICS.update({"ktae/abs_mean": 0.25})
