@@ -65,8 +65,10 @@ def parse_steps(text: str | Iterable[int] | None) -> set[int] | None:
     return steps
 
 
-def read_records(path: str) -> list[Any]:
-    """The JSON records of a ``.jsonl`` file (one per line) or a ``.json`` file (a list, or ``{"rollouts": [...]}``).
+def read_records(path: str) -> list[tuple[str, Any]]:
+    """The records of a ``.jsonl`` file (one JSON object per line), a ``.json`` file (a list, or
+    ``{"rollouts": [...]}``) or a ``.parquet`` table, each with where it is (``":12"`` for line 12, ``"[3]"`` for
+    item or row 3).
 
     Raises:
         ValueError: invalid JSON (naming the line) or an empty file.
@@ -88,13 +90,13 @@ def read_records(path: str) -> list[Any]:
             data = data.get("rollouts")
         if not isinstance(data, list):
             raise ValueError(f"{name}: expected a list of rollouts (or an object with a 'rollouts' list)")
-        return data
+        return [(f"[{i}]", record) for i, record in enumerate(data)]
     records = []
     for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
-            records.append((number, json.loads(line)))
+            records.append((f":{number}", json.loads(line)))
         except json.JSONDecodeError as err:
             raise ValueError(f"{name}:{number}: not valid JSON: {err}") from err
     return records
@@ -110,13 +112,13 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _parquet_records(path: str) -> list[Any]:
+def _parquet_records(path: str) -> list[tuple[str, Any]]:
     import pandas as pd
 
     frame = pd.read_parquet(path)
     if frame.empty:
         raise ValueError(f"{os.path.basename(path)}: the file is empty (no rollouts)")
-    return [_plain(r) for r in frame.to_dict("records")]
+    return [(f"[{i}]", _plain(r)) for i, r in enumerate(frame.to_dict("records"))]
 
 
 def _message_text(value: Any) -> Any:
@@ -194,11 +196,13 @@ def _file_step(path: str) -> int | None:
 
 def _load_file(path: str, prefer: str, steps: set[int] | None) -> tuple[str, list[Rollout]]:
     name = os.path.basename(path)
-    numbered = read_records(path)
-    if not numbered:
+    pairs = read_records(path)
+    if not pairs:
         raise ValueError(f"{name}: contains no rollouts")
-    pairs = numbered if isinstance(numbered[0], tuple) else [(f"[{i}]", r) for i, r in enumerate(numbered)]
-    where = (lambda n: f"{name}:{n}") if isinstance(numbered[0], tuple) else (lambda n: f"{name}{n}")
+
+    def where(label: str) -> str:
+        return f"{name}{label}"
+
     kinds = {detect_format(r) for _, r in pairs}
     if len(kinds) > 1:
         raise ValueError(f"{name}: mixes records of different layouts ({', '.join(sorted(kinds))}); one kind per file")
