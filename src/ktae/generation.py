@@ -172,9 +172,9 @@ def _generate_hf(model, tokenizer, prompts, max_new_tokens, temperature, top_p, 
     results: dict[tuple[int, int], Generation] = {}
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from ktae.progress import progress_bar
 
-        bar = tqdm(total=len(jobs), desc="generating", unit="seq", dynamic_ncols=True)
+        bar = progress_bar(total=len(jobs), desc="generating", unit="seq", dynamic_ncols=True)
     was_training = model.training
     model.eval()
     try:
@@ -261,12 +261,23 @@ def load_model(
     trust_remote_code: bool = False,
     vllm_kwargs: dict | None = None,
 ):
-    """Load ``(model, tokenizer)`` for :func:`generate` from a local folder or a Hub id.
+    """Load ``(model, tokenizer)`` for :func:`generate` from a local folder, a local GGUF file or a Hub id
+    (the same things ``ktae train --model`` takes: `ktae.model_source.resolve_model_source`).
 
     ``backend="hf"``: ``AutoModelForCausalLM`` on ``device`` (default: CUDA when
     available, else CPU) in ``dtype`` (``auto``, ``bfloat16``, ``float16``,
-    ``float32``). ``backend="vllm"``: a ``vllm.LLM`` and its tokenizer.
+    ``float32``); a GGUF file is dequantised by transformers. ``backend="vllm"``: a ``vllm.LLM`` and its
+    tokenizer (folders and Hub ids).
+
+    Raises:
+        ValueError: ``name_or_path`` is no folder, GGUF file or loadable Hub id (the message says what was tried).
     """
+    from ktae.model_source import explain_load_error, resolve_model_source
+
+    source = resolve_model_source(name_or_path)
+    if backend == "vllm" and source.kind == "gguf":
+        raise ValueError(f"--model {name_or_path!r}: a GGUF file needs --backend hf (the vLLM backend takes a "
+                         "model folder or a Hub id)")
     if backend == "vllm":
         try:
             from vllm import LLM
@@ -288,14 +299,38 @@ def load_model(
         raise ValueError(f"dtype must be one of {sorted(dtypes)}, got {dtype!r}")
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+    if source.kind == "gguf":
+        model, tokenizer = _load_gguf(source, trust_remote_code, dtypes[dtype])
+        model.to(device)
+        model.eval()
+        return model, tokenizer
     import transformers
 
     major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
     dtype_kw = "dtype" if (major, minor) >= (4, 56) else "torch_dtype"  # renamed in transformers 4.56
-    model = AutoModelForCausalLM.from_pretrained(
-        name_or_path, trust_remote_code=trust_remote_code, **{dtype_kw: dtypes[dtype]}
-    )
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source.name, trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(
+            source.name, trust_remote_code=trust_remote_code, **{dtype_kw: dtypes[dtype]}
+        )
+    except (OSError, ValueError) as err:
+        raise explain_load_error(source, err) from err
     model.to(device)
     model.eval()
+    return model, tokenizer
+
+
+def _load_gguf(source, trust_remote_code: bool, dtype):
+    """A GGUF file as a plain transformers model and its tokenizer, loaded the way ``ktae train`` loads it."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from ktae.train.modeling import align_eos, load_hf_model, load_tokenizer
+
+    options = SimpleNamespace(model=source.name, gguf_file=source.gguf_file, tokenizer="",
+                              trust_remote_code=trust_remote_code)
+    tokenizer = load_tokenizer(options)
+    model = load_hf_model(options, torch.float32 if dtype == "auto" else dtype)
+    align_eos(model, tokenizer)
     return model, tokenizer

@@ -11,16 +11,19 @@ from ktae.analysis.figure import plot_rollout
 from ktae.analysis.html import write_html
 from ktae.analysis.report import format_group_tables, write_pngs, write_report
 from ktae.analysis.rollouts import Rollout, load_rollouts, rollout_from_record
+from ktae.analysis.sources import RolloutSource, load_source
 from ktae.analysis.tokens import TokenPieces, token_pieces
 
 __all__ = [
     "Analysis",
     "GroupSummary",
     "Rollout",
+    "RolloutSource",
     "TokenPieces",
     "analyze",
     "format_group_tables",
     "load_rollouts",
+    "load_source",
     "load_tokenizer",
     "plot_rollout",
     "rollout_from_record",

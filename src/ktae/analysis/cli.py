@@ -30,12 +30,13 @@ def _convert(name: str, raw: Any) -> Any:
     return raw
 
 
-def parse_config(items: list[str], tokenizer_ignore: tuple[int, ...]) -> KTAEConfig:
+def parse_config(items: list[str], tokenizer_ignore: tuple[int, ...], base: dict | None = None) -> KTAEConfig:
     """KTAEConfig from ``KEY=VALUE`` items and/or YAML files (KTAEConfig fields at the top or under ``ktae:``).
 
-    ``ignore_token_ids`` defaults to the tokenizer's pad and EOS ids.
+    ``ignore_token_ids`` defaults to the tokenizer's pad and EOS ids; ``base`` (the options a trainer's dump
+    recorded) replaces those defaults and the items override it.
     """
-    values: dict[str, Any] = {"ignore_token_ids": tokenizer_ignore}
+    values: dict[str, Any] = dict(base) if base is not None else {"ignore_token_ids": tokenizer_ignore}
     for item in items:
         if "=" in item and not os.path.isfile(item):
             key, _, raw = item.partition("=")
@@ -69,8 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
             "negative tokens of each prompt, and optionally write an HTML heat-map report and PNG figures."
         ),
     )
-    parser.add_argument("rollouts", help="jsonl (or json list) of rollouts: group/prompt, response or token_ids, "
-                        "reward or correct, optional reference")
+    parser.add_argument("rollouts", help="a rollouts file or a folder of step files: ktae's own jsonl (group/prompt, "
+                        "response or token_ids, reward or correct, optional reference; the verl/TRL dump options), "
+                        "or verl's trainer.rollout_data_dir / validation_data_dir files, recognised without flags")
+    parser.add_argument("--steps", default=None, metavar="LIST",
+                        help="only these training steps of a folder or file, e.g. '10,20,100-120' (default: all)")
     parser.add_argument("--tokenizer", required=True, help="Hugging Face tokenizer name or folder with tokenizer files")
     parser.add_argument("--html", metavar="PATH", help="write the HTML report here")
     parser.add_argument("--png", metavar="DIR", help="write one PNG figure per rollout into this folder")
@@ -102,20 +106,26 @@ def main(argv: list[str] | None = None) -> int:
     if args.vmax is not None and not args.vmax > 0:
         parser.error("--vmax must be > 0")
 
-    from ktae.analysis.compute import analyze, default_ignore_ids, load_tokenizer
+    from ktae.analysis.compute import analyze, config_from_rollouts, default_ignore_ids, load_tokenizer
     from ktae.analysis.html import write_html
-    from ktae.analysis.report import format_group_tables, write_pngs
-    from ktae.analysis.rollouts import load_rollouts
+    from ktae.analysis.report import format_dump_check, format_group_tables, format_steps, write_pngs
+    from ktae.analysis.sources import load_source
 
     progress = not args.quiet
     try:
-        rollouts = load_rollouts(args.rollouts, prefer=args.label)
+        source = load_source(args.rollouts, prefer=args.label, steps=args.steps)
         tokenizer = load_tokenizer(args.tokenizer)
-        config = parse_config(args.config, default_ignore_ids(tokenizer))
+        config = parse_config(args.config, default_ignore_ids(tokenizer), config_from_rollouts(source.rollouts))
     except (OSError, ValueError, TypeError) as err:
         print(f"ktae analyze: error: {err}", file=sys.stderr)
         return 2
-    analysis = analyze(rollouts, tokenizer, config, top=args.top, progress=progress)
+    analysis = analyze(source.rollouts, tokenizer, config, top=args.top, progress=progress, notes=source.notes)
+    for note in analysis.notes:
+        print(f"note: {note}")
+    if len(source.steps) > 1:
+        print(format_steps(analysis))
+    if analysis.dump_check is not None:
+        print(format_dump_check(analysis.dump_check))
     print(format_group_tables(analysis, max_groups=args.print_groups or None))
     if args.html:
         files = write_html(

@@ -5,18 +5,19 @@ This is shell code: every number comes from `ktae.explain` (per (group, token) s
 """
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import torch
-from tqdm.auto import tqdm
 
 import ktae
 from ktae.analysis.rollouts import Rollout
 from ktae.analysis.tokens import TokenPieces, _is_byte_level, _token_bytes, decode_ids, token_pieces
 from ktae.core.advantages import KeyTokenTable
 from ktae.core.config import KTAEConfig
+from ktae.progress import progress_bar
 
 
 @dataclass
@@ -32,6 +33,7 @@ class GroupSummary:
     n_wrong: int
     positive: list[dict] = field(default_factory=list)
     negative: list[dict] = field(default_factory=list)
+    step: int | None = None
 
 
 @dataclass
@@ -53,6 +55,8 @@ class Analysis:
     table: KeyTokenTable
     config: KTAEConfig
     token_labels: dict[int, str]
+    notes: list[str] = field(default_factory=list)
+    dump_check: "DumpCheck | None" = None
 
     @property
     def group_of(self) -> list[int]:
@@ -61,6 +65,68 @@ class Analysis:
             for i in g.members:
                 out[i] = g.index
         return out
+
+
+@dataclass
+class DumpCheck:
+    """Recomputed K against the K a trainer dumped with its rollouts (``key_token_values``)."""
+
+    tokens: int
+    max_abs_diff: float
+    mismatched: int
+    config_from_dump: bool
+
+    @property
+    def exact(self) -> bool:
+        return self.mismatched == 0
+
+
+def config_from_rollouts(rollouts: Sequence[Rollout]) -> dict | None:
+    """The KTAE options a dump recorded (``ktae_config`` of its records), or None.
+
+    Raises:
+        ValueError: the records carry different options (dumps of different runs mixed).
+    """
+    configs = {json.dumps(r.ktae_config, sort_keys=True) for r in rollouts if r.ktae_config is not None}
+    if not configs:
+        return None
+    if len(configs) > 1:
+        raise ValueError("the rollouts carry different KTAE options (ktae_config): dumps of different runs are mixed")
+    options = json.loads(configs.pop())
+    if "ignore_token_ids" in options:
+        options["ignore_token_ids"] = tuple(options["ignore_token_ids"])
+    return options
+
+
+def check_dumped_values(rollouts: Sequence[Rollout], values: torch.Tensor, atol: float = 1e-6) -> DumpCheck | None:
+    """Compare ``values`` ([B, L], recomputed K) with the rollouts' dumped ``key_token_values``; None without any."""
+    tokens, worst, bad = 0, 0.0, 0
+    for i, r in enumerate(rollouts):
+        if r.key_token_values is None:
+            continue
+        dumped = torch.tensor(r.key_token_values, dtype=torch.float64)
+        diff = (values[i, : len(dumped)].to(torch.float64) - dumped).abs()
+        tokens += len(dumped)
+        if diff.numel():
+            worst = max(worst, float(diff.max()))
+            bad += int((diff > atol).sum())
+    if tokens == 0 and not any(r.key_token_values is not None for r in rollouts):
+        return None
+    return DumpCheck(tokens=tokens, max_abs_diff=worst, mismatched=bad, config_from_dump=False)
+
+
+def group_size_notes(groups: Sequence[GroupSummary]) -> list[str]:
+    """What to tell the reader when prompts have a single rollout (KTAE needs groups to compare)."""
+    singles = sum(1 for g in groups if len(g.members) == 1)
+    if singles and singles == len(groups):
+        return [
+            "every prompt has a single rollout (a validation dump has one per prompt): KTAE compares the correct "
+            "and wrong rollouts of a prompt, so it needs groups, and every K here is 0. Shown: the rollouts and "
+            "their outcomes only. Analyse the training rollouts (rollout_data_dir) for key tokens."
+        ]
+    if singles:
+        return [f"{singles} of {len(groups)} prompts have a single rollout: their K is 0 (KTAE needs groups)"]
+    return []
 
 
 def load_tokenizer(name_or_path: Any) -> Any:
@@ -150,27 +216,36 @@ def analyze(
     config: KTAEConfig | None = None,
     top: int = 20,
     progress: bool = True,
+    notes: Sequence[str] = (),
 ) -> Analysis:
     """Key-token values of every token of every rollout, grouped by prompt.
 
     Args:
         rollouts: from `load_rollouts`.
         tokenizer: a tokenizer object (or a name / folder for ``AutoTokenizer``).
-        config: KTAE options; None -> defaults with the tokenizer's pad and EOS ids ignored.
+        config: KTAE options; None -> the options recorded in the rollouts (``ktae_config`` of a trainer's dump),
+            else defaults with the tokenizer's pad and EOS ids ignored.
         top: how many positive and negative tokens to keep per group.
         progress: show tqdm progress bars.
+        notes: what the report should say about where the rollouts came from (`RolloutSource.notes`).
+
+    When rollouts carry the K values a trainer used (``key_token_values``), ``Analysis.dump_check`` compares
+    them with the recomputed ones.
     """
     if not rollouts:
         raise ValueError("rollouts must not be empty")
     if isinstance(top, bool) or not isinstance(top, int) or top < 0:
         raise ValueError(f"top must be a non-negative integer, got {top!r}")
     tokenizer = load_tokenizer(tokenizer)
-    if config is None:
+    dumped_options = config_from_rollouts(rollouts)
+    if config is None and dumped_options is not None:
+        config = KTAEConfig(**dumped_options)
+    elif config is None:
         config = KTAEConfig(ignore_token_ids=default_ignore_ids(tokenizer))
     elif not isinstance(config, KTAEConfig):
         raise TypeError(f"config must be a KTAEConfig, got {type(config).__name__}")
     token_ids: list[list[int]] = []
-    for r in tqdm(rollouts, desc="tokenising", unit="rollout", disable=not progress, leave=False):
+    for r in progress_bar(rollouts, desc="tokenising", unit="rollout", disable=not progress, leave=False):
         token_ids.append(list(r.token_ids) if r.token_ids is not None else encode_text(tokenizer, r.response or ""))
     length = max(1, max(len(ids) for ids in token_ids))
     batch = len(rollouts)
@@ -186,11 +261,14 @@ def analyze(
     values = ktae.key_token_values(responses, mask, scores, group, config)
     advantages = ktae.rollout_advantages(scores, group, config).tolist()
     correct = (scores > config.threshold).tolist()
+    dump_check = check_dumped_values(rollouts, values)
+    if dump_check is not None:
+        dump_check.config_from_dump = dumped_options is not None and config == KTAEConfig(**dumped_options)
 
     cache: dict = {}
     pieces = [
         token_pieces(tokenizer, ids, cache)
-        for ids in tqdm(token_ids, desc="decoding tokens", unit="rollout", disable=not progress, leave=False)
+        for ids in progress_bar(token_ids, desc="decoding tokens", unit="rollout", disable=not progress, leave=False)
     ]
     keys = table.group_keys
     index = {key: g for g, key in enumerate(keys)}
@@ -203,10 +281,12 @@ def analyze(
         summary.members.append(i)
         summary.prompt = summary.prompt if summary.prompt is not None else r.prompt
         summary.reference = summary.reference if summary.reference is not None else r.reference
+        summary.step = summary.step if summary.step is not None else r.step
         if correct[i]:
             summary.n_correct += 1
         else:
             summary.n_wrong += 1
+    notes = list(notes) + group_size_notes(groups)
     labels: dict[int, str] = {}
     for summary, (start, stop) in zip(groups, _group_slices(table, len(keys))):
         summary.positive, summary.negative = top_tokens(table, start, stop, top)
@@ -224,4 +304,6 @@ def analyze(
         table=table,
         config=config,
         token_labels=labels,
+        notes=list(notes),
+        dump_check=dump_check,
     )

@@ -14,10 +14,10 @@ import tempfile
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from ktae.analysis.colors import LEVELS, css_class, hex_color, level_color, mix, text_color
 from ktae.analysis.compute import Analysis, GroupSummary, _group_slices
+from ktae.progress import progress_bar
 
 _FIELDS_HELP = (
     ("a", "correct rollouts that contain the token, of all correct rollouts"),
@@ -198,7 +198,8 @@ def _group_html(
 ) -> str:
     row_of = {token: start + j for j, token in enumerate(analysis.table.token[start:stop].tolist())}
     tags = _GroupTags(analysis, start, stop, vmax)
-    parts = [f'<section class="group" id="g{g.index}"><h2>Prompt {g.index + 1}'
+    step = f"Step {g.step} · " if g.step is not None else ""
+    parts = [f'<section class="group" id="g{g.index}"><h2>{step}Prompt {g.index + 1}'
              f'<span class="sub"> · group {_esc(_short(g.key, 80))} · {len(g.members)} rollouts: '
              f"{g.n_correct} correct, {g.n_wrong} wrong</span></h2>"]
     if g.prompt is not None:
@@ -244,11 +245,34 @@ def _header(analysis: Analysis, vmax: float, subtitle: str) -> str:
         f"alpha={c.alpha:g}, beta={c.beta:g}, gamma={c.gamma:g}, top={c.top:g}, threshold={c.threshold:g}, "
         f"fisher_at_one={c.fisher_at_one}, rollout={c.rollout}, ignored token ids: {ignored}"
     )
+    notes = "".join(f'<p class="sub"><b>Note:</b> {_esc(note)}</p>' for note in analysis.notes)
+    check = analysis.dump_check
+    if check is not None:
+        verdict = (f"equal to the trainer's dumped values at all {check.tokens} tokens" if check.exact else
+                   f"differ from the trainer's dumped values at {check.mismatched} of {check.tokens} tokens")
+        notes += f'<p class="sub"><b>K values:</b> recomputed, {verdict} (max |difference| {check.max_abs_diff:.2g}).</p>'
     return (
         f"<h1>Key tokens · KTAE</h1><div class='sub'>{_plural(n, 'rollout')} of {_plural(len(analysis.groups), 'prompt')}"
         f"{subtitle}. "
-        f"Settings: {_esc(settings)}.</div>{_legend(vmax)}"
+        f"Settings: {_esc(settings)}.</div>{notes}{_legend(vmax)}"
     )
+
+
+def _steps_html(analysis: Analysis, link_of: dict[int, str]) -> str:
+    """The index of training steps (prompts, rollouts, accuracy, mixed prompts), linked to each step's first prompt."""
+    from ktae.analysis.report import step_rows
+
+    rows = step_rows(analysis)
+    if len(rows) < 2:
+        return ""
+    body = "".join(
+        f'<tr><td><a href="{_esc(link_of[r["first"]])}">step {_esc("-" if r["step"] is None else r["step"])}</a></td>'
+        f'<td>{r["prompts"]}</td><td>{r["rollouts"]}</td><td>{100 * r["correct"] / r["rollouts"]:.1f}%</td>'
+        f'<td>{r["mixed"]}</td></tr>'
+        for r in rows
+    )
+    return ("<h3>Steps</h3><table><thead><tr><th>step</th><th>prompts</th><th>rollouts</th><th>accuracy</th>"
+            f"<th>prompts with both outcomes</th></tr></thead><tbody>{body}</tbody></table><h3>Prompts</h3>")
 
 
 def _plural(n: int, word: str) -> str:
@@ -309,7 +333,7 @@ def write_html(
     path = os.fspath(path)
     slices = _group_slices(analysis.table, len(analysis.groups))
     groups = analysis.groups
-    bar = tqdm(total=len(groups), desc="writing report", unit="prompt", disable=not progress, leave=False)
+    bar = progress_bar(total=len(groups), desc="writing report", unit="prompt", disable=not progress, leave=False)
     pages: list[list[GroupSummary]] = []
     budget = 0
     for g in groups:
@@ -321,7 +345,7 @@ def write_html(
         budget += size
     try:
         if len(pages) <= 1:
-            body = [_header(analysis, vmax, "")]
+            body = [_header(analysis, vmax, ""), _steps_html(analysis, {g.index: f"#g{g.index}" for g in groups})]
             for g in groups:
                 body.append(_group_html(analysis, g, *slices[g.index], vmax, open_rollouts))
                 bar.update(1)
@@ -369,16 +393,19 @@ def _index_body(analysis: Analysis, vmax: float, pages: list[list[GroupSummary]]
                 return " ".join(out)
 
             question = _short(g.prompt if g.prompt is not None else g.key, 90)
+            step = f"step {g.step} · " if g.step is not None else ""
             rows.append(
-                f'<tr><td><a href="{_esc(link)}">Prompt {g.index + 1}</a></td><td style="text-align:left;white-space:normal">'
+                f'<tr><td><a href="{_esc(link)}">{step}Prompt {g.index + 1}</a></td><td style="text-align:left;white-space:normal">'
                 f"{_esc(question)}</td><td>{g.n_correct}/{len(g.members)}</td>"
                 f'<td class="tok" style="text-align:left">{chips(g.positive)}</td>'
                 f'<td class="tok" style="text-align:left">{chips(g.negative)}</td></tr>'
             )
     page_links = " ".join(f'<a href="{folder}/{n}">{k + 1}</a>' for k, n in enumerate(names))
+    link_of = {g.index: f"{folder}/{names[k]}#g{g.index}" for k, chunk in enumerate(pages) for g in chunk}
     return (
         _header(analysis, vmax, f" · {len(pages)} pages")
         + f'<nav class="pages">pages: {page_links}</nav>'
+        + _steps_html(analysis, link_of)
         + "<table><thead><tr><th>prompt</th><th style='text-align:left'>question</th><th>correct</th>"
         + "<th style='text-align:left'>top K &gt; 0</th><th style='text-align:left'>top K &lt; 0</th></tr></thead><tbody>"
         + "".join(rows)

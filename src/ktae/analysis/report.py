@@ -5,12 +5,12 @@ import os
 import re
 from typing import Any, TextIO
 
-from tqdm.auto import tqdm
+from ktae.progress import progress_bar
 
-from ktae.analysis.compute import Analysis, analyze, load_tokenizer
+from ktae.analysis.compute import Analysis, DumpCheck, analyze, load_tokenizer
 from ktae.analysis.figure import plot_rollout
 from ktae.analysis.html import default_vmax, write_html
-from ktae.analysis.rollouts import load_rollouts
+from ktae.analysis.sources import load_source
 from ktae.core.config import KTAEConfig
 
 
@@ -29,7 +29,8 @@ def write_report(
 
     Args:
         rollouts_jsonl_path: jsonl with one rollout per line (group, prompt, response / token_ids,
-            reward / correct, reference; see `ktae.analysis.rollouts`).
+            reward / correct, reference; see `ktae.analysis.rollouts`), a folder of step files, or verl's
+            own dumps (`ktae.analysis.sources`).
         tokenizer: a tokenizer object, or a Hugging Face name / folder.
         html_path: the HTML file to write (an index plus pages in ``<stem>_pages/`` when the prompts do
             not fit on one page).
@@ -40,9 +41,43 @@ def write_report(
     Returns:
         the HTML files written, the main one first.
     """
-    rollouts = load_rollouts(rollouts_jsonl_path)
-    analysis = analyze(rollouts, load_tokenizer(tokenizer), config, top=top, progress=progress)
+    source = load_source(rollouts_jsonl_path)
+    analysis = analyze(source.rollouts, load_tokenizer(tokenizer), config, top=top, progress=progress,
+                       notes=source.notes)
     return write_html(analysis, html_path, page_size=page_size, page_tokens=page_tokens, progress=progress)
+
+
+def step_rows(analysis: Analysis) -> list[dict]:
+    """Per training step: prompts, rollouts, correct rollouts, prompts with both outcomes, first group index."""
+    rows: dict[int | None, dict] = {}
+    for g in analysis.groups:
+        row = rows.setdefault(g.step, {"step": g.step, "prompts": 0, "rollouts": 0, "correct": 0, "mixed": 0,
+                                       "first": g.index})
+        row["prompts"] += 1
+        row["rollouts"] += len(g.members)
+        row["correct"] += g.n_correct
+        row["mixed"] += int(g.n_correct > 0 and g.n_wrong > 0)
+    return list(rows.values())
+
+
+def format_steps(analysis: Analysis) -> str:
+    """The index of steps as a text table."""
+    out = [f"{'step':>8} {'prompts':>8} {'rollouts':>9} {'accuracy':>9} {'mixed prompts':>14}"]
+    for r in step_rows(analysis):
+        step = "-" if r["step"] is None else str(r["step"])
+        out.append(f"{step:>8} {r['prompts']:>8} {r['rollouts']:>9} {100 * r['correct'] / r['rollouts']:>8.1f}% "
+                   f"{r['mixed']:>14}")
+    return "\n".join(out) + "\n"
+
+
+def format_dump_check(check: DumpCheck) -> str:
+    """One line: do the recomputed K values equal the ones the trainer dumped?"""
+    source = "the dump's KTAE options" if check.config_from_dump else "the options given here"
+    if check.exact:
+        return (f"K values: recomputed with {source}, equal to the trainer's dumped values at all {check.tokens} "
+                f"tokens (max |difference| {check.max_abs_diff:.2g})\n")
+    return (f"warning: K values recomputed with {source} differ from the trainer's dumped values at "
+            f"{check.mismatched} of {check.tokens} tokens (max |difference| {check.max_abs_diff:.3g})\n")
 
 
 def _cell(text: str, width: int) -> str:
@@ -56,8 +91,9 @@ def format_group_tables(analysis: Analysis, max_groups: int | None = None, top: 
     header = f"  {'':1} {'token':<18} {'id':>7} {'a/nT':>7} {'b/nF':>7} {'p-value':>9} {'IG':>6} {'dir':>8} {'K':>7}"
     for g in groups:
         question = " ".join(str(g.prompt if g.prompt is not None else g.key).split())
+        where = f"step {g.step} · " if g.step is not None else ""
         out.append(
-            f"prompt {g.index + 1} · {len(g.members)} rollouts ({g.n_correct} correct, {g.n_wrong} wrong) · "
+            f"{where}prompt {g.index + 1} · {len(g.members)} rollouts ({g.n_correct} correct, {g.n_wrong} wrong) · "
             f"{_cell(question, 70)}"
         )
         if g.n_correct == 0 or g.n_wrong == 0:
@@ -114,7 +150,7 @@ def write_pngs(
     if limit is not None:
         chosen = chosen[:limit]
     written = []
-    for g, i in tqdm(chosen, desc="writing figures", unit="figure", disable=not progress, leave=False):
+    for g, i in progress_bar(chosen, desc="writing figures", unit="figure", disable=not progress, leave=False):
         r = analysis.rollouts[i]
         outcome = "correct" if analysis.correct[i] else "wrong"
         reward = f"reward {r.reward:g}" if r.reward is not None else f"score {r.score:g}"

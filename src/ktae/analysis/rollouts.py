@@ -8,8 +8,11 @@ A record needs
 Optional: the prompt (``prompt`` / ``question`` / ``problem``) and the reference answer
 (``reference`` / ``answer`` / ``ground_truth`` / ``solution``).
 
+Optional too: ``step``, and, in the dumps the verl and TRL integrations write, ``key_token_values`` (K at each
+token as the trainer used it) and ``ktae_config`` (the trainer's KTAE options).
+
 This is the format ``ktae train --dump-key-tokens-every`` writes (group, prompt, response, token_ids,
-reward, correct, reference).
+reward, correct, reference). Folders and verl's own dumps: see `ktae.analysis.sources`.
 """
 from __future__ import annotations
 
@@ -41,6 +44,9 @@ class Rollout:
     reward: float | None = None
     correct: bool | None = None
     source: str = ""
+    step: int | None = None
+    key_token_values: list[float] | None = None
+    ktae_config: dict | None = None
 
 
 def _first(record: dict, names: Iterable[str]) -> tuple[str | None, Any]:
@@ -124,6 +130,17 @@ def rollout_from_record(record: Any, where: str = "record", prefer: str = "rewar
         reference = json.dumps(reference, ensure_ascii=False)
     if prompt is not None and not isinstance(prompt, str):
         prompt = json.dumps(prompt, ensure_ascii=False)
+    step = record.get("step")
+    if step is not None and (isinstance(step, bool) or not isinstance(step, int)):
+        raise ValueError(f"{where}: field 'step' must be an integer, got {step!r}")
+    values = record.get("key_token_values")
+    if values is not None:
+        if ids is None or not isinstance(values, list) or len(values) != len(ids):
+            raise ValueError(f"{where}: field 'key_token_values' must be a list of numbers, one per token id")
+        values = [float(v) for v in values]
+    config = record.get("ktae_config")
+    if config is not None and not isinstance(config, dict):
+        raise ValueError(f"{where}: field 'ktae_config' must be an object of KTAE options")
     return Rollout(
         group=_hashable(group),
         score=score,
@@ -134,46 +151,21 @@ def rollout_from_record(record: Any, where: str = "record", prefer: str = "rewar
         reward=reward,
         correct=correct,
         source=where,
+        step=step,
+        key_token_values=values,
+        ktae_config=config,
     )
 
 
-def load_rollouts(path: str | os.PathLike, prefer: str = "reward") -> list[Rollout]:
-    """Read rollouts from a ``.jsonl`` file (one JSON object per line) or a ``.json`` file
-    (a list of objects, or an object with a ``rollouts`` list).
+def load_rollouts(path: str | os.PathLike, prefer: str = "reward", steps: Any = None) -> list[Rollout]:
+    """Read rollouts from a ``.jsonl`` file (one JSON object per line), a ``.json`` file (a list of objects, or an
+    object with a ``rollouts`` list), or a folder of such step files; verl's own dumps are recognised
+    (`ktae.analysis.sources.load_source`, which also says what the report should note about them).
 
     Raises:
-        FileNotFoundError: the file does not exist.
+        FileNotFoundError: nothing at ``path``.
         ValueError: a line is not valid JSON or misses a required field (the message names the line).
     """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"rollouts file not found: {path}")
-    name = os.path.basename(path)
-    with open(path, encoding="utf-8") as handle:
-        head = handle.read(1)
-        while head and head.isspace():
-            head = handle.read(1)
-        handle.seek(0)
-        if head == "[" or (head == "{" and path.endswith(".json")):
-            try:
-                data = json.load(handle)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{name}: not valid JSON: {err}") from err
-            if isinstance(data, dict):
-                data = data.get("rollouts")
-            if not isinstance(data, list):
-                raise ValueError(f"{name}: expected a list of rollouts (or an object with a 'rollouts' list)")
-            rollouts = [rollout_from_record(r, f"{name}[{i}]", prefer) for i, r in enumerate(data)]
-        else:
-            rollouts = []
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise ValueError(f"{name}:{number}: not valid JSON: {err}") from err
-                rollouts.append(rollout_from_record(record, f"{name}:{number}", prefer))
-    if not rollouts:
-        raise ValueError(f"{name}: contains no rollouts")
-    return rollouts
+    from ktae.analysis.sources import load_source
+
+    return load_source(path, prefer, steps).rollouts

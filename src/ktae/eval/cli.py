@@ -54,10 +54,13 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--grading-workers", type=int, default=None, help=_help("grading_workers"))
     grade.add_argument("--grading-timeout", type=float, default=d.grading_timeout, help=_help("grading_timeout"))
     regr = p.add_argument_group("re-grading (--from-generations)")
-    regr.add_argument("--response-field", default=None, help="response field (default: response/output/completion...)")
+    regr.add_argument("--response-field", default=None,
+                      help="response field, a text or a list of n texts (default: recognised from the layout: ktae, "
+                      "understand-r1-zero, qwen2.5-math, verl; else response/output/completion...)")
     regr.add_argument("--reference-field", default=None, help="reference field (default: reference/answer/...)")
     regr.add_argument("--benchmark-field", default=None, help="benchmark field (default: benchmark/data_source)")
-    regr.add_argument("--verdict-field", default=None, help="earlier verdict field to compare with (default: correct)")
+    regr.add_argument("--verdict-field", default=None, help="earlier verdict field to compare with, one or a list per record "
+                      "(default: correct, or the layout's reward/score/acc)")
     regr.add_argument("--tokens-field", default=None, help="response length field (default: tokens/num_tokens)")
     regr.add_argument("--show-disagreements", type=int, default=20, metavar="N",
                       help="print at most N records whose verdict changed")
@@ -83,8 +86,10 @@ def _regrade(args) -> int:
         progress=not args.no_progress,
     )
     label = args.label or os.path.basename(os.path.dirname(os.path.abspath(args.from_generations))) or "generations"
+    layout = "" if result.layout == "ktae" else f" (layout: {result.layout})"
+    per_record = f" in {len(result.records)} records" if result.samples != len(result.records) else ""
     print(format_tables(result.summary, label, show_paper=args.show_paper,
-                        note=f"Re-graded {len(result.records)} responses from {args.from_generations}"))
+                        note=f"Re-graded {result.samples} responses{per_record} from {args.from_generations}{layout}"))
     if result.compared:
         print(f"\nAgreement with the saved verdicts: {result.agreement:.1f}% "
               f"({result.agreed}/{result.compared}); {len(result.disagreements)} disagree")

@@ -160,8 +160,11 @@ def _write_json(path: str, obj: Any) -> None:
 
 
 def _check_run_settings(output: str, settings: dict) -> None:
+    """Refuse a folder whose generations were made with other settings; a folder without generations (an
+    earlier run that failed before generating anything) takes the new settings."""
     path = os.path.join(output, RUN_FILE)
-    if os.path.exists(path):
+    generations = os.path.join(output, GENERATIONS_FILE)
+    if os.path.exists(path) and os.path.exists(generations) and os.path.getsize(generations) > 0:
         with open(path, encoding="utf-8") as f:
             old = json.load(f)
         diff = {k: (old.get(k), settings.get(k)) for k in _GENERATION_KEYS if old.get(k) != settings.get(k)}
@@ -232,9 +235,9 @@ def evaluate(config: EvalConfig, *, model: Any = None, tokenizer: Any = None, lo
                 continue
             bar = None
             if config.progress:
-                from tqdm.auto import tqdm
+                from ktae.progress import progress_bar
 
-                bar = tqdm(total=len(examples) * config.n, initial=len(records), desc=bench, unit="resp", dynamic_ncols=True)
+                bar = progress_bar(total=len(examples) * config.n, initial=len(records), desc=bench, unit="resp", dynamic_ncols=True)
                 if records:
                     bar.set_postfix(acc=f"{100 * sum(bool(r['correct']) for r in records) / len(records):.1f}%")
             prompts = [format_prompt(ex.problem, config.template, tokenizer) for ex in remaining]
@@ -321,36 +324,12 @@ class RegradeResult:
     compared: int = 0
     agreed: int = 0
     disagreements: list[dict] = field(default_factory=list)
+    layout: str = "ktae"
+    samples: int = 0
 
     @property
     def agreement(self) -> float | None:
         return (100.0 * self.agreed / self.compared) if self.compared else None
-
-
-_RESPONSE_FIELDS = ("response", "output", "completion", "generation", "text")
-_REFERENCE_FIELDS = ("reference", "answer", "ground_truth", "gt", "final_answer", "target")
-_PROBLEM_FIELDS = ("problem", "prompt", "question")
-_BENCHMARK_FIELDS = ("benchmark", "data_source", "dataset")
-_VERDICT_FIELDS = ("correct", "is_correct", "verdict")
-_TOKEN_FIELDS = ("tokens", "num_tokens", "response_length", "length")
-
-
-def _resolve(records: list[dict], wanted: str | None, candidates: tuple[str, ...], what: str, required: bool, path: str):
-    keys = list(records[0].keys())
-    if wanted is not None:
-        missing = [i for i, r in enumerate(records) if wanted not in r]
-        if missing:
-            raise ValueError(f"{path}: record {missing[0]} has no {what} field {wanted!r}; its fields are {keys}")
-        return wanted
-    for c in candidates:
-        if all(c in r for r in records):
-            return c
-    if required:
-        raise ValueError(
-            f"{path}: no {what} field found (looked for {list(candidates)}); fields are {keys}. "
-            f"Name it with --{what}-field"
-        )
-    return None
 
 
 def _as_verdict(value: Any) -> bool | None:
@@ -379,66 +358,61 @@ def regrade(
 ) -> RegradeResult:
     """Re-grade saved generations (jsonl or json list) without a model.
 
-    Field names are found automatically (``response``/``output``/...,
-    ``reference``/``answer``/..., ``benchmark``/``data_source``) or given
-    explicitly. When records carry an earlier verdict (``correct``), the
-    agreement rate and the disagreeing records are reported. ``output``, when
-    given, receives the re-graded records (jsonl, with ``correct`` replaced and
-    the old verdict kept as ``previous_correct``) and a ``.summary.json`` beside.
+    The layouts of other harnesses are recognised from their field names (the Dr. GRPO / understand-r1-zero
+    evaluator, the Qwen2.5-Math evaluator, verl's dumps: see `ktae.eval.formats`); otherwise fields are found
+    automatically (``response``/``output``/..., ``reference``/``answer``/..., ``benchmark``/``data_source``) or
+    given explicitly. A record may hold one response or a list of ``n`` (then every sample is graded, and the
+    summary has the mean accuracy and pass@k). When records carry earlier verdicts (``correct``, or the harness's
+    ``reward`` / ``score`` / ``acc``, one per sample), the agreement rate and the disagreeing samples are reported.
+    ``output``, when given, receives the re-graded records (jsonl, with ``correct`` replaced, a list for a list
+    of responses, and the old verdict kept as ``previous_correct``) and a ``.summary.json`` beside.
     """
+    from ktae.eval.formats import expand_samples
     from ktae.rewards import grade_batch
     from ktae.rewards.answers import extract_boxed
 
     records = read_generations(path)
     if not records:
         raise ValueError(f"{path} holds no records")
-    rf = _resolve(records, response_field, _RESPONSE_FIELDS, "response", True, path)
-    af = _resolve(records, reference_field, _REFERENCE_FIELDS, "reference", True, path)
-    pf = _resolve(records, problem_field, _PROBLEM_FIELDS, "problem", False, path)
-    bf = _resolve(records, benchmark_field, _BENCHMARK_FIELDS, "benchmark", False, path)
-    vf = _resolve(records, verdict_field, _VERDICT_FIELDS, "verdict", False, path)
-    tf = _resolve(records, tokens_field, _TOKEN_FIELDS, "tokens", False, path)
-    for i, r in enumerate(records):
-        if not isinstance(r[rf], str):
-            raise ValueError(f"{path}: record {i}: field {rf!r} must be a string, got {type(r[rf]).__name__}")
-    verdicts = grade_batch([r[rf] for r in records], [r[af] for r in records], workers, timeout=timeout, progress=progress)
-    result = RegradeResult(summary={}, records=[])
+    fields = {"response": response_field, "reference": reference_field, "problem": problem_field,
+              "benchmark": benchmark_field, "verdict": verdict_field, "tokens": tokens_field}
+    layout, samples, used = expand_samples(records, path, fields)
+    verdicts = grade_batch([s.response for s in samples], [s.reference for s in samples], workers, timeout=timeout,
+                           progress=progress)
+    result = RegradeResult(summary={}, records=[], layout=layout, samples=len(samples))
     normalized = []
     problem_ids: dict[tuple[str, Any], int] = {}
-    for i, (r, ok) in enumerate(zip(records, verdicts)):
-        bench = str(r[bf]) if bf else "all"
-        try:
-            bench = canonical_benchmark(bench)
-        except ValueError:
-            pass
-        problem_key = r.get("index", r[pf] if pf else i)
-        pid = problem_ids.setdefault((bench, problem_key if isinstance(problem_key, (int, str)) else str(problem_key)), len(problem_ids))
+    now: dict[int, list[bool]] = {}
+    for s, ok in zip(samples, verdicts):
+        key = s.problem if isinstance(s.problem, (int, str)) else str(s.problem)
+        pid = problem_ids.setdefault((s.benchmark, key), len(problem_ids))
+        now.setdefault(s.record, []).append(bool(ok))
+        normalized.append({"benchmark": s.benchmark, "index": pid, "correct": bool(ok), "tokens": s.tokens})
+        previous = _as_verdict(s.previous)
+        if previous is None:
+            continue
+        result.compared += 1
+        if previous == bool(ok):
+            result.agreed += 1
+        else:
+            result.disagreements.append({
+                "record": s.record if s.sample is None else f"{s.record}.{s.sample}",
+                "benchmark": s.benchmark,
+                "answer": extract_boxed(s.response),
+                "reference": s.reference,
+                "previous": previous,
+                "now": bool(ok),
+            })
+    for i, r in enumerate(records):
         out = dict(r)
-        previous = _as_verdict(r.get(vf)) if vf else None
-        if vf:
-            out["previous_correct"] = r.get(vf)
-        out["correct"] = bool(ok)
+        if used["verdict"]:
+            out["previous_correct"] = r.get(used["verdict"])
+        out["correct"] = now[i] if isinstance(r[used["response"]], list) else now[i][0]
         result.records.append(out)
-        normalized.append({
-            "benchmark": bench, "index": pid, "correct": bool(ok),
-            "tokens": r.get(tf) if tf else None,
-        })
-        if previous is not None:
-            result.compared += 1
-            if previous == bool(ok):
-                result.agreed += 1
-            else:
-                result.disagreements.append({
-                    "record": i,
-                    "benchmark": bench,
-                    "answer": extract_boxed(r[rf]),
-                    "reference": r[af],
-                    "previous": previous,
-                    "now": bool(ok),
-                })
     order = [b for b in benchmark_names() if any(n["benchmark"] == b for n in normalized)]
     result.summary = summarize(normalized, order)
     result.summary["source"] = path
+    result.summary["layout"] = layout
     if result.compared:
         result.summary["agreement"] = {
             "compared": result.compared, "agreed": result.agreed, "rate": result.agreement,

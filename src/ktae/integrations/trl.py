@@ -28,6 +28,8 @@ metrics under ``ktae/`` (see :func:`ktae.integrations._common.key_token_stats`).
 """
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,6 +109,14 @@ class KTAEGRPOConfig(GRPOConfig):
         default=None,
         metadata={"help": "token ids with K = 0; default (None): the tokenizer's pad id and the model's EOS ids"},
     )
+    ktae_dump_every: int = field(
+        default=0,
+        metadata={"help": "every N steps write the generation batch with its token ids, rewards, groups and K values "
+                  "to ktae_dump_dir (for `ktae analyze`); 0: never"},
+    )
+    ktae_dump_dir: str | None = field(
+        default=None, metadata={"help": "folder of the key-token dumps (default: <output_dir>/key_tokens)"}
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -137,6 +147,34 @@ class KTAEGRPOConfig(GRPOConfig):
             fisher_at_one=self.ktae_fisher_at_one,
             ignore_token_ids=tuple(default_ignore_token_ids if ids is None else ids),
         )
+
+
+def _make_dumper(args: Any, tokenizer: Any) -> Any:
+    """The `KeyTokenDumper` that ``ktae_dump_every`` / ``ktae_dump_dir`` ask for, or None."""
+    from ktae.integrations._dump import KeyTokenDumper
+
+    every = getattr(args, "ktae_dump_every", 0)
+    if isinstance(every, bool) or not isinstance(every, int) or every < 0:
+        raise ValueError(f"KTAEGRPOConfig.ktae_dump_every must be an integer >= 0 (0: no dumps), got {every!r}")
+    if not every:
+        return None
+    folder = getattr(args, "ktae_dump_dir", None) or os.path.join(args.output_dir, "key_tokens")
+    return KeyTokenDumper(folder, every, tokenizer)
+
+
+def _prompt_text(prompt: Any) -> Any:
+    """A dataset prompt for the dump: a string as is, a conversation as its last user message (else JSON)."""
+    if isinstance(prompt, list) and prompt and all(isinstance(m, dict) for m in prompt):
+        users = [m.get("content") for m in prompt if m.get("role") == "user" and isinstance(m.get("content"), str)]
+        return users[-1] if users else json.dumps(prompt, ensure_ascii=False)
+    return prompt
+
+
+def _reference(example: dict) -> Any:
+    for name in ("answer", "reference", "ground_truth", "solution", "gt"):
+        if example.get(name) is not None:
+            return example[name]
+    return None
 
 
 def local_key_token_values(
@@ -202,6 +240,7 @@ class KTAEGRPOTrainer(GRPOTrainer):
         if not isinstance(args, GRPOConfig):
             raise TypeError(f"args must be a KTAEGRPOConfig or a GRPOConfig, got {type(args).__name__}")
         super().__init__(model, reward_funcs, args, *pos, **kw)
+        self._ktae_dumper = _make_dumper(args, self._tokenizer)
         self.use_ktae = bool(getattr(args, "use_ktae", True))
         default_ids = tuple(sorted(set(special_token_ids(self._tokenizer)) | {int(i) for i in self.eos_token_ids}))
         if isinstance(args, KTAEGRPOConfig):
@@ -249,6 +288,25 @@ class KTAEGRPOTrainer(GRPOTrainer):
         self._ktae_rewards = rewards_per_func  # gathered over processes, [N, num_reward_funcs]
         return rewards_per_func
 
+    def _ktae_dump(self, inputs, all_ids, all_mask, scores, all_values, num_generations: int) -> None:
+        """Every ``ktae_dump_every`` steps: the main process queues the whole generation batch (gathered ids,
+        scores, K) with its prompts and references for writing in the background (`ktae.integrations._dump`)."""
+        dumper, step = self._ktae_dumper, self.state.global_step
+        if dumper is None or not self.model.training or not dumper.due(step):
+            return
+        from accelerate.utils import gather_object
+
+        prompts = gather_object([_prompt_text(x.get("prompt")) for x in inputs])
+        references = gather_object([_reference(x) for x in inputs])
+        if not self.accelerator.is_main_process:
+            dumper.skip(step)
+            return
+        keep = ~torch.isnan(scores)
+        rows = keep.nonzero().flatten().tolist()
+        group = [f"step{step}-{i // num_generations}" for i in rows]
+        dumper.submit(step, all_ids[keep], all_mask[keep], scores[keep], group, all_values[keep], self.ktae_config,
+                      prompts=[prompts[i] for i in rows], references=[references[i] for i in rows])
+
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
         self._ktae_rewards = None
         output = super()._generate_and_score_completions(inputs)
@@ -279,6 +337,7 @@ class KTAEGRPOTrainer(GRPOTrainer):
             self.ktae_config,
         )
         rollout = output["advantages"]
+        self._ktae_dump(inputs, all_ids, all_mask, rewards, all_values, num_generations)  # every ktae_dump_every steps
         values = values.to(device=rollout.device, dtype=rollout.dtype)
         output[ROLLOUT_ADVANTAGES] = rollout
         output["advantages"] = (rollout.unsqueeze(1) + values) * mask.to(rollout.dtype)

@@ -39,6 +39,7 @@ import dataclasses
 import inspect
 import sys
 import warnings
+import weakref
 from collections.abc import Mapping
 from typing import Any, Callable
 
@@ -134,6 +135,10 @@ class _Batch:
     responses: torch.Tensor | None = None
     tokenizer: Any = None
     metrics: dict[str, float] = dataclasses.field(default_factory=dict)
+    step: int | None = None  # the trainer's global step, for the key-token dump
+    prompts: Any = None  # [B] prompt ids (tensor or lists), for the dump
+    references: Any = None  # [B] verl reward_model dicts, for the dump
+    dump: tuple | None = None  # (ids, mask, scores, index, config) of the last advantage computation
 
 
 _BATCH: contextvars.ContextVar[_Batch | None] = contextvars.ContextVar("ktae_verl_batch", default=None)
@@ -149,6 +154,12 @@ def is_ktae_estimator(name: Any) -> bool:
 
 
 def _section(config: Any) -> dict[str, Any]:
+    """The KTAE options of verl's ``algorithm.ktae`` section as a plain dict ({} when absent), without the dump
+    options (:data:`DUMP_OPTIONS`)."""
+    return {k: v for k, v in _raw_section(config).items() if k not in DUMP_OPTIONS}
+
+
+def _raw_section(config: Any) -> dict[str, Any]:
     """The ``ktae`` sub-section of verl's ``algorithm`` config as a plain dict ({} when absent)."""
     if config is None:
         return {}
@@ -360,6 +371,7 @@ def compute_ktae_advantage(
         if batch is not None:
             mask = response_mask.to(torch.float32)
             values = advantages - rollout_advantages(scores, index, cfg).to(advantages).unsqueeze(1) * mask
+            batch.dump = (ids, response_mask, scores, index, cfg)
             stats = key_token_stats(values, response_mask, scores, index, cfg.threshold)
             batch.metrics.update({f"ktae/{key}": value for key, value in stats.items()})
             mixed, groups = mixed_groups(scores, index, cfg.threshold, response_mask)
@@ -428,6 +440,7 @@ def _patch_ray_trainer(module: Any) -> None:
             batch = _Batch(
                 responses=data.batch["responses"], tokenizer=outer.tokenizer if outer is not None else None
             )
+            _legacy_dump_inputs(batch, data)
             token = _BATCH.set(batch)
             try:
                 result = original(data, adv_estimator, *args, **kwargs)
@@ -435,6 +448,10 @@ def _patch_ray_trainer(module: Any) -> None:
                 _BATCH.reset(token)
             if outer is not None:
                 outer.metrics.update(batch.metrics)
+            else:  # the legacy trainer: its compute_data_metrics call adds them to the step's metrics
+                _LEGACY_METRICS.update(batch.metrics)
+            config = kwargs.get("config", args[4] if len(args) > 4 else None)  # verl: (..., norm_adv..., config)
+            _dump(batch, config, batch.tokenizer if batch.tokenizer is not None else _LEGACY_TOKENIZER[0])
             return result
 
         setattr(compute_advantage, _WRAPPED, original)
@@ -447,9 +464,23 @@ def _patch_ray_trainer(module: Any) -> None:
         def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
             init(self, *args, **kwargs)
             _LEGACY_TOKENIZER[0] = getattr(self, "tokenizer", None)
+            _LEGACY_TRAINER[0] = weakref.ref(self)
 
         setattr(__init__, _WRAPPED, init)
         trainer_cls.__init__ = __init__
+
+    data_metrics = getattr(module, "compute_data_metrics", None)
+    if data_metrics is not None and not hasattr(data_metrics, _WRAPPED):
+
+        def compute_data_metrics(*args: Any, **kwargs: Any) -> dict:
+            out = data_metrics(*args, **kwargs)
+            out.update(_LEGACY_METRICS)  # the ktae/* metrics of this step's advantage computation
+            _LEGACY_METRICS.clear()
+            return out
+
+        setattr(compute_data_metrics, _WRAPPED, data_metrics)
+        compute_data_metrics.__doc__ = data_metrics.__doc__
+        module.compute_data_metrics = compute_data_metrics
 
 
 def _check_v1_trainer(module: Any) -> None:
@@ -486,12 +517,14 @@ def _patch_v1_trainer(module: Any) -> None:
                 "token ids"
             ) from err
         context = _Batch(responses=_padded(responses), tokenizer=getattr(self, "tokenizer", None))
+        _v1_dump_inputs(context, self, tq, batch)
         token = _BATCH.set(context)
         try:
             result = original(self, batch, metrics)
         finally:
             _BATCH.reset(token)
         metrics.update(context.metrics)
+        _dump(context, self.config.algorithm, context.tokenizer)
         return result
 
     setattr(_compute_advantage, _WRAPPED, original)
@@ -559,6 +592,85 @@ def dapo_score(
     """verl reward function (DAPO, paper): score +1 correct / -1 wrong, ``acc`` 1/0; use it with verl's ``dapo``
     reward manager, which adds the overlong penalty."""
     return _score(solution_str, ground_truth, 1.0, -1.0)
+
+
+
+# ---- key-token dumps: ``+algorithm.ktae.dump_every=N +algorithm.ktae.dump_dir=DIR`` writes, every N steps, the
+# step's rollouts with their token ids, rewards, groups and exact K values to DIR (ktae.integrations._dump, in a
+# background thread on the driver) for ``ktae analyze DIR``. And the legacy trainer's ktae/* metrics, which reach
+# its step metrics through its compute_data_metrics call (wrapped in _patch_ray_trainer).
+
+#: ``algorithm.ktae`` keys of the key-token dump: ``dump_every`` (steps) and ``dump_dir`` (folder)
+DUMP_OPTIONS = ("dump_every", "dump_dir")
+_LEGACY_METRICS: dict[str, float] = {}
+_LEGACY_TRAINER: list[Any] = [None]  # weakref to the legacy RayPPOTrainer of this process
+_DUMPERS: dict[tuple[str, int], Any] = {}  # (folder, every) -> KeyTokenDumper
+
+
+def dumper_from_verl(algorithm_config: Any, tokenizer: Any = None) -> Any:
+    """The `KeyTokenDumper` that ``algorithm.ktae.dump_every`` / ``dump_dir`` ask for (one per folder), or None.
+
+    Raises:
+        ValueError: ``dump_every`` is not a non-negative integer, or it is set without ``dump_dir``.
+    """
+    options = _raw_section(algorithm_config)
+    every = options.get("dump_every") or 0
+    if isinstance(every, bool) or not isinstance(every, int) or every < 0:
+        raise ValueError(f"algorithm.ktae.dump_every must be an integer >= 0 (0: no dumps), got {every!r}")
+    if not every:
+        return None
+    folder = options.get("dump_dir")
+    if not folder:
+        raise ValueError(
+            "algorithm.ktae.dump_every is set but not the folder to write to: add +algorithm.ktae.dump_dir=DIR"
+        )
+    key = (str(folder), every)
+    if key not in _DUMPERS:
+        from ktae.integrations._dump import KeyTokenDumper
+
+        _DUMPERS[key] = KeyTokenDumper(str(folder), every, tokenizer)
+    return _DUMPERS[key]
+
+
+def _legacy_dump_inputs(context: _Batch, data: Any) -> None:
+    trainer = _LEGACY_TRAINER[0]() if _LEGACY_TRAINER[0] is not None else None
+    context.step = getattr(trainer, "global_steps", None)
+    context.prompts = data.batch["prompts"] if "prompts" in data.batch.keys() else None
+    context.references = data.non_tensor_batch.get("reward_model")
+
+
+def _v1_dump_inputs(context: _Batch, trainer: Any, tq: Any, batch: Any) -> None:
+    context.step = getattr(trainer, "global_steps", None)
+    dumper = dumper_from_verl(trainer.config.algorithm, context.tokenizer)
+    if dumper is None or not dumper.due(context.step):
+        return
+    for name in ("prompts", "reward_model"):
+        try:
+            value = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=[name])[name]
+        except (KeyError, ValueError, RuntimeError):
+            continue  # the dump goes without prompt texts / references
+        if name == "prompts":
+            context.prompts = [row.tolist() for row in value.unbind()] if getattr(value, "is_nested", False) else value
+        else:
+            context.references = value
+
+
+def _dump(context: _Batch, algorithm_config: Any, tokenizer: Any) -> None:
+    """Queue the rollouts of this advantage computation with their K values, when a dump is due."""
+    dumper = dumper_from_verl(algorithm_config, tokenizer)
+    if dumper is None or context.dump is None or not dumper.due(context.step):
+        return
+    from ktae.core.advantages import key_token_values
+
+    ids, mask, scores, index, cfg = context.dump
+    with torch.no_grad():
+        values = key_token_values(ids, mask, scores, index, cfg)  # exactly the K inside ktae_advantages
+    prompts = context.prompts.tolist() if torch.is_tensor(context.prompts) else context.prompts
+    references = None
+    if context.references is not None:
+        items = context.references.tolist() if hasattr(context.references, "tolist") else list(context.references)
+        references = [item.get("ground_truth") if isinstance(item, Mapping) else item for item in items]
+    dumper.submit(context.step, ids, mask, scores, [str(i) for i in index], values, cfg, prompts, references)
 
 
 install()

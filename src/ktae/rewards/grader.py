@@ -218,9 +218,9 @@ class MathGrader:
         show = (n >= 1000) if progress is None else bool(progress)
         bar = None
         if show:
-            from tqdm.auto import tqdm
+            from ktae.progress import progress_bar
 
-            bar = tqdm(total=n, desc=desc, unit="ans", dynamic_ncols=True)
+            bar = progress_bar(total=n, desc=desc, unit="ans", dynamic_ncols=True)
             bar.update(n - len(tasks))
         try:
             with self._lock:
