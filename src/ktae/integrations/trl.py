@@ -337,7 +337,7 @@ class KTAEGRPOTrainer(GRPOTrainer):
             self.ktae_config,
         )
         rollout = output["advantages"]
-        self._ktae_dump(inputs, all_ids, all_mask, rewards, all_values, num_generations)  # every ktae_dump_every steps
+        self._ktae_dump(inputs, all_ids, all_mask, scores, all_values, num_generations)  # every ktae_dump_every steps
         values = values.to(device=rollout.device, dtype=rollout.dtype)
         output[ROLLOUT_ADVANTAGES] = rollout
         output["advantages"] = (rollout.unsqueeze(1) + values) * mask.to(rollout.dtype)

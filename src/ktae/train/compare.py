@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import re
 import shutil
 import sys
 import textwrap
@@ -38,8 +37,6 @@ __all__ = ["CompareConfig", "Method", "methods", "run_compare", "summarise", "wr
 _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
          2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
          2.045, 2.042)
-#: a per-step row of the trainer's console table (starts with the step number)
-_STEP_ROW = re.compile(r"^\s*\d+\s+\S")
 ABLATIONS = {"alpha": ("ktae_alpha", "α"), "beta": ("ktae_beta", "β"), "gamma": ("ktae_gamma", "γ")}
 #: run metrics summarised (key in metrics.jsonl -> panel title)
 CURVES = {
@@ -228,18 +225,20 @@ def plan(config: CompareConfig, train_options: dict) -> list[tuple[Method, int, 
 
 def run_compare(config: CompareConfig, train_options: dict | None = None, log: Callable[[str], None] = print
                 ) -> dict[str, list[Path]]:
-    """Run (or reuse, or resume) every run of the comparison; returns ``{method key: [run folders]}``."""
-    from tqdm.auto import tqdm
+    """Run (or reuse, or resume) every run of the comparison; returns ``{method key: [run folders]}``.
 
-    from ktae.train.checkpoint import latest_checkpoint
+    One progress bar counts the RL steps of all runs: each run reports its records through the trainer's
+    ``callbacks`` (a step advances the bar, an evaluation is written above it); the runs' own console rows
+    are off (``quiet``), their warnings and errors are written above the bar with the run's name.
+    """
+    from ktae.progress import progress_bar
+    from ktae.train.checkpoint import list_checkpoints
     from ktae.train.loop import train
 
     config.validate()
     jobs = plan(config, dict(train_options or {}))
     out: dict[str, list[Path]] = {}
-    # one bar over every RL step of every run; the trainer's per-step rows advance it, its other lines
-    # (evaluations, start and end) are printed above it
-    bar = tqdm(total=len(jobs) * config.steps, desc="compare", unit="step", dynamic_ncols=True)
+    bar = progress_bar(total=len(jobs) * config.steps, desc="compare", unit="step", dynamic_ncols=True)
     try:
         for k, (method, seed, cfg) in enumerate(jobs):
             run_dir = Path(cfg.run_dir)
@@ -255,22 +254,27 @@ def run_compare(config: CompareConfig, train_options: dict | None = None, log: C
             if run_complete(run_dir, cfg):
                 bar.write(tag + "finished earlier: reused")
             else:
-                def say(text: str) -> None:
+                def on_record(record: dict, tag: str = tag) -> None:
+                    if "eval_accuracy" in record:
+                        bar.write(f"{tag}eval @ step {record['step']}: held-out accuracy "
+                                  f"{record['eval_accuracy']:.1%}, mean length {record['eval_response_length']:.1f}")
+                    elif "reward" in record:
+                        bar.update(1)
+
+                def write(text: str, tag: str = tag) -> None:
                     for line in str(text).splitlines():
-                        if _STEP_ROW.match(line):
-                            bar.update(1)
-                        elif line.strip() and not line.lstrip().startswith("step "):
+                        if line.strip():
                             bar.write(tag + line)
 
-                last = latest_checkpoint(run_dir)
-                if last is not None:
-                    bar.write(tag + f"resuming from {last.name}")
-                    bar.update(int(last.name.split("_")[-1]))
-                    train(resume=run_dir, log=say)
+                saved_steps = list_checkpoints(run_dir)
+                if saved_steps:
+                    bar.write(tag + f"resuming from step {saved_steps[-1][0]}")
+                    bar.update(saved_steps[-1][0])
+                    train(resume=run_dir, log=write, callbacks=[on_record], quiet=True)
                 else:
                     if run_dir.exists():  # started but stopped before its first checkpoint
                         shutil.rmtree(run_dir)
-                    train(cfg, log=say)
+                    train(dataclasses.replace(cfg, quiet=True), log=write, callbacks=[on_record])
             bar.update(done_before + config.steps - bar.n)
     finally:
         bar.close()

@@ -6,9 +6,6 @@ it trains and saves like any other model.
 """
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import torch
 
 
@@ -32,15 +29,12 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
 
 
 def split_gguf(model: str, gguf_file: str) -> tuple[str, str]:
-    """(folder or repo id, gguf file name or ''): a ``.gguf`` path in ``--model`` is split in two."""
-    if gguf_file:
-        return model, gguf_file
-    path = Path(os.path.expanduser(model))
-    if path.suffix.lower() == ".gguf":
-        if not path.is_file():
-            raise ValueError(f"--model: no such GGUF file {model!r}")
-        return str(path.parent), path.name
-    return model, ""
+    """(folder or repo id, gguf file name or ''): a ``.gguf`` path in ``--model`` is split in two; a path that
+    is not there is reported (`ktae.model_source.resolve_model_source`, shared with ``ktae eval``)."""
+    from ktae.model_source import resolve_model_source
+
+    source = resolve_model_source(model, gguf_file)
+    return source.name, source.gguf_file
 
 
 def load_tokenizer(cfg):
@@ -142,8 +136,14 @@ def load_policy(cfg, device: torch.device, dtype: torch.dtype, progress: bool = 
                                                        cache_dir=cfg.cache_dir or None)
         source = str(folder) if folder else "embedded (not cached)"
     else:
-        tokenizer = load_tokenizer(cfg)
-        model = load_hf_model(cfg, dtype)
+        from ktae.model_source import explain_load_error, resolve_model_source
+
+        resolved = resolve_model_source(cfg.model, cfg.gguf_file)  # a mistyped path: no such folder
+        try:
+            tokenizer = load_tokenizer(cfg)
+            model = load_hf_model(cfg, dtype)
+        except OSError as err:  # e.g. a Hub id that does not exist: say it was tried as one
+            raise explain_load_error(resolved, err) from err
         source = cfg.model
         if split_gguf(cfg.model, cfg.gguf_file)[1]:
             align_eos(model, tokenizer)

@@ -123,7 +123,7 @@ def _encode_batch(tokenizer, pairs: list[tuple[str, str]]) -> tuple[torch.Tensor
 def warm_start(model, tokenizer, task, cfg: TinyModelConfig, exclude: frozenset[str] = frozenset(),
                progress: bool = True) -> list[float]:
     """Supervised phase on generated solutions; returns the loss curve (one value per step)."""
-    from tqdm.auto import tqdm
+    from ktae.progress import progress_bar
 
     rng = random.Random(cfg.seed + 1)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.sft_lr, weight_decay=0.0, betas=(0.9, 0.98))
@@ -138,7 +138,7 @@ def warm_start(model, tokenizer, task, cfg: TinyModelConfig, exclude: frozenset[
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
     model.train()
     losses: list[float] = []
-    bar = tqdm(range(cfg.sft_steps), desc="warm start (supervised)", disable=not progress, leave=False)
+    bar = progress_bar(range(cfg.sft_steps), desc="warm start (supervised)", disable=not progress, leave=False)
     for _ in bar:
         pairs = []
         while len(pairs) < cfg.sft_batch_size:
