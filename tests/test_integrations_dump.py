@@ -151,6 +151,7 @@ def test_legacy_metrics_reach_the_step_metrics():
     stub = types.SimpleNamespace(compute_advantage=lambda data, adv_estimator, **kw: data, RayPPOTrainer=Trainer,
                                  compute_data_metrics=lambda batch, use_critic: {"critic/score/mean": 1.0})
     kv._patch_ray_trainer(stub)
+    kv._LEGACY_METRICS.clear()  # other tests ran legacy advantage computations before this one
     kv._LEGACY_METRICS.update({"ktae/abs_mean": 0.25})
     assert stub.compute_data_metrics(batch=None, use_critic=False) == {"critic/score/mean": 1.0, "ktae/abs_mean": 0.25}
     assert stub.compute_data_metrics(batch=None, use_critic=False) == {"critic/score/mean": 1.0}

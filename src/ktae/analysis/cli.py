@@ -106,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.vmax is not None and not args.vmax > 0:
         parser.error("--vmax must be > 0")
 
-    from ktae.analysis.compute import analyze, config_from_rollouts, default_ignore_ids, load_tokenizer
+    from ktae.analysis.compute import analyze, config_from_rollouts, load_tokenizer
+    from ktae.special_tokens import special_token_ids
     from ktae.analysis.html import write_html
     from ktae.analysis.report import format_dump_check, format_group_tables, format_steps, write_pngs
     from ktae.analysis.sources import load_source
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         source = load_source(args.rollouts, prefer=args.label, steps=args.steps)
         tokenizer = load_tokenizer(args.tokenizer)
-        config = parse_config(args.config, default_ignore_ids(tokenizer), config_from_rollouts(source.rollouts))
+        config = parse_config(args.config, special_token_ids(tokenizer), config_from_rollouts(source.rollouts))
     except (OSError, ValueError, TypeError) as err:
         print(f"ktae analyze: error: {err}", file=sys.stderr)
         return 2

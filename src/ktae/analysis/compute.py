@@ -18,6 +18,7 @@ from ktae.analysis.tokens import TokenPieces, _is_byte_level, _token_bytes, deco
 from ktae.core.advantages import KeyTokenTable
 from ktae.core.config import KTAEConfig
 from ktae.progress import progress_bar
+from ktae.special_tokens import special_token_ids
 
 
 @dataclass
@@ -148,18 +149,6 @@ def load_tokenizer(name_or_path: Any) -> Any:
     return name_or_path
 
 
-def default_ignore_ids(tokenizer: Any) -> tuple[int, ...]:
-    """The tokenizer's pad and EOS ids (the tokens whose K the spec forces to 0)."""
-    ids = []
-    for name in ("pad_token_id", "eos_token_id"):
-        value = getattr(tokenizer, name, None)
-        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-            ids.append(value)
-        elif isinstance(value, (list, tuple)):
-            ids.extend(int(v) for v in value if isinstance(v, int))
-    return tuple(sorted(set(ids)))
-
-
 def encode_text(tokenizer: Any, text: str) -> list[int]:
     """Token ids of a response given as text, without added special tokens."""
     if callable(tokenizer) and hasattr(tokenizer, "convert_ids_to_tokens"):
@@ -195,21 +184,6 @@ def _group_slices(table: KeyTokenTable, num_groups: int) -> list[tuple[int, int]
     return [(bounds[g], bounds[g + 1]) for g in range(num_groups)]
 
 
-def top_tokens(table: KeyTokenTable, start: int, stop: int, k: int) -> tuple[list[dict], list[dict]]:
-    """The k most positive and k most negative rows of ``table[start:stop]`` (one group's rows).
-
-    Ranked by the score s behind K = top * tanh(s / 2): the same order as K, but without the ties of
-    values saturated at +-top.
-    """
-    values = table.value[start:stop]
-    scores = table.score[start:stop]
-    rows = torch.arange(start, stop)
-    pos, neg = values > 0, values < 0
-    positive = rows[pos][torch.argsort(scores[pos], descending=True, stable=True)][:k]
-    negative = rows[neg][torch.argsort(scores[neg], stable=True)][:k]
-    return table.records(positive), table.records(negative)
-
-
 def analyze(
     rollouts: Sequence[Rollout],
     tokenizer: Any,
@@ -241,7 +215,7 @@ def analyze(
     if config is None and dumped_options is not None:
         config = KTAEConfig(**dumped_options)
     elif config is None:
-        config = KTAEConfig(ignore_token_ids=default_ignore_ids(tokenizer))
+        config = KTAEConfig(ignore_token_ids=special_token_ids(tokenizer))
     elif not isinstance(config, KTAEConfig):
         raise TypeError(f"config must be a KTAEConfig, got {type(config).__name__}")
     token_ids: list[list[int]] = []
@@ -288,8 +262,8 @@ def analyze(
             summary.n_wrong += 1
     notes = list(notes) + group_size_notes(groups)
     labels: dict[int, str] = {}
-    for summary, (start, stop) in zip(groups, _group_slices(table, len(keys))):
-        summary.positive, summary.negative = top_tokens(table, start, stop, top)
+    for g, summary in enumerate(groups):
+        summary.positive, summary.negative = table.top(g, top)
         for record in summary.positive + summary.negative:
             if record["token"] not in labels:
                 labels[record["token"]] = token_label(tokenizer, record["token"])

@@ -69,7 +69,8 @@ _check_trl(trl.__version__, GRPOTrainer)
 
 from ktae.core.advantages import key_token_values
 from ktae.core.config import FISHER_AT_ONE, KTAEConfig
-from ktae.integrations._common import key_token_stats, special_token_ids
+from ktae.integrations._common import key_token_stats
+from ktae.special_tokens import special_token_ids
 from ktae.monitoring import MixedGroupWatch, mixed_groups
 
 __all__ = ["ROLLOUT_ADVANTAGES", "SUPPORTED_TRL", "KTAEGRPOConfig", "KTAEGRPOTrainer", "local_key_token_values"]

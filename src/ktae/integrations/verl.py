@@ -85,9 +85,10 @@ def check_verl_version(version: str | None = None) -> str:
 check_verl_version()
 from verl.trainer.ppo import core_algos  # noqa: E402 - after the version check
 
-from ktae.core.advantages import ktae_advantages, rollout_advantages
+from ktae.core.advantages import ktae_parts
 from ktae.core.config import KTAEConfig
-from ktae.integrations._common import key_token_stats, special_token_ids
+from ktae.integrations._common import key_token_stats
+from ktae.special_tokens import special_token_ids
 from ktae.monitoring import MixedGroupWatch, mixed_groups
 
 __all__ = [
@@ -367,11 +368,10 @@ def compute_ktae_advantage(
     with torch.no_grad():
         scores = token_level_rewards.sum(dim=-1)
         ids = responses.to(device)
-        advantages, returns = ktae_advantages(ids, response_mask, scores, index, cfg)
+        advantages, _, values = ktae_parts(ids, response_mask, scores, index, cfg)
+        returns = advantages
         if batch is not None:
-            mask = response_mask.to(torch.float32)
-            values = advantages - rollout_advantages(scores, index, cfg).to(advantages).unsqueeze(1) * mask
-            batch.dump = (ids, response_mask, scores, index, cfg)
+            batch.dump = (ids, response_mask, scores, index, cfg, values)
             stats = key_token_stats(values, response_mask, scores, index, cfg.threshold)
             batch.metrics.update({f"ktae/{key}": value for key, value in stats.items()})
             mixed, groups = mixed_groups(scores, index, cfg.threshold, response_mask)
@@ -660,11 +660,7 @@ def _dump(context: _Batch, algorithm_config: Any, tokenizer: Any) -> None:
     dumper = dumper_from_verl(algorithm_config, tokenizer)
     if dumper is None or context.dump is None or not dumper.due(context.step):
         return
-    from ktae.core.advantages import key_token_values
-
-    ids, mask, scores, index, cfg = context.dump
-    with torch.no_grad():
-        values = key_token_values(ids, mask, scores, index, cfg)  # exactly the K inside ktae_advantages
+    ids, mask, scores, index, cfg, values = context.dump   # values: the K inside the advantages
     prompts = context.prompts.tolist() if torch.is_tensor(context.prompts) else context.prompts
     references = None
     if context.references is not None:

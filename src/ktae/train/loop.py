@@ -33,6 +33,7 @@ import torch
 
 import ktae
 from ktae.monitoring import MixedGroupWatch, mixed_groups
+from ktae.special_tokens import special_token_ids
 from ktae.train import checkpoint as ckpt
 from ktae.train.config import TrainConfig, make_config, resume_config, save_yaml
 from ktae.train.data import PromptSampler, load_problems
@@ -285,11 +286,10 @@ def open_run(cfg: TrainConfig, run_dir: Path, last: Path | None, log: Callable[[
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
                                   betas=(cfg.adam_beta1, cfg.adam_beta2), weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, cfg))
-    ignored = tuple(sorted({i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id) if i is not None}))
     ktae_config = ktae.KTAEConfig(
         alpha=cfg.ktae_alpha, beta=cfg.ktae_beta, gamma=cfg.ktae_gamma, top=cfg.ktae_top,
         threshold=cfg.ktae_threshold, fisher_at_one=cfg.ktae_fisher_at_one, rollout=cfg.rollout_estimator,
-        ignore_token_ids=ignored)
+        ignore_token_ids=special_token_ids(tokenizer))
     engine = None
     if cfg.backend == "vllm":
         from ktae.train.engines import VLLMEngine
