@@ -209,27 +209,19 @@ def _load_file(path: str, prefer: str, steps: set[int] | None) -> tuple[str, lis
     kind = kinds.pop()
     file_step = _file_step(path)
     rollouts: list[Rollout] = []
-    if kind == "verl":
+    if kind in ("verl", "trl"):  # grouped by (step, prompt): the rollouts of one prompt in one step
+        prompt_field = "input" if kind == "verl" else "prompt"
+        names = [k for k, v in pairs[0][1].items() if k not in TRL_FIELDS and isinstance(v, (int, float))
+                 and not isinstance(v, bool)]
         ids: dict[tuple[int, str], str] = {}
         for n, record in pairs:
             step = _int_step(record["step"], where(n))
             if steps is not None and step not in steps:
                 continue
-            key = (step, json.dumps(record["input"], ensure_ascii=False))
+            key = (step, json.dumps(record[prompt_field], ensure_ascii=False))
             group = ids.setdefault(key, f"step{step}-p{sum(1 for s, _ in ids if s == step)}")
-            rollouts.append(verl_rollout(record, where(n), group))
-        return kind, rollouts
-    if kind == "trl":
-        names = [k for k, v in pairs[0][1].items() if k not in TRL_FIELDS and isinstance(v, (int, float))
-                 and not isinstance(v, bool)]
-        ids = {}
-        for n, record in pairs:
-            step = _int_step(record["step"], where(n))
-            if steps is not None and step not in steps:
-                continue
-            key = (step, json.dumps(record["prompt"], ensure_ascii=False))
-            group = ids.setdefault(key, f"step{step}-p{sum(1 for s, _ in ids if s == step)}")
-            rollouts.append(trl_rollout(record, where(n), group, names))
+            rollouts.append(verl_rollout(record, where(n), group) if kind == "verl"
+                            else trl_rollout(record, where(n), group, names))
         return kind, rollouts
     for n, record in pairs:
         rollout = rollout_from_record(record, where(n), prefer)
