@@ -79,7 +79,11 @@ def step_tokens(path: Path, tokenizer, ktae_config) -> dict[str, torch.Tensor]:
     key = ktae.key_token_values(responses, mask, rewards, groups, ktae_config)        # [B, L]
     base = ktae.rollout_advantages(rewards, groups, ktae_config)                       # [B]
     ignored = torch.tensor(sorted(ktae_config.ignore_token_ids or ()), dtype=torch.long)
-    out: dict[str, list] = {"K": [], "A": [], "mistake": [], "derailed": [], "rollout": [], "correct": []}
+    right = [float(r["reward"]) > ktae_config.threshold for r in rows]
+    outcomes: dict[str, set] = {}
+    for g, ok in zip(groups, right):
+        outcomes.setdefault(g, set()).add(ok)
+    out: dict[str, list] = {"K": [], "A": [], "mistake": [], "derailed": [], "rollout": [], "correct": [], "mixed": []}
     for i, r in enumerate(rows):
         ids = r["token_ids"]
         labels = token_labels(r["prompt"], [tokenizer.decode([t], skip_special_tokens=True) for t in ids])
@@ -91,27 +95,37 @@ def step_tokens(path: Path, tokenizer, ktae_config) -> dict[str, torch.Tensor]:
         out["mistake"].append(mistake[keep])
         out["derailed"].append((torch.cumsum(mistake.long(), 0) > 0)[keep])
         out["rollout"].append(torch.full((n,), i))
-        out["correct"].append(torch.full((n,), float(r["reward"]) > ktae_config.threshold))
+        out["correct"].append(torch.full((n,), right[i]))
+        out["mixed"].append(torch.full((n,), len(outcomes[groups[i]]) == 2))
     return {k: torch.cat(v) for k, v in out.items()}
 
 
-#: token labels scored: the tokens of wrong steps, and every token from a rollout's first wrong step on
-TARGETS = {"wrong step": "mistake", "from the first wrong step on": "derailed"}
+#: what is scored: (token label, rollouts) — the tokens of wrong steps, or every token from a rollout's first
+#: wrong step on; among the tokens of all wrong rollouts, or of the wrong rollouts of mixed groups (groups with
+#: right and wrong rollouts: elsewhere K is 0 by definition)
+TARGETS = {"wrong step, all wrong rollouts": ("mistake", False),
+           "wrong step, mixed groups": ("mistake", True),
+           "from the first wrong step on, all wrong rollouts": ("derailed", False),
+           "from the first wrong step on, mixed groups": ("derailed", True)}
+TOKEN_KEYS = ("K", "A", "mistake", "derailed", "correct", "mixed")
 
 
 def score_tokens(tokens: dict[str, torch.Tensor], fraction: float, seed: int = 0) -> dict:
     """:func:`mistake_metrics` over the wrong rollouts' tokens for each of :data:`TARGETS`, and mean K of each
-    kind of token."""
-    wrong = ~tokens["correct"]
-    k, a = tokens["K"][wrong], tokens["A"][wrong]
+    kind of token (wrong rollouts of mixed groups)."""
     generator = torch.Generator().manual_seed(seed)
-    scores = {"-K": -k, "-A": -a, "-(A+K)": -(a + k), "random": torch.rand(len(k), generator=generator)}
-    result = {name: mistake_metrics(scores, tokens[key][wrong], tokens["rollout"][wrong], fraction)
-              for name, key in TARGETS.items()}
-    m = tokens["mistake"][wrong]
+    noise = torch.rand(len(tokens["K"]), generator=generator)
+    result = {}
+    for name, (label, mixed_only) in TARGETS.items():
+        keep = ~tokens["correct"] & (tokens["mixed"] if mixed_only else True)
+        k, a = tokens["K"][keep], tokens["A"][keep]
+        scores = {"-K": -k, "-A": -a, "-(A+K)": -(a + k), "random": noise[keep]}
+        result[name] = mistake_metrics(scores, tokens[label][keep], tokens["rollout"][keep], fraction)
+    keep = ~tokens["correct"] & tokens["mixed"]
+    k, m = tokens["K"][keep], tokens["mistake"][keep]
     mean = lambda x: float(x.mean()) if x.numel() else float("nan")  # noqa: E731
     result["mean_K"] = {"wrong_step_tokens": mean(k[m]), "other_tokens_of_wrong_rollouts": mean(k[~m]),
-                        "tokens_of_right_rollouts": mean(tokens["K"][~wrong])}
+                        "tokens_of_right_rollouts": mean(tokens["K"][tokens["correct"]])}
     return result
 
 
@@ -137,8 +151,8 @@ def figure(tokens: dict[str, torch.Tensor], path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    wrong = ~tokens["correct"]
-    k, a, m = tokens["K"][wrong], tokens["A"][wrong], tokens["mistake"][wrong]
+    keep = ~tokens["correct"] & tokens["mixed"]   # where K can act: wrong rollouts of mixed groups
+    k, a, m = tokens["K"][keep], tokens["A"][keep], tokens["mistake"][keep]
     fig, (roc, hist) = plt.subplots(1, 2, figsize=(10, 4))
     for name, score in (("-K", -k), ("-A", -a), ("-(A+K)", -(a + k))):
         order = torch.argsort(score, descending=True, stable=True)
@@ -149,13 +163,13 @@ def figure(tokens: dict[str, torch.Tensor], path: Path, title: str) -> None:
     roc.plot([0, 1], [0, 1], color="grey", ls="--", lw=1, label="random marking")
     roc.set_xlabel("share of other tokens blamed")
     roc.set_ylabel("share of wrong-step tokens blamed")
-    roc.set_title("ranking tokens of wrong rollouts", fontsize=10)
+    roc.set_title("ranking the tokens of wrong rollouts (mixed groups)", fontsize=10)
     roc.legend(fontsize=7, loc="lower right")
     bins = torch.linspace(-1, 1, 41).numpy()
     hist.hist(k[m].numpy(), bins=bins, alpha=0.6, density=True, label="tokens of wrong steps")
     hist.hist(k[~m].numpy(), bins=bins, alpha=0.6, density=True, label="other tokens of wrong rollouts")
     hist.set_xlabel("key-token value K")
-    hist.set_title("K in wrong rollouts", fontsize=10)
+    hist.set_title("K in wrong rollouts (mixed groups)", fontsize=10)
     hist.legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
@@ -172,10 +186,11 @@ def score_run(run_dir: Path, tokenizer_path: str | None, fraction: float) -> tup
         step = int(path.stem.split("_")[-1])
         per_step[step] = step_tokens(path, tokenizer, ktae_config)
         results[str(step)] = score_tokens(per_step[step], fraction)
-    together = {k: torch.cat([t[k] for t in per_step.values()]) for k in ("K", "A", "mistake", "derailed", "correct")}
+    together = {k: torch.cat([t[k] for t in per_step.values()]) for k in TOKEN_KEYS}
     together["rollout"] = torch.cat([t["rollout"] + 1_000_000 * step for step, t in per_step.items()])
     results["all"] = score_tokens(together, fraction)
-    print(f"{run_dir.name}: AUROC of -K for wrong-step tokens {results['all']['wrong step']['-K']['auroc']:.3f} "
+    print(f"{run_dir.name}: AUROC of -K for wrong-step tokens (mixed groups) "
+          f"{results['all']['wrong step, mixed groups']['-K']['auroc']:.3f} "
           f"({len(dumps)} dumped steps)", flush=True)
     return results, together
 
@@ -219,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    together = {k: torch.cat([t[k] for t in pooled]) for k in ("K", "A", "mistake", "derailed", "correct")}
+    together = {k: torch.cat([t[k] for t in pooled]) for k in TOKEN_KEYS}
     together["rollout"] = torch.cat([t["rollout"] + 1_000_000_000 * i for i, t in enumerate(pooled)])
     out.mkdir(parents=True, exist_ok=True)
     if len(per_run) == 1:

@@ -47,7 +47,8 @@ def test_script_scores_the_dumped_rollouts(tmp_path):
     results = json.loads((tmp_path / "out" / "mistakes.json").read_text())
     assert set(results) == {"10", "20", "all"}
     together = results["all"]
-    for target in ("wrong step", "from the first wrong step on"):
+    for target in ("wrong step, all wrong rollouts", "wrong step, mixed groups",
+                   "from the first wrong step on, all wrong rollouts", "from the first wrong step on, mixed groups"):
         scored = together[target]
         assert scored["data"]["rollouts"] == sum(results[s][target]["data"]["rollouts"] for s in ("10", "20"))
         assert 0 < scored["data"]["base_rate"] < 1
@@ -65,8 +66,8 @@ def test_script_over_several_runs(tmp_path):
     assert load_script().main([*map(str, runs), "--out", str(tmp_path / "out")]) == 0
     results = json.loads((tmp_path / "out" / "mistakes.json").read_text())
     assert set(results["runs"]) == {"run0", "run1", "run2"}
-    cell = results["across_runs"]["wrong step"]["-K"]["auroc"]
-    values = [r["all"]["wrong step"]["-K"]["auroc"] for r in results["runs"].values()]
+    cell = results["across_runs"]["wrong step, mixed groups"]["-K"]["auroc"]
+    values = [r["all"]["wrong step, mixed groups"]["-K"]["auroc"] for r in results["runs"].values()]
     assert cell["mean"] == pytest.approx(sum(values) / 3) and cell["ci95"] > 0
     assert "Over 3 runs" in (tmp_path / "out" / "mistakes.md").read_text()
 
