@@ -1,6 +1,6 @@
 """Does K point at the mistakes? Key-token values against the labelled wrong steps of real rollouts.
 
-    python benchmarks/key_tokens_vs_mistakes.py RUN_DIR [--out DIR] [--fraction 0.1]
+    python benchmarks/key_tokens_vs_mistakes.py RUN_DIR [RUN_DIR ...] [--out DIR] [--fraction 0.1]
 
 ``RUN_DIR`` is a ``ktae train`` run on the word-problem task (``--preset word-grpo-ktae`` or any ``word-*``
 preset) made with ``--dump_key_tokens_every N``: its ``key_tokens/step_XXXX.jsonl`` files hold the rollouts
@@ -16,8 +16,9 @@ of the policy being trained, with their token ids, rewards and problems. For eve
    (:func:`ktae.analysis.mistakes.mistake_metrics`: AUROC pooled and within each rollout, share of wrong-step
    tokens among the ``--fraction`` most blamed tokens).
 
-It writes ``<out>/mistakes.json``, ``<out>/mistakes.md`` (a table per dumped step and all steps together)
-and ``<out>/mistakes.png`` (ROC curves of the pooled scores, and K of wrong-step vs other tokens).
+It writes ``<out>/mistakes.json``, ``<out>/mistakes.md`` (one run: a table per dumped step and all steps
+together; several runs, e.g. the seeds of one arm: mean ± 95% CI over the runs, then each run) and
+``<out>/mistakes.png`` (ROC curves of the scores on all tokens pooled, and K of wrong-step vs other tokens).
 """
 from __future__ import annotations
 
@@ -78,7 +79,11 @@ def step_tokens(path: Path, tokenizer, ktae_config) -> dict[str, torch.Tensor]:
     key = ktae.key_token_values(responses, mask, rewards, groups, ktae_config)        # [B, L]
     base = ktae.rollout_advantages(rewards, groups, ktae_config)                       # [B]
     ignored = torch.tensor(sorted(ktae_config.ignore_token_ids or ()), dtype=torch.long)
-    out: dict[str, list] = {"K": [], "A": [], "mistake": [], "derailed": [], "rollout": [], "correct": []}
+    right = [float(r["reward"]) > ktae_config.threshold for r in rows]
+    outcomes: dict[str, set] = {}
+    for g, ok in zip(groups, right):
+        outcomes.setdefault(g, set()).add(ok)
+    out: dict[str, list] = {"K": [], "A": [], "mistake": [], "derailed": [], "rollout": [], "correct": [], "mixed": []}
     for i, r in enumerate(rows):
         ids = r["token_ids"]
         labels = token_labels(r["prompt"], [tokenizer.decode([t], skip_special_tokens=True) for t in ids])
@@ -90,27 +95,37 @@ def step_tokens(path: Path, tokenizer, ktae_config) -> dict[str, torch.Tensor]:
         out["mistake"].append(mistake[keep])
         out["derailed"].append((torch.cumsum(mistake.long(), 0) > 0)[keep])
         out["rollout"].append(torch.full((n,), i))
-        out["correct"].append(torch.full((n,), float(r["reward"]) > ktae_config.threshold))
+        out["correct"].append(torch.full((n,), right[i]))
+        out["mixed"].append(torch.full((n,), len(outcomes[groups[i]]) == 2))
     return {k: torch.cat(v) for k, v in out.items()}
 
 
-#: token labels scored: the tokens of wrong steps, and every token from a rollout's first wrong step on
-TARGETS = {"wrong step": "mistake", "from the first wrong step on": "derailed"}
+#: what is scored: (token label, rollouts) — the tokens of wrong steps, or every token from a rollout's first
+#: wrong step on; among the tokens of all wrong rollouts, or of the wrong rollouts of mixed groups (groups with
+#: right and wrong rollouts: elsewhere K is 0 by definition)
+TARGETS = {"wrong step, all wrong rollouts": ("mistake", False),
+           "wrong step, mixed groups": ("mistake", True),
+           "from the first wrong step on, all wrong rollouts": ("derailed", False),
+           "from the first wrong step on, mixed groups": ("derailed", True)}
+TOKEN_KEYS = ("K", "A", "mistake", "derailed", "correct", "mixed")
 
 
 def score_tokens(tokens: dict[str, torch.Tensor], fraction: float, seed: int = 0) -> dict:
     """:func:`mistake_metrics` over the wrong rollouts' tokens for each of :data:`TARGETS`, and mean K of each
-    kind of token."""
-    wrong = ~tokens["correct"]
-    k, a = tokens["K"][wrong], tokens["A"][wrong]
+    kind of token (wrong rollouts of mixed groups)."""
     generator = torch.Generator().manual_seed(seed)
-    scores = {"-K": -k, "-A": -a, "-(A+K)": -(a + k), "random": torch.rand(len(k), generator=generator)}
-    result = {name: mistake_metrics(scores, tokens[key][wrong], tokens["rollout"][wrong], fraction)
-              for name, key in TARGETS.items()}
-    m = tokens["mistake"][wrong]
+    noise = torch.rand(len(tokens["K"]), generator=generator)
+    result = {}
+    for name, (label, mixed_only) in TARGETS.items():
+        keep = ~tokens["correct"] & (tokens["mixed"] if mixed_only else True)
+        k, a = tokens["K"][keep], tokens["A"][keep]
+        scores = {"-K": -k, "-A": -a, "-(A+K)": -(a + k), "random": noise[keep]}
+        result[name] = mistake_metrics(scores, tokens[label][keep], tokens["rollout"][keep], fraction)
+    keep = ~tokens["correct"] & tokens["mixed"]
+    k, m = tokens["K"][keep], tokens["mistake"][keep]
     mean = lambda x: float(x.mean()) if x.numel() else float("nan")  # noqa: E731
     result["mean_K"] = {"wrong_step_tokens": mean(k[m]), "other_tokens_of_wrong_rollouts": mean(k[~m]),
-                        "tokens_of_right_rollouts": mean(tokens["K"][~wrong])}
+                        "tokens_of_right_rollouts": mean(tokens["K"][tokens["correct"]])}
     return result
 
 
@@ -136,8 +151,8 @@ def figure(tokens: dict[str, torch.Tensor], path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    wrong = ~tokens["correct"]
-    k, a, m = tokens["K"][wrong], tokens["A"][wrong], tokens["mistake"][wrong]
+    keep = ~tokens["correct"] & tokens["mixed"]   # where K can act: wrong rollouts of mixed groups
+    k, a, m = tokens["K"][keep], tokens["A"][keep], tokens["mistake"][keep]
     fig, (roc, hist) = plt.subplots(1, 2, figsize=(10, 4))
     for name, score in (("-K", -k), ("-A", -a), ("-(A+K)", -(a + k))):
         order = torch.argsort(score, descending=True, stable=True)
@@ -148,13 +163,13 @@ def figure(tokens: dict[str, torch.Tensor], path: Path, title: str) -> None:
     roc.plot([0, 1], [0, 1], color="grey", ls="--", lw=1, label="random marking")
     roc.set_xlabel("share of other tokens blamed")
     roc.set_ylabel("share of wrong-step tokens blamed")
-    roc.set_title("ranking tokens of wrong rollouts", fontsize=10)
+    roc.set_title("ranking the tokens of wrong rollouts (mixed groups)", fontsize=10)
     roc.legend(fontsize=7, loc="lower right")
     bins = torch.linspace(-1, 1, 41).numpy()
     hist.hist(k[m].numpy(), bins=bins, alpha=0.6, density=True, label="tokens of wrong steps")
     hist.hist(k[~m].numpy(), bins=bins, alpha=0.6, density=True, label="other tokens of wrong rollouts")
     hist.set_xlabel("key-token value K")
-    hist.set_title("K in wrong rollouts", fontsize=10)
+    hist.set_title("K in wrong rollouts (mixed groups)", fontsize=10)
     hist.legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
@@ -163,35 +178,78 @@ def figure(tokens: dict[str, torch.Tensor], path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("run_dir", type=Path, help="a word-task run made with --dump_key_tokens_every N")
-    parser.add_argument("--out", type=Path, default=None, help="output folder (default: RUN_DIR/mistakes)")
-    parser.add_argument("--tokenizer", default=None, help="tokenizer folder (default: the run's final/ or checkpoint)")
-    parser.add_argument("--fraction", type=float, default=0.1, help="top share of blamed tokens (default 0.1)")
-    args = parser.parse_args(argv)
-    try:
-        tokenizer, ktae_config, dumps = load_run(args.run_dir, args.tokenizer)
-    except (ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    out = args.out or args.run_dir / "mistakes"
+def score_run(run_dir: Path, tokenizer_path: str | None, fraction: float) -> tuple[dict, dict[str, torch.Tensor]]:
+    """Per dumped step and all steps together: the scores of one run, and its tokens."""
+    tokenizer, ktae_config, dumps = load_run(run_dir, tokenizer_path)
     per_step, results = {}, {}
     for path in dumps:
         step = int(path.stem.split("_")[-1])
         per_step[step] = step_tokens(path, tokenizer, ktae_config)
-        results[str(step)] = score_tokens(per_step[step], args.fraction)
-        print(f"step {step}: AUROC of -K for wrong-step tokens {results[str(step)]['wrong step']['-K']['auroc']:.3f}",
-              flush=True)
-    together = {k: torch.cat([t[k] for t in per_step.values()]) for k in ("K", "A", "mistake", "derailed", "correct")}
+        results[str(step)] = score_tokens(per_step[step], fraction)
+    together = {k: torch.cat([t[k] for t in per_step.values()]) for k in TOKEN_KEYS}
     together["rollout"] = torch.cat([t["rollout"] + 1_000_000 * step for step, t in per_step.items()])
-    results["all"] = score_tokens(together, args.fraction)
+    results["all"] = score_tokens(together, fraction)
+    print(f"{run_dir.name}: AUROC of -K for wrong-step tokens (mixed groups) "
+          f"{results['all']['wrong step, mixed groups']['-K']['auroc']:.3f} "
+          f"({len(dumps)} dumped steps)", flush=True)
+    return results, together
+
+
+def across_runs(per_run: dict[str, dict], fraction: float) -> tuple[dict, str]:
+    """Mean ± 95% CI over runs (Student t) of each score's metrics on all the run's dumped steps."""
+    from ktae.train.compare import mean_ci
+
+    summary: dict = {}
+    lines = [f"Over {len(per_run)} runs (mean ± 95% CI, Student t), tokens of wrong rollouts of all dumped steps:", "",
+             "| tokens labelled | labelled share | score | AUROC (pooled) | AUROC (within rollout) | "
+             f"labelled share of the top {fraction:.0%} |", "|---|---:|---|---:|---:|---:|"]
+    for target in TARGETS:
+        base = mean_ci([r["all"][target]["data"]["base_rate"] for r in per_run.values()])
+        for name in SCORES:
+            cells = {m: mean_ci([r["all"][target][name][m] for r in per_run.values()
+                                 if not math.isnan(r["all"][target][name][m])])
+                     for m in ("auroc", "auroc_within", "share_top")}
+            summary.setdefault(target, {})[name] = {m: {"mean": c[0], "ci95": c[1]} for m, c in cells.items()}
+            text = [f"{c[0]:.3f} ± {c[1]:.3f}" for c in cells.values()]
+            lines.append(f"| {target} | {base[0]:.3f} ± {base[1]:.3f} | {name} | " + " | ".join(text) + " |")
+    return summary, "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_dirs", type=Path, nargs="+", help="word-task runs made with --dump_key_tokens_every N")
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default: RUN_DIR/mistakes for one "
+                                                                "run; required for several)")
+    parser.add_argument("--tokenizer", default=None, help="tokenizer folder (default: the run's final/ or checkpoint)")
+    parser.add_argument("--fraction", type=float, default=0.1, help="top share of blamed tokens (default 0.1)")
+    args = parser.parse_args(argv)
+    if len(args.run_dirs) > 1 and args.out is None:
+        parser.error("--out is required with several runs")
+    out = args.out or args.run_dirs[0] / "mistakes"
+    per_run, pooled = {}, []
+    try:
+        for run_dir in args.run_dirs:
+            per_run[run_dir.name], tokens = score_run(run_dir, args.tokenizer, args.fraction)
+            pooled.append(tokens)
+    except (ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    together = {k: torch.cat([t[k] for t in pooled]) for k in TOKEN_KEYS}
+    together["rollout"] = torch.cat([t["rollout"] + 1_000_000_000 * i for i, t in enumerate(pooled)])
     out.mkdir(parents=True, exist_ok=True)
+    if len(per_run) == 1:
+        results = next(iter(per_run.values()))
+        text = table(results, args.fraction)
+    else:
+        summary, text = across_runs(per_run, args.fraction)
+        results = {"runs": per_run, "across_runs": summary,
+                   "mean_K": score_tokens(together, args.fraction)["mean_K"]}
+        text += "\n\nPer run, all dumped steps:\n\n" + table({name: r["all"] for name, r in per_run.items()},
+                                                              args.fraction)
     (out / "mistakes.json").write_text(json.dumps(results, indent=1))
-    text = table(results, args.fraction)
     (out / "mistakes.md").write_text(text + "\n")
-    figure(together, out / "mistakes.png", f"{args.run_dir.name}: K vs labelled wrong steps, "
-                                           f"{len(dumps)} dumped steps")
+    names = args.run_dirs[0].name if len(per_run) == 1 else f"{len(per_run)} runs"
+    figure(together, out / "mistakes.png", f"{names}: K vs labelled wrong steps (tokens of wrong rollouts)")
     print(text)
     print(f"written: {out / 'mistakes.md'}, {out / 'mistakes.json'}, {out / 'mistakes.png'}")
     return 0

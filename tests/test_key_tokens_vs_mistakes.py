@@ -4,6 +4,8 @@ import json
 import random
 from pathlib import Path
 
+import pytest
+
 from ktae.train.config import make_config, save_yaml
 from ktae.train.wordtask import WordProblemTask, answer_of, build_tokenizer
 
@@ -17,13 +19,13 @@ def load_script():
     return module
 
 
-def fake_run(folder: Path, steps=(10, 20), groups=6, n=8) -> Path:
+def fake_run(folder: Path, steps=(10, 20), groups=6, n=8, seed=0) -> Path:
     """A run folder as ``ktae train --preset word-grpo-ktae --dump_key_tokens_every 10`` leaves it, with the
     careful and sloppy teacher's solutions in place of a model's rollouts."""
     tok = build_tokenizer()
     tok.save_pretrained(folder / "final")
     save_yaml(make_config("word-grpo-ktae"), folder / "config.yaml")
-    task, rng = WordProblemTask(), random.Random(0)
+    task, rng = WordProblemTask(), random.Random(seed)
     for step in steps:
         rows = []
         for g in range(groups):
@@ -45,7 +47,8 @@ def test_script_scores_the_dumped_rollouts(tmp_path):
     results = json.loads((tmp_path / "out" / "mistakes.json").read_text())
     assert set(results) == {"10", "20", "all"}
     together = results["all"]
-    for target in ("wrong step", "from the first wrong step on"):
+    for target in ("wrong step, all wrong rollouts", "wrong step, mixed groups",
+                   "from the first wrong step on, all wrong rollouts", "from the first wrong step on, mixed groups"):
         scored = together[target]
         assert scored["data"]["rollouts"] == sum(results[s][target]["data"]["rollouts"] for s in ("10", "20"))
         assert 0 < scored["data"]["base_rate"] < 1
@@ -56,6 +59,17 @@ def test_script_scores_the_dumped_rollouts(tmp_path):
                                        "tokens_of_right_rollouts"}
     assert (tmp_path / "out" / "mistakes.png").stat().st_size > 10_000
     assert "AUROC" in (tmp_path / "out" / "mistakes.md").read_text()
+
+
+def test_script_over_several_runs(tmp_path):
+    runs = [fake_run(tmp_path / f"run{i}", steps=(10,), groups=3, seed=i) for i in range(3)]
+    assert load_script().main([*map(str, runs), "--out", str(tmp_path / "out")]) == 0
+    results = json.loads((tmp_path / "out" / "mistakes.json").read_text())
+    assert set(results["runs"]) == {"run0", "run1", "run2"}
+    cell = results["across_runs"]["wrong step, mixed groups"]["-K"]["auroc"]
+    values = [r["all"]["wrong step, mixed groups"]["-K"]["auroc"] for r in results["runs"].values()]
+    assert cell["mean"] == pytest.approx(sum(values) / 3) and cell["ci95"] > 0
+    assert "Over 3 runs" in (tmp_path / "out" / "mistakes.md").read_text()
 
 
 def test_script_refuses_runs_it_cannot_read(tmp_path, capsys):
