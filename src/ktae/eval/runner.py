@@ -190,10 +190,7 @@ def evaluate(config: EvalConfig, *, model: Any = None, tokenizer: Any = None, lo
     ``vllm.LLM``); otherwise ``config.model`` is loaded, and only if something
     is left to generate. Returns the summary (also written to ``summary.json``).
     """
-    from ktae.generation import generate, load_model
-    from ktae.prompts import format_prompt
-    from ktae.rewards import grade_batch
-    from ktae.rewards.answers import extract_boxed
+    from ktae.generation import load_model
 
     if model is None and not config.model:
         raise ValueError("evaluate needs config.model (a folder or Hub id) or a loaded model")
@@ -229,72 +226,8 @@ def evaluate(config: EvalConfig, *, model: Any = None, tokenizer: Any = None, lo
     appender = _Appender(gen_path)
     try:
         for bench, examples in suites.items():
-            records = [done[(bench, ex.index, s)] for ex in examples for s in range(config.n) if (bench, ex.index, s) in done]
-            remaining = todo[bench]
-            if not remaining:
-                continue
-            bar = None
-            if config.progress:
-                from ktae.progress import progress_bar
-
-                bar = progress_bar(total=len(examples) * config.n, initial=len(records), desc=bench, unit="resp", dynamic_ncols=True)
-                if records:
-                    bar.set_postfix(acc=f"{100 * sum(bool(r['correct']) for r in records) / len(records):.1f}%")
-            prompts = [format_prompt(ex.problem, config.template, tokenizer) for ex in remaining]
-
-            def save(batch, bench=bench, remaining=remaining, records=records, bar=bar):
-                batch = [g for g in batch if (bench, remaining[g.prompt_index].index, g.sample_index) not in done]
-                if not batch:
-                    return
-                refs = [remaining[g.prompt_index].reference for g in batch]
-                verdicts = grade_batch(
-                    [g.text for g in batch], refs, config.grading_workers,
-                    timeout=config.grading_timeout, progress=False,
-                )
-                new = []
-                for g, ok in zip(batch, verdicts):
-                    ex = remaining[g.prompt_index]
-                    new.append({
-                        "benchmark": bench,
-                        "index": ex.index,
-                        "sample": g.sample_index,
-                        "problem": ex.problem,
-                        "reference": ex.reference,
-                        "response": g.text,
-                        "answer": extract_boxed(g.text),
-                        "tokens": g.num_tokens,
-                        "finished": g.finished,
-                        "correct": bool(ok),
-                    })
-                appender.write(new)
-                for r in new:
-                    done[(bench, r["index"], r["sample"])] = r
-                records.extend(new)
-                if bar is not None:
-                    bar.update(len(new))
-                    bar.set_postfix(acc=f"{100 * sum(bool(r['correct']) for r in records) / len(records):.1f}%")
-
-            try:
-                if config.backend == "vllm":
-                    chunk = 256  # save every chunk of prompts: an interruption loses at most one
-                    for start in range(0, len(prompts), chunk):
-                        part = prompts[start : start + chunk]
-                        generate(
-                            model, tokenizer, part, max_new_tokens=config.max_new_tokens,
-                            temperature=config.temperature, top_p=config.top_p, n=config.n,
-                            backend="vllm", seed=config.seed, progress=False,
-                            on_batch=lambda b, start=start: save([_shift(g, start) for g in b]),
-                        )
-                else:
-                    generate(
-                        model, tokenizer, prompts, max_new_tokens=config.max_new_tokens,
-                        temperature=config.temperature, top_p=config.top_p, n=config.n,
-                        batch_size=config.batch_size, backend="hf", seed=config.seed, progress=False,
-                        on_batch=save,
-                    )
-            finally:
-                if bar is not None:
-                    bar.close()
+            if todo[bench]:
+                _generate_benchmark(bench, examples, todo[bench], done, config, model, tokenizer, appender)
     finally:
         appender.close()
 
@@ -308,6 +241,75 @@ def evaluate(config: EvalConfig, *, model: Any = None, tokenizer: Any = None, lo
     summary["created"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     _write_json(os.path.join(config.output, SUMMARY_FILE), summary)
     return summary
+
+
+def _generate_benchmark(bench: str, examples: list[Example], remaining: list[Example],
+                        done: dict[tuple[str, int, int], dict], config: EvalConfig, model: Any, tokenizer: Any,
+                        appender: "_Appender") -> None:
+    """Generate the missing responses of one benchmark, grading and appending them batch by batch.
+
+    ``done`` (``(benchmark, index, sample) -> record``) gets every new record; a progress bar shows the
+    responses done and the running accuracy.
+    """
+    from ktae.generation import generate
+    from ktae.prompts import format_prompt
+
+    records = [done[(bench, ex.index, s)] for ex in examples for s in range(config.n) if (bench, ex.index, s) in done]
+    bar = None
+    if config.progress:
+        from ktae.progress import progress_bar
+
+        bar = progress_bar(total=len(examples) * config.n, initial=len(records), desc=bench, unit="resp",
+                           dynamic_ncols=True)
+        if records:
+            bar.set_postfix(acc=f"{100 * sum(bool(r['correct']) for r in records) / len(records):.1f}%")
+    prompts = [format_prompt(ex.problem, config.template, tokenizer) for ex in remaining]
+
+    def save(batch):
+        batch = [g for g in batch if (bench, remaining[g.prompt_index].index, g.sample_index) not in done]
+        if not batch:
+            return
+        new = _graded_records(bench, batch, remaining, config)
+        appender.write(new)
+        for r in new:
+            done[(bench, r["index"], r["sample"])] = r
+        records.extend(new)
+        if bar is not None:
+            bar.update(len(new))
+            bar.set_postfix(acc=f"{100 * sum(bool(r['correct']) for r in records) / len(records):.1f}%")
+
+    try:
+        if config.backend == "vllm":
+            chunk = 256  # save every chunk of prompts: an interruption loses at most one
+            for start in range(0, len(prompts), chunk):
+                generate(model, tokenizer, prompts[start : start + chunk], max_new_tokens=config.max_new_tokens,
+                         temperature=config.temperature, top_p=config.top_p, n=config.n, backend="vllm",
+                         seed=config.seed, progress=False,
+                         on_batch=lambda b, start=start: save([_shift(g, start) for g in b]))
+        else:
+            generate(model, tokenizer, prompts, max_new_tokens=config.max_new_tokens, temperature=config.temperature,
+                     top_p=config.top_p, n=config.n, batch_size=config.batch_size, backend="hf", seed=config.seed,
+                     progress=False, on_batch=save)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _graded_records(bench: str, batch: list, remaining: list[Example], config: EvalConfig) -> list[dict]:
+    """The generations of ``batch`` graded, as ``generations.jsonl`` records."""
+    from ktae.rewards import grade_batch
+    from ktae.rewards.answers import extract_boxed
+
+    refs = [remaining[g.prompt_index].reference for g in batch]
+    verdicts = grade_batch([g.text for g in batch], refs, config.grading_workers, timeout=config.grading_timeout,
+                           progress=False)
+    out = []
+    for g, ok in zip(batch, verdicts):
+        ex = remaining[g.prompt_index]
+        out.append({"benchmark": bench, "index": ex.index, "sample": g.sample_index, "problem": ex.problem,
+                    "reference": ex.reference, "response": g.text, "answer": extract_boxed(g.text),
+                    "tokens": g.num_tokens, "finished": g.finished, "correct": bool(ok)})
+    return out
 
 
 def _shift(generation, offset: int):
