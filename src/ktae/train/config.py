@@ -18,10 +18,12 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-ESTIMATORS = ("grpo", "grpo+ktae", "dr_grpo", "dr_grpo+ktae", "rloo", "rloo+ktae")
+from ktae.core.config import FISHER_AT_ONE, ROLLOUT_ESTIMATORS
+from ktae.core.losses import KL_KINDS, LOSS_AGG_MODES
+
+#: a rollout-level estimator of the core, alone or with key-token values
+ESTIMATORS = tuple(e + suffix for e in ROLLOUT_ESTIMATORS for suffix in ("", "+ktae"))
 REWARDS = ("math", "dapo")
-LOSS_AGG_MODES = ("token-mean", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm")
-KL_KINDS = ("k1", "kl", "abs", "k2", "mse", "k3", "low_var_kl")
 LR_SCHEDULES = ("constant", "cosine")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 BACKENDS = ("hf", "vllm")
@@ -183,7 +185,7 @@ class TrainConfig:
         need(self.dtype in DTYPES, "dtype", f"one of {DTYPES}")
         need(self.backend in BACKENDS, "backend", f"one of {BACKENDS}")
         need(self.task in TASKS, "task", f"one of {TASKS}")
-        need(self.ktae_fisher_at_one in ("exp", "zero"), "ktae_fisher_at_one", "'exp' or 'zero'")
+        need(self.ktae_fisher_at_one in FISHER_AT_ONE, "ktae_fisher_at_one", f"one of {FISHER_AT_ONE}")
         for name in ("steps", "prompts_per_step", "rollouts_per_prompt", "max_new_tokens", "ppo_epochs",
                      "generation_batch_size", "max_generation_batches", "eval_batch_size", "max_prompt_tokens",
                      "keep_checkpoints"):
