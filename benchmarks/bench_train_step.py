@@ -113,7 +113,7 @@ def run_trl(args, workdir: Path, model_folder: str) -> dict[str, list[float]]:
     from ktae.rewards import grade_batch
     from ktae.train.config import make_config
     from ktae.train.data import embedded_problems, embedded_task
-    from ktae.train.task import format_problem
+    from ktae.recipes.arithmetic import format_problem
 
     torch.set_num_threads(args.threads)
     train_pool, _held_out = embedded_problems(embedded_task(make_config()), args.seed)

@@ -9,7 +9,7 @@ of the policy being trained, with their token ids, rewards and problems. For eve
 1. computes the key-token values K and the rollout advantages A with the ``ktae`` core, with the settings the
    run trained with (``config.yaml``: alpha, beta, gamma, top, threshold, fisher_at_one, the rollout
    estimator; pad and EOS ignored), i.e. the values the trainer used;
-2. labels every token of every response with :func:`ktae.train.wordtask.token_labels` (a wrong step, a right
+2. labels every token of every response with :func:`ktae.recipes.word_problems.token_labels` (a wrong step, a right
    step, a detour, the answer line);
 3. scores, over the tokens of the wrong rollouts, how well ``-K`` ranks wrong-step tokens first, beside
    GRPO's flat rollout advantage ``-A``, KTAE's whole advantage ``-(A + K)`` and random marking
@@ -33,7 +33,7 @@ import torch
 import ktae
 from ktae.analysis.mistakes import mistake_metrics
 from ktae.train.rollouts import pad_right
-from ktae.train.wordtask import token_labels
+from ktae.recipes.word_problems import token_labels
 
 SCORES = {"-K": "key-token value K (KTAE)", "-A": "rollout advantage A (GRPO, flat)",
           "-(A+K)": "KTAE advantage A + K", "random": "random marking"}
@@ -193,7 +193,7 @@ def score_run(run_dir: Path, tokenizer_path: str | None, fraction: float) -> tup
 
 def across_runs(per_run: dict[str, dict], fraction: float) -> tuple[dict, str]:
     """Mean ± 95% CI over runs (Student t) of each score's metrics on all the run's dumped steps."""
-    from ktae.train.compare import mean_ci
+    from ktae.experiments.compare import mean_ci
 
     summary: dict = {}
     lines = [f"Over {len(per_run)} runs (mean ± 95% CI, Student t), tokens of wrong rollouts of all dumped steps:", "",

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from ktae.train.config import make_config, save_yaml
-from ktae.train.wordtask import WordProblemTask, answer_of, build_tokenizer
+from ktae.recipes.word_problems import WordProblemTask, answer_of, build_tokenizer
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "key_tokens_vs_mistakes.py"
 

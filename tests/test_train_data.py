@@ -7,7 +7,7 @@ from ktae.train.config import make_config
 from ktae.train.data import load_rows, to_problems
 from ktae.train.logger import read_metrics
 from ktae.train.loop import train
-from ktae.train.task import ArithmeticTask, worked_solution
+from ktae.recipes.arithmetic import ArithmeticTask, worked_solution
 
 ROWS = [
     {"problem": "What is 1+1?", "solution": "It is $\\boxed{2}$.", "level": "Level 3"},
@@ -56,7 +56,7 @@ def test_fields_filter_and_answers_from_solutions(files):
 
 def test_train_a_local_hf_model_on_a_jsonl_file(tmp_path):
     """The non-embedded path: a model folder (a tiny Llama saved here) and problems from a jsonl file."""
-    from ktae.train.tiny import build_model, build_tokenizer, TinyModelConfig
+    from ktae.recipes.tiny_model import build_model, build_tokenizer, TinyModelConfig
 
     tok = build_tokenizer()
     model = build_model(TinyModelConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64),

@@ -12,8 +12,8 @@ import sys
 #: sub-command -> (module with a ``main(argv)`` function, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("ktae.train.cli", "train a policy with GRPO/DAPO, with or without KTAE (default: embedded CPU task)"),
-    "compare": ("ktae.train.compare", "run GRPO vs GRPO+KTAE over several seeds and write a figure and a table"),
-    "plot": ("ktae.train.plot", "plot accuracy, response length and entropy of one or more run folders"),
+    "compare": ("ktae.experiments.compare", "run GRPO vs GRPO+KTAE over several seeds and write a figure and a table"),
+    "plot": ("ktae.experiments.plot", "plot accuracy, response length and entropy of one or more run folders"),
     "eval": ("ktae.eval.cli", "evaluate a model on the five math benchmarks, or re-grade saved generations"),
     "analyze": ("ktae.analysis.cli", "show which tokens KTAE rewards or punishes in a file of rollouts"),
     "verl": ("ktae.integrations.verl_launch", "verl's main_ppo with the KTAE plug-in and options checked first"),

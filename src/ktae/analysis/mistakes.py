@@ -12,7 +12,7 @@ the score ranks the wrong-step tokens first:
   several scores side by side (K, GRPO's flat rollout advantage, KTAE's whole advantage) and random marking.
 
 Pure functions on 1-D tensors; the labelling of tokens comes from the task (e.g.
-:func:`ktae.train.wordtask.token_labels`).
+:func:`ktae.recipes.word_problems.token_labels`).
 """
 from __future__ import annotations
 

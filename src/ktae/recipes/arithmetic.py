@@ -13,7 +13,7 @@ solution performs one operation per line and ends with the answer::
 
 :func:`left_to_right_solution` writes the same kind of solution with the classic
 mistake (``3+4=7``, ``7*2=14``, ``14-5=9``). The warm-start data of the tiny model
-(:mod:`ktae.train.tiny`) mixes both, the mistaken kind in the majority, so the model
+(:mod:`ktae.recipes.tiny_model`) mixes both, the mistaken kind in the majority, so the model
 starts out mostly wrong when decoding greedily but sometimes right when sampling:
 reinforcement learning on the final answer alone has to teach it the order of
 operations (and to make its arithmetic reliable).
@@ -99,8 +99,8 @@ class ArithmeticTask:
         return format_problem(expr), solve(expr)
 
     def build_tokenizer(self):
-        """The task's character-level tokenizer (:func:`ktae.train.tiny.build_tokenizer`)."""
-        from ktae.train.tiny import build_tokenizer
+        """The task's character-level tokenizer (:func:`ktae.recipes.tiny_model.build_tokenizer`)."""
+        from ktae.recipes.tiny_model import build_tokenizer
 
         return build_tokenizer()
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from ktae.train.task import BOXED, ArithmeticTask
+from ktae.recipes.arithmetic import BOXED, ArithmeticTask
 
 PAD, EOS, UNK = "<pad>", "<eos>", "<unk>"
 #: every symbol the embedded task writes; anything else maps to <unk>

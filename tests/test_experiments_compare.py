@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from ktae.train import compare
+from ktae.experiments import compare
 from ktae.train import loop as loop_module
 
 # the tiny model of the trainer's tests: builds in seconds, warm start cached per module

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from ktae.train.plot import main, plot_runs, series
+from ktae.experiments.plot import main, plot_runs, series
 
 
 def fake_run(path, slope, evals=True):

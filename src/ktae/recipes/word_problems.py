@@ -1,6 +1,6 @@
 """The word-problem task: short stories with several steps, subword tokens, solutions of varying length.
 
-The arithmetic task (:mod:`ktae.train.task`) cannot show what KTAE does: its 24-symbol tokenizer puts
+The arithmetic task (:mod:`ktae.recipes.arithmetic`) cannot show what KTAE does: its 24-symbol tokenizer puts
 nearly every token in every rollout and its solutions have a fixed shape. Here a problem is a story::
 
     Mia has 3 boxes of 4 pens. Then Mia buys 7 more pens. Then Mia gives away 5 pens.
@@ -36,7 +36,7 @@ import random
 import re
 from dataclasses import dataclass, field
 
-from ktae.train.task import BOXED, PROMPT_SUFFIX
+from ktae.recipes.arithmetic import BOXED, PROMPT_SUFFIX
 
 NAMES = ("Ann", "Ben", "Cara", "Dan", "Eva", "Finn", "Gia", "Hugo", "Ivy", "Jack", "Kim", "Leo", "Mia", "Noah",
          "Olga", "Paul")

@@ -4,7 +4,7 @@ import random
 import pytest
 
 from ktae.rewards import grade_math
-from ktae.train.wordtask import (LABELS, WordProblemTask, answer_of, build_tokenizer, label_lines, operations,
+from ktae.recipes.word_problems import (LABELS, WordProblemTask, answer_of, build_tokenizer, label_lines, operations,
                                  token_labels, worked_solution)
 
 
