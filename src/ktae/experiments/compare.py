@@ -475,8 +475,8 @@ def write_figure(summary: dict, path: Path, title: str = "") -> Path:
 # ============================================================================ command line
 def _help() -> str:
     lines = [
-        "usage: ktae compare [--dapo] [--task arithmetic|word] [--ablations alpha,beta,gamma] [--entropy_arm]",
-        "                    [--seeds N] [--steps N] [--output DIR] [--runs_dir DIR]",
+        "usage: ktae compare [--dapo] [--task arithmetic|word|smollm2] [--ablations alpha,beta,gamma] [--entropy_arm]",
+        "                    [--seeds N] [--steps N] [--target_accuracy A] [--output DIR] [--runs_dir DIR]",
         "                    [any ktae train option, e.g. --prompts_per_step 8 ...]",
         "",
         "Runs GRPO vs GRPO+KTAE (or DAPO vs DAPO+KTAE) on an embedded task over several seeds, then writes",
