@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from ktae.recipes.arithmetic import BOXED, ArithmeticTask
+from ktae.recipes.arithmetic import BOXED
 
 PAD, EOS, UNK = "<pad>", "<eos>", "<unk>"
 #: every symbol the embedded task writes; anything else maps to <unk>
