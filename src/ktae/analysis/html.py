@@ -13,7 +13,6 @@ import os
 import tempfile
 from typing import Any
 
-
 from ktae.analysis.colors import LEVELS, css_class, hex_color, level_color, mix, text_color
 from ktae.analysis.compute import Analysis, GroupSummary, _group_slices
 from ktae.progress import progress_bar
