@@ -22,7 +22,6 @@ import json
 import math
 import shutil
 import sys
-import textwrap
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -61,22 +60,31 @@ class CompareConfig:
     dapo: bool = _f(False, "compare DAPO vs DAPO+KTAE (presets dapo, dapo-ktae) instead of GRPO vs GRPO+KTAE")
     task: str = _f("arithmetic", "task of the runs: 'arithmetic' (presets grpo, grpo-ktae, ...), 'word' (word "
                    "problems: word-grpo, word-grpo-ktae, ...) or 'smollm2' (smollm2-cpu-grpo, smollm2-cpu; no --dapo)")
-    entropy_arm: bool = _f(False, "add the baseline trained only on its highest-entropy 20% of tokens "
-                                  "(top_entropy_quantile 0.2, Wang et al. 2025)")
+    entropy_arm: bool = _f(False, "add the baseline trained only on its highest-entropy tokens (the top 20 percent, "
+                                  "top_entropy_quantile 0.2, Wang et al. 2025)")
     runs_dir: str = _f("", "folder of the runs (default: <output>/runs); comparisons that share it reuse each "
                            "other's finished runs")
-    ablations: list = _f([], "KTAE ablations to add, comma-separated subset of alpha,beta,gamma "
-                             "(each sets that weight to 0)")
+    ablations: list[str] = _f([], "KTAE ablations to add, comma-separated subset of alpha,beta,gamma "
+                                  "(each sets that weight to 0)")
     seeds: int = _f(3, "number of seeds per method (seeds first_seed .. first_seed+seeds-1)")
     first_seed: int = _f(0, "first seed")
     steps: int = _f(100, "RL steps of every run (ktae train runs 150 by default; the curves settle by ~100)")
     eval_every: int = _f(10, "held-out evaluation every N steps (and at step 0 and the end)")
-    table_steps: list = _f([], "steps reported in the table, comma-separated (default: up to 7 of the "
-                                 "evaluation steps: the first four, then evenly spread up to the last)")
+    table_steps: list[str] = _f([], "steps reported in the table, comma-separated (default: up to 7 of the "
+                                    "evaluation steps: the first four, then evenly spread up to the last)")
     smooth: int = _f(5, "moving-average window (steps) of the rollout curves before averaging over seeds")
     target_accuracy: float = _f(0.0, "also report the steps each run took to reach this held-out accuracy "
                                      "(a share, e.g. 0.5; 0 = off)")
     figure: str = _f("", "figure path (default: <output>/compare.png)")
+
+    def __post_init__(self) -> None:
+        # comma-separated on the command line ("--ablations alpha,beta"): one item per value
+        self.ablations = [a.strip() for item in self.ablations for a in str(item).split(",") if a.strip()]
+        steps = [t.strip() for item in self.table_steps for t in str(item).split(",") if t.strip()]
+        try:
+            self.table_steps = [int(t) for t in steps]
+        except ValueError:
+            raise ValueError(f"--table_steps: expected integers separated by commas, got {','.join(steps)!r}") from None
 
     def validate(self) -> "CompareConfig":
         def need(cond: bool, name: str, expected: str) -> None:
@@ -473,79 +481,33 @@ def write_figure(summary: dict, path: Path, title: str = "") -> Path:
 
 
 # ============================================================================ command line
-def _help() -> str:
-    lines = [
-        "usage: ktae compare [--dapo] [--task arithmetic|word|smollm2] [--ablations alpha,beta,gamma] [--entropy_arm]",
-        "                    [--seeds N] [--steps N] [--target_accuracy A] [--output DIR] [--runs_dir DIR]",
-        "                    [any ktae train option, e.g. --prompts_per_step 8 ...]",
-        "",
-        "Runs GRPO vs GRPO+KTAE (or DAPO vs DAPO+KTAE) on an embedded task over several seeds, then writes",
-        "<output>/compare.png (mean and 95% band per method) and compare.md / compare.json (fixed-step table).",
-        "Finished runs are reused and interrupted ones resumed: run the same command again to continue.",
-        "",
-        "options:",
-    ]
-    wrap = textwrap.TextWrapper(width=110, initial_indent=" " * 6, subsequent_indent=" " * 6)
-    defaults = CompareConfig()
-    for f in fields(CompareConfig):
-        default = getattr(defaults, f.name)
-        shown = ",".join(map(str, default)) if isinstance(default, list) else default
-        kind = "" if f.type in (bool, "bool") else " VALUE"
-        lines.append(f"  --{f.name}{kind}  (default: {shown!r})")
-        lines += wrap.wrap(f.metadata["help"])
-    lines += ["", "Every other --key value is passed to each 'ktae train' run (see 'ktae train --help');",
-              "--seed, --steps, --eval_every, --run_dir and --preset are set by compare."]
-    return "\n".join(lines)
+def parser():
+    """The command-line parser of ``ktae compare``: :class:`CompareConfig`'s fields (``transformers.HfArgumentParser``);
+    any other ``--key value`` is left over for ``ktae train``."""
+    import argparse
+
+    from transformers import HfArgumentParser
+
+    return HfArgumentParser(
+        CompareConfig, prog="ktae compare", allow_abbrev=False, exit_on_error=False,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Runs GRPO vs GRPO+KTAE (or DAPO vs DAPO+KTAE, KTAE ablations, the top-20%-entropy baseline) "
+                    "over several seeds, then writes <output>/compare.png (mean and 95% band per method) and "
+                    "compare.md / compare.json (fixed-step tables). Finished runs are reused and interrupted ones "
+                    "resumed: run the same command again to continue.",
+        epilog="Every other --key value is passed to each 'ktae train' run (see 'ktae train --help'); --seed, "
+               "--steps, --eval_every, --run_dir and --preset are set by compare.")
 
 
 def parse_args(argv: list[str]) -> tuple[CompareConfig, dict]:
     """``(CompareConfig, ktae train options)`` from the command line."""
-    own = {f.name: f for f in fields(CompareConfig)}
-    config_values: dict[str, Any] = {}
-    rest: list[str] = []
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        key, eq, value = arg[2:].partition("=") if arg.startswith("--") else ("", "", "")
-        key = key.replace("-", "_")
-        if key in own:
-            if own[key].type in (bool, "bool") and not eq:
-                nxt = argv[i + 1] if i + 1 < len(argv) else None
-                if nxt is not None and nxt.lower() in ("true", "false", "1", "0", "yes", "no"):
-                    config_values[key], i = nxt, i + 2
-                else:
-                    config_values[key], i = "true", i + 1
-                continue
-            if not eq:
-                if i + 1 >= len(argv):
-                    raise ValueError(f"--{key}: expected a value after it")
-                value, i = argv[i + 1], i + 2
-            else:
-                i += 1
-            config_values[key] = value
-            continue
-        rest.append(arg)
-        i += 1
-    config = CompareConfig()
-    for key, value in config_values.items():
-        kind = own[key].type
-        try:
-            if kind in (bool, "bool"):
-                if str(value).lower() not in ("true", "false", "1", "0", "yes", "no"):
-                    raise ValueError
-                parsed: Any = str(value).lower() in ("true", "1", "yes")
-            elif kind in (int, "int"):
-                parsed = int(value)
-            elif kind in (float, "float"):
-                parsed = float(value)
-            elif kind in (list, "list"):
-                parts = [p.strip() for p in str(value).split(",") if p.strip()]
-                parsed = [int(p) for p in parts] if key == "table_steps" else parts
-            else:
-                parsed = str(value)
-        except ValueError:
-            raise ValueError(f"--{key}: expected {getattr(kind, '__name__', kind)}, got {value!r}") from None
-        setattr(config, key, parsed)
+    import argparse
+
+    try:
+        config, rest = parser().parse_args_into_dataclasses(list(argv), return_remaining_strings=True,
+                                                            look_for_args_file=False)
+    except argparse.ArgumentError as exc:
+        raise ValueError(str(exc)) from None
     train_options = split_argv(rest)
     for key in ("seed", "steps", "eval_every", "run_dir", "preset", "resume", "config"):
         if key in train_options:
@@ -556,7 +518,7 @@ def parse_args(argv: list[str]) -> tuple[CompareConfig, dict]:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if any(a in ("-h", "--help") for a in argv):
-        print(_help())
+        parser().print_help()
         return 0
     try:
         config, train_options = parse_args(argv)
