@@ -40,30 +40,29 @@ SCORES = {"-K": "key-token value K (KTAE)", "-A": "rollout advantage A (GRPO, fl
 
 
 def load_run(run_dir: Path, tokenizer_path: str | None):
-    """``(tokenizer, KTAEConfig, dump files)`` of a run folder."""
-    import yaml
+    """``(tokenizer, KTAEConfig, dump files)`` of a run folder: the KTAE settings the run trained with."""
     from transformers import AutoTokenizer
 
-    config = yaml.safe_load((run_dir / "config.yaml").read_text())
-    if config.get("task") != "word":
-        raise ValueError(f"{run_dir} is not a run on the word-problem task (task: {config.get('task')!r}); "
+    from ktae.special_tokens import special_token_ids
+    from ktae.train.checkpoint import latest_checkpoint
+    from ktae.train.config import resume_config
+
+    config = resume_config(run_dir)
+    if config.task != "word":
+        raise ValueError(f"{run_dir} is not a run on the word-problem task (task: {config.task!r}); "
                          "only that task labels its wrong steps")
     dumps = sorted((run_dir / "key_tokens").glob("step_*.jsonl"))
     if not dumps:
         raise ValueError(f"{run_dir}/key_tokens has no step_*.jsonl: train with --dump_key_tokens_every N")
     if tokenizer_path is None:
-        candidates = [run_dir / "final"] + sorted((run_dir / "checkpoints").glob("step_*"), reverse=True)
+        last = latest_checkpoint(run_dir)
+        candidates = [run_dir / "final"] + ([last / "model"] if last is not None else [])
         found = [c for c in candidates if (c / "tokenizer.json").is_file()]
         if not found:
             raise ValueError(f"no tokenizer saved in {run_dir} (final/ or checkpoints/): give --tokenizer")
         tokenizer_path = str(found[0])
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
-    ignored = tuple(sorted({i for i in (tokenizer.pad_token_id, tokenizer.eos_token_id) if i is not None}))
-    ktae_config = ktae.KTAEConfig(
-        alpha=config["ktae_alpha"], beta=config["ktae_beta"], gamma=config["ktae_gamma"], top=config["ktae_top"],
-        threshold=config["ktae_threshold"], fisher_at_one=config["ktae_fisher_at_one"],
-        rollout=config["estimator"].split("+")[0], ignore_token_ids=ignored)
-    return tokenizer, ktae_config, dumps
+    return tokenizer, config.ktae_config(special_token_ids(tokenizer)), dumps
 
 
 def step_tokens(path: Path, tokenizer, ktae_config) -> dict[str, torch.Tensor]:

@@ -91,12 +91,13 @@ def mistake_metrics(scores: dict[str, torch.Tensor], mistake: torch.Tensor, roll
     """
     mistake, rollout = mistake.reshape(-1).bool(), rollout.reshape(-1)
     ids, inverse = torch.unique(rollout, return_inverse=True)
-    mixed = [r for r in range(len(ids)) if 0 < int(mistake[inverse == r].sum()) < int((inverse == r).sum())]
+    rows = [torch.nonzero(inverse == r).flatten() for r in range(len(ids))]     # token positions of each rollout
+    mixed = [pos for pos in rows if 0 < int(mistake[pos].sum()) < len(pos)]     # rollouts with both kinds
     base = float(mistake.double().mean()) if mistake.numel() else float("nan")
     out: dict[str, dict[str, float]] = {}
     for name, score in scores.items():
         score = score.reshape(-1)
-        within = [auroc(score[inverse == r], mistake[inverse == r]) for r in mixed]
+        within = [auroc(score[pos], mistake[pos]) for pos in mixed]
         out[name] = {"auroc": auroc(score, mistake),
                      "auroc_within": sum(within) / len(within) if within else float("nan"),
                      "share_top": share_in_top(score, mistake, fraction),

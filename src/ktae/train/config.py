@@ -228,6 +228,14 @@ class TrainConfig:
     def rollout_estimator(self) -> str:
         return self.estimator.split("+")[0]
 
+    def ktae_config(self, ignore_token_ids: tuple[int, ...] = ()):
+        """The core's :class:`~ktae.KTAEConfig` of this run (``ktae_*`` options, the rollout estimator)."""
+        from ktae.core.config import KTAEConfig
+
+        return KTAEConfig(alpha=self.ktae_alpha, beta=self.ktae_beta, gamma=self.ktae_gamma, top=self.ktae_top,
+                          threshold=self.ktae_threshold, fisher_at_one=self.ktae_fisher_at_one,
+                          rollout=self.rollout_estimator, ignore_token_ids=tuple(ignore_token_ids))
+
 
 # ---------------------------------------------------------------------------- parsing
 def _field_types() -> dict[str, type]:

@@ -286,10 +286,7 @@ def open_run(cfg: TrainConfig, run_dir: Path, last: Path | None, log: Callable[[
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
                                   betas=(cfg.adam_beta1, cfg.adam_beta2), weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, cfg))
-    ktae_config = ktae.KTAEConfig(
-        alpha=cfg.ktae_alpha, beta=cfg.ktae_beta, gamma=cfg.ktae_gamma, top=cfg.ktae_top,
-        threshold=cfg.ktae_threshold, fisher_at_one=cfg.ktae_fisher_at_one, rollout=cfg.rollout_estimator,
-        ignore_token_ids=special_token_ids(tokenizer))
+    ktae_config = cfg.ktae_config(special_token_ids(tokenizer))
     engine = None
     if cfg.backend == "vllm":
         from ktae.train.engines import VLLMEngine
