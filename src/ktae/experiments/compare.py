@@ -23,10 +23,11 @@ import math
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable
 
+from ktae.options import make_parser, option, parse
 from ktae.train.config import TrainConfig, load_yaml, make_config, split_argv
 
 __all__ = ["CompareConfig", "Method", "methods", "run_compare", "summarise", "write_figure", "write_table",
@@ -46,36 +47,30 @@ CURVES = {
 }
 
 
-def _f(default: Any, help: str):
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata={"help": help})
-    return field(default=default, metadata={"help": help})
-
-
 @dataclass
 class CompareConfig:
     """Options of ``ktae compare``; any other ``--key value`` is a ``ktae train`` option for every run."""
 
-    output: str = _f("runs/compare", "folder of the comparison: runs/, compare.png, compare.md, compare.json")
-    dapo: bool = _f(False, "compare DAPO vs DAPO+KTAE (presets dapo, dapo-ktae) instead of GRPO vs GRPO+KTAE")
-    task: str = _f("arithmetic", "task of the runs: 'arithmetic' (presets grpo, grpo-ktae, ...), 'word' (word "
+    output: str = option("runs/compare", "folder of the comparison: runs/, compare.png, compare.md, compare.json")
+    dapo: bool = option(False, "compare DAPO vs DAPO+KTAE (presets dapo, dapo-ktae) instead of GRPO vs GRPO+KTAE")
+    task: str = option("arithmetic", "task of the runs: 'arithmetic' (presets grpo, grpo-ktae, ...), 'word' (word "
                    "problems: word-grpo, word-grpo-ktae, ...) or 'smollm2' (smollm2-cpu-grpo, smollm2-cpu; no --dapo)")
-    entropy_arm: bool = _f(False, "add the baseline trained only on its highest-entropy tokens (the top 20 percent, "
+    entropy_arm: bool = option(False, "add the baseline trained only on its highest-entropy tokens (the top 20 percent, "
                                   "top_entropy_quantile 0.2, Wang et al. 2025)")
-    runs_dir: str = _f("", "folder of the runs (default: <output>/runs); comparisons that share it reuse each "
+    runs_dir: str = option("", "folder of the runs (default: <output>/runs); comparisons that share it reuse each "
                            "other's finished runs")
-    ablations: list[str] = _f([], "KTAE ablations to add, comma-separated subset of alpha,beta,gamma "
+    ablations: list[str] = option([], "KTAE ablations to add, comma-separated subset of alpha,beta,gamma "
                                   "(each sets that weight to 0)")
-    seeds: int = _f(3, "number of seeds per method (seeds first_seed .. first_seed+seeds-1)")
-    first_seed: int = _f(0, "first seed")
-    steps: int = _f(100, "RL steps of every run (ktae train runs 150 by default; the curves settle by ~100)")
-    eval_every: int = _f(10, "held-out evaluation every N steps (and at step 0 and the end)")
-    table_steps: list[str] = _f([], "steps reported in the table, comma-separated (default: up to 7 of the "
+    seeds: int = option(3, "number of seeds per method (seeds first_seed .. first_seed+seeds-1)")
+    first_seed: int = option(0, "first seed")
+    steps: int = option(100, "RL steps of every run (ktae train runs 150 by default; the curves settle by ~100)")
+    eval_every: int = option(10, "held-out evaluation every N steps (and at step 0 and the end)")
+    table_steps: list[str] = option([], "steps reported in the table, comma-separated (default: up to 7 of the "
                                     "evaluation steps: the first four, then evenly spread up to the last)")
-    smooth: int = _f(5, "moving-average window (steps) of the rollout curves before averaging over seeds")
-    target_accuracy: float = _f(0.0, "also report the steps each run took to reach this held-out accuracy "
+    smooth: int = option(5, "moving-average window (steps) of the rollout curves before averaging over seeds")
+    target_accuracy: float = option(0.0, "also report the steps each run took to reach this held-out accuracy "
                                      "(a share, e.g. 0.5; 0 = off)")
-    figure: str = _f("", "figure path (default: <output>/compare.png)")
+    figure: str = option("", "figure path (default: <output>/compare.png)")
 
     def __post_init__(self) -> None:
         # comma-separated on the command line ("--ablations alpha,beta"): one item per value
@@ -484,13 +479,8 @@ def write_figure(summary: dict, path: Path, title: str = "") -> Path:
 def parser():
     """The command-line parser of ``ktae compare``: :class:`CompareConfig`'s fields (``transformers.HfArgumentParser``);
     any other ``--key value`` is left over for ``ktae train``."""
-    import argparse
-
-    from transformers import HfArgumentParser
-
-    return HfArgumentParser(
-        CompareConfig, prog="ktae compare", allow_abbrev=False, exit_on_error=False,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    return make_parser(
+        [CompareConfig], prog="ktae compare",
         description="Runs GRPO vs GRPO+KTAE (or DAPO vs DAPO+KTAE, KTAE ablations, the top-20%-entropy baseline) "
                     "over several seeds, then writes <output>/compare.png (mean and 95% band per method) and "
                     "compare.md / compare.json (fixed-step tables). Finished runs are reused and interrupted ones "
@@ -501,13 +491,7 @@ def parser():
 
 def parse_args(argv: list[str]) -> tuple[CompareConfig, dict]:
     """``(CompareConfig, ktae train options)`` from the command line."""
-    import argparse
-
-    try:
-        config, rest = parser().parse_args_into_dataclasses(list(argv), return_remaining_strings=True,
-                                                            look_for_args_file=False)
-    except argparse.ArgumentError as exc:
-        raise ValueError(str(exc)) from None
+    config, rest = parse(parser(), argv, remaining=True)
     train_options = split_argv(rest)
     for key in ("seed", "steps", "eval_every", "run_dir", "preset", "resume", "config"):
         if key in train_options:
