@@ -45,11 +45,11 @@ def load_run(run_dir: Path, tokenizer_path: str | None):
 
     from ktae.special_tokens import special_token_ids
     from ktae.train.checkpoint import latest_checkpoint
-    from ktae.train.config import resume_config
+    from ktae.train.config import load_run_config
 
-    config = resume_config(run_dir)
-    if config.task != "word":
-        raise ValueError(f"{run_dir} is not a run on the word-problem task (task: {config.task!r}); "
+    config = load_run_config(run_dir)
+    if config.task.name != "word":
+        raise ValueError(f"{run_dir} is not a run on the word-problem task (task: {config.task.name!r}); "
                          "only that task labels its wrong steps")
     dumps = sorted((run_dir / "key_tokens").glob("step_*.jsonl"))
     if not dumps:

@@ -43,8 +43,10 @@ def test_parse_args_splits_compare_and_train_options():
                                                 "--table_steps", "0,5", "--steps", "5", "--output=x"])
     assert config.dapo and config.seeds == 2 and config.ablations == ["beta"] and config.table_steps == [0, 5]
     assert config.output == "x" and config.steps == 5
-    assert train_options == {"lr": "1e-3"}
-    for bad, match in ((["--seed", "3"], "set by ktae compare"), (["--seeds", "0"], "--seeds"),
+    assert train_options == {"lr": 1e-3}
+    assert compare.parse_args(["--ppo.lr", "1e-3"])[1] == {"lr": 1e-3}
+    for bad, match in ((["--seed", "3"], "set by ktae compare"), (["--eval.every", "3"], "set by ktae compare"),
+                       (["--preset", "dapo"], "set by ktae compare"), (["--seeds", "0"], "--seeds"),
                        (["--ablations", "x"], "--ablations"), (["--seeds", "two"], "--seeds"),
                        (["--steps", "4", "--table_steps", "9"], "--table_steps")):
         with pytest.raises(ValueError, match=match):
@@ -117,8 +119,8 @@ def test_word_task_entropy_arm_and_shared_runs_folder():
     config, options = compare.parse_args(["--task", "word", "--entropy_arm", "--runs_dir", "shared", "--seeds", "2"])
     jobs = compare.plan(config, options)
     assert [(m.key, s) for m, s, _ in jobs][:2] == [("grpo", 0), ("grpo", 1)] and len(jobs) == 6
-    assert all(cfg.task == "word" and cfg.run_dir.startswith("shared/") for _, _, cfg in jobs)
-    assert jobs[-1][2].top_entropy_quantile == 0.2 and jobs[0][2].top_entropy_quantile == 1.0
+    assert all(cfg.task.name == "word" and cfg.run_dir.startswith("shared/") for _, _, cfg in jobs)
+    assert jobs[-1][2].ppo.top_entropy_quantile == 0.2 and jobs[0][2].ppo.top_entropy_quantile == 1.0
     with pytest.raises(ValueError, match="--task"):
         compare.parse_args(["--task", "poems"])
     assert [m.preset for m in compare.methods(task="smollm2")] == ["smollm2-cpu-grpo", "smollm2-cpu"]

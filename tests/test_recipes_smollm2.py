@@ -68,15 +68,14 @@ def test_reasoning_gym_problems_are_reproducible_distinct_and_gradable():
 
 def test_training_and_held_out_pools_are_disjoint():
     pytest.importorskip("reasoning_gym")
-    cfg = SimpleNamespace(data="reasoning_gym:chain_sum", data_config=smollm2.PRESET["data_config"], seed=0,
-                          eval_size=64)
-    train, held_out = smollm2.load_reasoning_gym(cfg)
+    options = smollm2.PRESET["data_config"]
+    train, held_out = smollm2.reasoning_gym_pools("reasoning_gym:chain_sum", options, seed=0, eval_size=64)
     assert 20 < len(held_out) <= 64 and len(train) > 50
     assert not {r["problem"] for r in train} & {r["problem"] for r in held_out}
-    again_train, again_held = smollm2.load_reasoning_gym(SimpleNamespace(**{**vars(cfg), "seed": 1}))
+    again_train, again_held = smollm2.reasoning_gym_pools("reasoning_gym:chain_sum", options, seed=1, eval_size=64)
     assert again_held == held_out  # the held-out pool does not depend on the seed
     with pytest.raises(ValueError, match="reasoning_gym:"):
-        smollm2.load_reasoning_gym(SimpleNamespace(**{**vars(cfg), "data": "embedded"}))
+        smollm2.reasoning_gym_pools("embedded", options, seed=0, eval_size=64)
     # the trainer reads --data reasoning_gym:<task> through this function
     from ktae.train.config import make_config
     from ktae.train.data import load_problems
@@ -99,9 +98,9 @@ def test_preset_is_a_valid_configuration():
     from ktae.train.config import make_config
 
     cfg = make_config(**smollm2.PRESET)
-    assert cfg.estimator == "grpo+ktae" and cfg.data.startswith(smollm2.DATA_PREFIX)
-    assert cfg.model.endswith(smollm2.GGUF_FILE)
-    prompt = format_prompt("State the final answer to the following arithmetic problem: 2 + 2 =", cfg.template)
+    assert cfg.algorithm.estimator == "grpo+ktae" and cfg.data.path.startswith(smollm2.DATA_PREFIX)
+    assert cfg.model.path.endswith(smollm2.GGUF_FILE)
+    prompt = format_prompt("State the final answer to the following arithmetic problem: 2 + 2 =", cfg.data.template)
     assert prompt.endswith("2 + 2 =<|im_end|>\n<|im_start|>assistant\n") and "\\boxed{7}" in prompt
     # ktae train --preset smollm2-cpu is this recipe
     assert make_config("smollm2-cpu").to_dict() == {**cfg.to_dict(), "preset": "smollm2-cpu"}

@@ -322,14 +322,12 @@ def load_model(
 
 def _load_gguf(source, trust_remote_code: bool, dtype):
     """A GGUF file as a plain transformers model and its tokenizer, loaded the way ``ktae train`` loads it."""
-    from types import SimpleNamespace
-
     import torch
 
+    from ktae.train.config import ModelConfig
     from ktae.train.modeling import align_eos, load_hf_model, load_tokenizer
 
-    options = SimpleNamespace(model=source.name, gguf_file=source.gguf_file, tokenizer="",
-                              trust_remote_code=trust_remote_code)
+    options = ModelConfig(path=source.name, gguf_file=source.gguf_file, trust_remote_code=trust_remote_code)
     tokenizer = load_tokenizer(options)
     model = load_hf_model(options, torch.float32 if dtype == "auto" else dtype)
     align_eos(model, tokenizer)

@@ -23,8 +23,9 @@ from typing import Any, Sequence
 __all__ = ["option", "make_parser", "parse", "HelpFormatter"]
 
 
-def option(default: Any, help: str, *, aliases: Sequence[str] = ()) -> Any:
-    """A dataclass field with its help text (and extra option strings, e.g. ``("--ktae.alpha",)``).
+def option(default: Any, help: str, *, aliases: Sequence[str] = (), metavar: str | None = None) -> Any:
+    """A dataclass field with its help text (extra option strings, e.g. ``("--ktae.alpha",)``, and the
+    value's name in ``--help``; not for booleans, whose ``--no_x`` complement takes no value).
 
     A list default is copied per instance; only ``help`` and ``aliases`` go into the
     metadata because ``HfArgumentParser`` passes the metadata on to ``add_argument``.
@@ -32,6 +33,8 @@ def option(default: Any, help: str, *, aliases: Sequence[str] = ()) -> Any:
     metadata: dict[str, Any] = {"help": help}
     if aliases:
         metadata["aliases"] = list(aliases)
+    if metavar:
+        metadata["metavar"] = metavar
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -42,13 +45,17 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
 
 
 def make_parser(dataclass_types: Sequence[type], prog: str, description: str = "", epilog: str | None = None,
-                add_help: bool = True):
+                add_help: bool = True, usage: str | None = None):
     """An ``HfArgumentParser`` for ``dataclass_types`` that never abbreviates options and never exits on errors."""
     from transformers import HfArgumentParser
 
-    return HfArgumentParser(list(dataclass_types), prog=prog, description=description, epilog=epilog,
-                            formatter_class=HelpFormatter, allow_abbrev=False, exit_on_error=False,
-                            add_help=add_help)
+    parser = HfArgumentParser(list(dataclass_types), prog=prog, description=description, epilog=epilog,
+                              usage=usage, formatter_class=HelpFormatter, allow_abbrev=False, exit_on_error=False,
+                              add_help=add_help)
+    for action in parser._actions:  # help texts are plain text ("top 20%"), not argparse format strings
+        if action.help and action.help is not argparse.SUPPRESS:
+            action.help = action.help.replace("%", "%%")
+    return parser
 
 
 def parse(parser, argv: Sequence[str], *, remaining: bool = False) -> tuple:

@@ -23,12 +23,12 @@ import math
 import shutil
 import sys
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from ktae.options import make_parser, option, parse
-from ktae.train.config import TrainConfig, load_yaml, make_config, split_argv
+from ktae.train.config import TrainConfig, as_flat, load_run_config, make_config, parse_command
 
 __all__ = ["CompareConfig", "Method", "methods", "run_compare", "summarise", "write_figure", "write_table",
            "mean_ci", "main"]
@@ -188,26 +188,24 @@ def run_complete(run_dir: Path, cfg: TrainConfig) -> bool:
         return False
     records = _read_metrics(run_dir)
     trained = any(r.get("step") == cfg.steps and "accuracy" in r for r in records)
-    evaluated = not cfg.eval_every or any(r.get("step") == cfg.steps and "eval_accuracy" in r for r in records)
+    evaluated = not cfg.eval.every or any(r.get("step") == cfg.steps and "eval_accuracy" in r for r in records)
     return trained and evaluated
 
 
 def _comparable(cfg: TrainConfig) -> dict:
-    d = cfg.to_dict()
+    d = as_flat(cfg)
     for key in ("run_dir", "quiet", "output_root"):
         d.pop(key, None)
     return d
 
 
 def _saved_config(run_dir: Path) -> dict | None:
-    path = run_dir / "config.yaml"
-    if not path.is_file():
+    if not (run_dir / "config.yaml").is_file():
         return None
-    saved = TrainConfig()
-    values = load_yaml(path)
-    known = {f.name for f in fields(TrainConfig)}
-    saved = dataclasses.replace(saved, **{k: v for k, v in values.items() if k in known})
-    return _comparable(saved)
+    try:
+        return _comparable(load_run_config(run_dir))
+    except ValueError as exc:  # written by another version of ktae
+        return {"config.yaml": str(exc)}
 
 
 def plan(config: CompareConfig, train_options: dict) -> list[tuple[Method, int, TrainConfig]]:
@@ -277,7 +275,7 @@ def run_compare(config: CompareConfig, train_options: dict | None = None, log: C
                 else:
                     if run_dir.exists():  # started but stopped before its first checkpoint
                         shutil.rmtree(run_dir)
-                    train(dataclasses.replace(cfg, quiet=True), log=write, callbacks=[on_record])
+                    train(cfg, log=write, callbacks=[on_record], quiet=True)
             bar.update(done_before + config.steps - bar.n)
     finally:
         bar.close()
@@ -492,9 +490,10 @@ def parser():
 def parse_args(argv: list[str]) -> tuple[CompareConfig, dict]:
     """``(CompareConfig, ktae train options)`` from the command line."""
     config, rest = parse(parser(), argv, remaining=True)
-    train_options = split_argv(rest)
+    launch, train_options = parse_command(rest)
+    given = [key for key in ("preset", "config", "resume") if getattr(launch, key)] + list(train_options)
     for key in ("seed", "steps", "eval_every", "run_dir", "preset", "resume", "config"):
-        if key in train_options:
+        if key in given:
             raise ValueError(f"--{key} is set by ktae compare (use --seeds/--first_seed/--steps/--eval_every/--output)")
     return config.validate(), train_options
 

@@ -39,6 +39,7 @@ __all__ = [
     "parse_options",
     "reasoning_gym_problems",
     "load_reasoning_gym",
+    "reasoning_gym_pools",
     "export",
     "main",
 ]
@@ -146,20 +147,24 @@ def reasoning_gym_problems(task: str, count: int, seed: int, options: dict[str, 
 
 
 def load_reasoning_gym(cfg) -> tuple[list[dict], list[dict]]:
+    """The data plug-in of ``--data reasoning_gym:<task>``: :func:`reasoning_gym_pools` of a trainer configuration."""
+    return reasoning_gym_pools(cfg.data.path, cfg.data.subset, cfg.seed, cfg.eval.size)
+
+
+def reasoning_gym_pools(data: str, options: str, seed: int, eval_size: int) -> tuple[list[dict], list[dict]]:
     """(training pool, held-out pool) for ``--data reasoning_gym:<task>`` with ``--data_config`` options.
 
     The held-out pool is ``--eval_size`` draws (500 when 0) with a fixed seed, duplicates removed; the
     training pool is up to 20000 draws with a seed that depends on ``--seed``, without the held-out problems.
     """
-    if not cfg.data.startswith(DATA_PREFIX):
-        raise ValueError(f"--data: expected '{DATA_PREFIX}<task>', got {cfg.data!r}")
-    task = cfg.data[len(DATA_PREFIX):]
-    options = parse_options(cfg.data_config)
-    held_out = reasoning_gym_problems(task, getattr(cfg, "eval_size", 0) or EVAL_POOL, EVAL_SEED, options)
-    train = reasoning_gym_problems(task, TRAIN_POOL, 10_007 + cfg.seed, options,
-                                   exclude={r["problem"] for r in held_out})
+    if not data.startswith(DATA_PREFIX):
+        raise ValueError(f"--data: expected '{DATA_PREFIX}<task>', got {data!r}")
+    task = data[len(DATA_PREFIX):]
+    parsed = parse_options(options)
+    held_out = reasoning_gym_problems(task, eval_size or EVAL_POOL, EVAL_SEED, parsed)
+    train = reasoning_gym_problems(task, TRAIN_POOL, 10_007 + seed, parsed, exclude={r["problem"] for r in held_out})
     if not train:
-        raise ValueError(f"--data {cfg.data}: every generated problem is in the held-out pool; lower --eval_size "
+        raise ValueError(f"--data {data}: every generated problem is in the held-out pool; lower --eval_size "
                          "or choose options that allow more distinct problems")
     return train, held_out
 
@@ -210,12 +215,9 @@ PRESET_GRPO: dict[str, Any] = {**PRESET, "estimator": "grpo"}
 def export(folder: str | Path, task: str = "chain_sum", options: str = PRESET["data_config"], seed: int = 0,
            eval_size: int = PRESET["eval_size"]) -> tuple[Path, Path]:
     """Write the training and held-out pools of ``--data reasoning_gym:<task>`` as ``train.jsonl`` / ``test.jsonl``."""
-    from types import SimpleNamespace
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    train, held_out = load_reasoning_gym(SimpleNamespace(data=DATA_PREFIX + task, data_config=options, seed=seed,
-                                                        eval_size=eval_size))
+    train, held_out = reasoning_gym_pools(DATA_PREFIX + task, options, seed, eval_size)
     paths = folder / "train.jsonl", folder / "test.jsonl"
     for path, rows in zip(paths, (train, held_out)):
         with open(path, "w") as f:

@@ -50,6 +50,19 @@ class TinyModelConfig:
     )
     seed: int = field(default=1234, metadata={"help": "seed of the initialisation and the warm-start data"})
 
+    def __post_init__(self) -> None:
+        for name in ("hidden_size", "num_layers", "num_heads", "intermediate_size", "max_positions", "sft_steps",
+                     "sft_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"TinyModelConfig.{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"TinyModelConfig.hidden_size ({self.hidden_size}) must be divisible by num_heads "
+                             f"({self.num_heads})")
+        if not 0 <= self.correct_fraction <= 1:
+            raise ValueError(f"TinyModelConfig.correct_fraction must be in [0, 1], got {self.correct_fraction!r}")
+        if not self.sft_lr >= 0:
+            raise ValueError(f"TinyModelConfig.sft_lr must be >= 0, got {self.sft_lr!r}")
+
 
 def build_tokenizer():
     """A character-level ``PreTrainedTokenizerFast`` (``\\boxed{`` and ``}`` are single tokens)."""
@@ -76,8 +89,6 @@ def build_model(cfg: TinyModelConfig, vocab_size: int, pad_id: int, eos_id: int)
     """A freshly initialised tiny ``LlamaForCausalLM`` (seeded by ``cfg.seed``)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    if cfg.hidden_size % cfg.num_heads:
-        raise ValueError(f"hidden_size ({cfg.hidden_size}) must be divisible by num_heads ({cfg.num_heads})")
     config = LlamaConfig(
         vocab_size=vocab_size,
         hidden_size=cfg.hidden_size,

@@ -3,23 +3,22 @@ from __future__ import annotations
 
 import sys
 
-from ktae.train.config import help_text, parse_args, split_argv
+from ktae.train.config import make_config, parse_command, parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if any(a in ("-h", "--help") for a in argv):
-        print(help_text())
+        parser().print_help()
         return 0
     from ktae.train.loop import train
 
     try:
-        values = split_argv(argv)
-        if "resume" in values:
-            run_dir = values.pop("resume")
-            train(resume=run_dir, **values)
+        launch, options = parse_command(argv)
+        if launch.resume:
+            train(resume=launch.resume, **options)
         else:
-            train(parse_args(argv))
+            train(make_config(launch.preset or None, launch.config or None, **options))
     except KeyboardInterrupt:
         return 130
     except (ValueError, TypeError, ImportError) as exc:

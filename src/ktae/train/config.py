@@ -1,25 +1,45 @@
-"""The trainer's configuration: one typed dataclass, presets, a YAML file and ``--key value`` overrides.
+"""The trainer's configuration: typed sections, presets, YAML files and command-line options.
 
-Precedence (later wins): the dataclass defaults (the embedded CPU run) < the preset
+:class:`TrainConfig` holds the run-level values (seed, steps, folders) and one section
+per concern: ``model``, ``data``, ``task`` and ``tiny`` (the embedded task and its tiny
+model, :class:`~ktae.recipes.tiny_model.TinyModelConfig` itself), ``rollout``,
+``algorithm``, ``ktae`` (the core's :class:`~ktae.KTAEConfig` itself), ``ppo``, ``eval``
+and ``log``. Each section checks its own values when it is made; :class:`TrainConfig`
+checks the few rules that span sections.
+
+Every option has a dotted name (``ktae.alpha``, ``ppo.lr``) and the flat name it had
+before the sections (``ktae_alpha``, ``lr``); both work on the command line
+(``--ktae.alpha 0`` or ``--ktae_alpha 0``), in YAML files (flat keys or nested sections)
+and from Python (``make_config(ktae_alpha=0)`` or ``make_config(**{"ktae.alpha": 0})``).
+Whatever their source, values are read by one ``transformers.HfArgumentParser`` built
+from the sections (:mod:`ktae.options`), so a YAML ``lr: 1e-4`` (a string to YAML) is
+the float it is on the command line.
+
+Precedence (later wins): the defaults (the embedded CPU run) < the preset
 (``--preset NAME``, see :mod:`ktae.train.presets`) < the YAML file (``--config FILE``)
-< ``--key value`` on the command line. ``--resume RUN_DIR`` starts from the run's
-saved ``config.yaml`` instead, and the command line may still override (e.g. ``--steps``).
+< the options. ``--resume RUN_DIR`` starts from the run's saved ``config.yaml`` instead,
+and options may still override it (e.g. ``--steps``).
 
->>> cfg = make_config("dapo", steps=10)          # from Python
->>> cfg = parse_args(["--preset", "dapo", "--steps", "10", "--lr", "1e-5"])
+>>> cfg = make_config("dapo", steps=10)
+>>> cfg = parse_args(["--preset", "dapo", "--steps", "10", "--ppo.lr", "1e-5"])
+>>> cfg.ppo.lr, cfg.ktae.alpha
+(1e-05, 1.0)
 """
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import functools
 import math
-import textwrap
 import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Mapping
 
-from ktae.core.config import FISHER_AT_ONE, ROLLOUT_ESTIMATORS
+from ktae.core.config import ROLLOUT_ESTIMATORS, KTAEConfig
 from ktae.core.losses import KL_KINDS, LOSS_AGG_MODES
+from ktae.options import make_parser, option, parse
+from ktae.recipes.tiny_model import TinyModelConfig
 
 #: a rollout-level estimator of the core, alone or with key-token values
 ESTIMATORS = tuple(e + suffix for e in ROLLOUT_ESTIMATORS for suffix in ("", "+ktae"))
@@ -29,278 +49,465 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 BACKENDS = ("hf", "vllm")
 TASKS = ("arithmetic", "word")
 
+#: sections whose flat option names carry a prefix (``ktae.alpha`` is ``--ktae_alpha``)
+FLAT_PREFIX = {"task": "task_", "tiny": "tiny_", "ktae": "ktae_", "eval": "eval_"}
+#: options whose flat name is not ``<prefix><name>``: the names they had before the sections
+FLAT_NAMES = {"model.path": "model", "model.cache_dir": "cache_dir", "data.path": "data", "data.subset": "data_config",
+              "task.name": "task", "tiny.num_layers": "tiny_layers", "tiny.num_heads": "tiny_heads",
+              "ppo.epochs": "ppo_epochs", "eval.path": "eval_data", "eval.subset": "eval_data_config"}
+#: fields of the core's KTAEConfig that the trainer sets itself (from --estimator and the tokenizer)
+KTAE_SET_BY_TRAINER = ("rollout", "ignore_token_ids")
 
-def _f(default: Any, help: str, group: str, **extra: Any):
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata={"help": help, "group": group, **extra})
-    return field(default=default, metadata={"help": help, "group": group, **extra})
+
+def flat_name(section: str, name: str) -> str:
+    """The flat option name of ``section.name`` (``("ppo", "lr")`` -> ``"lr"``; top level: ``section=""``)."""
+    dotted = f"{section}.{name}" if section else name
+    return FLAT_NAMES.get(dotted, FLAT_PREFIX.get(section, "") + name)
+
+
+class _Section:
+    """Shared check of the sections: ``need(cond, name, expected)`` raises naming the option."""
+
+    section: ClassVar[str] = ""
+
+    def need(self, cond: bool, name: str, expected: str) -> None:
+        if not cond:
+            raise ValueError(f"--{flat_name(self.section, name)}: expected {expected}, got {getattr(self, name)!r}")
+
+    def need_all(self, names: tuple[str, ...], check, expected: str) -> None:
+        for name in names:
+            self.need(check(getattr(self, name)), name, expected)
+
+
+def _at_least(low: float):
+    return lambda value: value >= low
+
+
+def _finite(value: float) -> bool:
+    return math.isfinite(value)
+
+
+# ============================================================================ sections
+@dataclass
+class ModelConfig(_Section):
+    """The policy: where it comes from and how it runs."""
+
+    section: ClassVar[str] = "model"
+    path: str = option("embedded", "'embedded' (tiny model built locally), a Hugging Face model id, a local folder, "
+                       "or a local .gguf file")
+    gguf_file: str = option("", "GGUF file name inside the --model folder/repo (a .gguf path in --model sets it)")
+    tokenizer: str = option("", "tokenizer id/path if it differs from the model's")
+    dtype: str = option("auto", f"compute dtype, one of {DTYPES} (trained weights stay float32, bf16/fp16 run under "
+                        "autocast); auto: bfloat16 on a GPU, float32 on a CPU")
+    device: str = option("auto", "'auto' (cuda when available), 'cpu', 'cuda', 'cuda:1', ...")
+    trust_remote_code: bool = option(False, "allow custom model code from the Hub")
+    gradient_checkpointing: bool = option(False, "recompute activations in the backward pass (saves memory)")
+    threads: int = option(0, "torch CPU threads (0: 1 for the embedded tiny model, whose small matrices gain nothing "
+                          "from more; torch's default, one per core, otherwise)")
+    cache_dir: str = option("", "cache of built models (default: $KTAE_CACHE or ~/.cache/ktae)")
+
+    def __post_init__(self) -> None:
+        self.need(bool(self.path), "path", "'embedded', a model id, a folder or a .gguf file")
+        self.need(self.dtype in DTYPES, "dtype", f"one of {DTYPES}")
+        self.need(self.threads >= 0, "threads", "an integer >= 0")
 
 
 @dataclass
-class TrainConfig:
+class DataConfig(_Section):
+    """The training problems and how they become prompts."""
+
+    section: ClassVar[str] = "data"
+    path: str = option("embedded", "'embedded' (the embedded task), a Hub dataset id, a .jsonl/.json/.parquet file, "
+                       "or a datasets.save_to_disk folder")
+    subset: str = option("", "Hub dataset configuration (subset) name")
+    split: str = option("train", "split of --data to train on")
+    problem_field: str = option("problem", "field holding the problem text")
+    answer_field: str = option("answer", "field holding the reference answer (or the solution, see below)")
+    answer_from_solution: bool = option(False, "the answer field is a worked solution: use its last \\boxed{} as "
+                                        "answer")
+    filter_field: str = option("", "keep only rows whose FIELD value is in --filter_values (e.g. level)")
+    filter_values: list[str] = option([], "accepted values of --filter_field, comma-separated (e.g. 'Level 3,Level 4')")
+    template: str = option("auto", "prompt template: 'qwen_math', 'r1', 'chat', a string with {problem}, or 'auto' "
+                           "('{problem}\\n' for the embedded task, qwen_math otherwise)")
+    max_prompt_tokens: int = option(1024, "prompts longer than this are skipped")
+
+    def __post_init__(self) -> None:
+        values = [self.filter_values] if isinstance(self.filter_values, str) else self.filter_values or []
+        self.filter_values = [v.strip() for item in values for v in str(item).split(",") if v.strip()]
+        self.need(bool(self.path), "path", "'embedded', a dataset id, a file or a folder")
+        self.need(not self.filter_field or bool(self.filter_values), "filter_values",
+                  "at least one value with --filter_field")
+        self.need(self.max_prompt_tokens >= 1, "max_prompt_tokens", "an integer >= 1")
+
+
+@dataclass
+class TaskConfig(_Section):
+    """The embedded task (used with ``--data embedded``)."""
+
+    section: ClassVar[str] = "task"
+    name: str = option("arithmetic", "embedded task: 'arithmetic' (expressions, character tokens, fixed-shape "
+                       "solutions) or 'word' (word problems, BPE tokens, solutions of varying length with labelled "
+                       "mistakes)")
+    min_operands: int = option(3, "embedded arithmetic: fewest operands per expression")
+    max_operands: int = option(4, "embedded arithmetic: most operands per expression")
+    max_operand: int = option(9, "embedded arithmetic: operands are 1..N")
+
+    def __post_init__(self) -> None:
+        self.need(self.name in TASKS, "name", f"one of {TASKS}")
+
+
+@dataclass
+class RolloutConfig(_Section):
+    """Sampling the responses of a step (dynamic sampling included)."""
+
+    section: ClassVar[str] = "rollout"
+    prompts_per_step: int = option(16, "prompts (groups) per RL step")
+    rollouts_per_prompt: int = option(8, "sampled responses per prompt (group size n)")
+    max_new_tokens: int = option(64, "longest response in tokens")
+    temperature: float = option(1.0, "sampling temperature of the rollouts (also divides the logits in the update)")
+    top_p: float = option(1.0, "nucleus sampling threshold of the rollouts")
+    generation_batch_size: int = option(128, "sequences per generate() call")
+    backend: str = option("hf", "generation backend: 'hf' (transformers) or 'vllm' (GPU, needs ktae[vllm])")
+    vllm_gpu_memory_utilization: float = option(0.4, "vLLM: share of GPU memory for its engine")
+    dynamic_sampling: bool = option(False, "DAPO: drop groups whose rollouts all have the same accuracy and keep "
+                                    "generating until prompts_per_step groups are kept")
+    generation_prompts: int = option(0, "prompts per generation batch with dynamic sampling (0 = prompts_per_step)")
+    max_generation_batches: int = option(10, "dynamic sampling: most generation batches per step")
+
+    def __post_init__(self) -> None:
+        self.need_all(("prompts_per_step", "rollouts_per_prompt", "max_new_tokens", "generation_batch_size",
+                       "max_generation_batches"), _at_least(1), "an integer >= 1")
+        self.need(self.generation_prompts >= 0, "generation_prompts", "an integer >= 0")
+        self.need(self.backend in BACKENDS, "backend", f"one of {BACKENDS}")
+        self.need(self.temperature > 0, "temperature", "a number > 0 (RL needs sampling)")
+        self.need(math.isfinite(self.temperature), "temperature", "a finite number")
+        self.need(0 < self.top_p <= 1, "top_p", "a number in (0, 1]")
+
+
+@dataclass
+class AlgorithmConfig(_Section):
+    """Advantage estimator and rewards."""
+
+    section: ClassVar[str] = "algorithm"
+    estimator: str = option("grpo+ktae", f"advantage estimator, one of {ESTIMATORS}")
+    reward: str = option("math", "'math' (1 correct / 0 wrong) or 'dapo' (+1 / -1 plus overlong shaping)")
+    overlong_buffer: int = option(0, "DAPO overlong shaping: length of the soft-penalty zone before max_new_tokens "
+                                  "(0 = off)")
+    overlong_penalty: float = option(1.0, "DAPO overlong shaping: penalty factor")
+    grader_workers: int = option(1, "processes grading answers (0 = in this process)")
+
+    def __post_init__(self) -> None:
+        self.need(self.estimator in ESTIMATORS, "estimator", f"one of {ESTIMATORS}")
+        self.need(self.reward in REWARDS, "reward", f"one of {REWARDS}")
+        self.need_all(("overlong_buffer", "grader_workers"), _at_least(0), "an integer >= 0")
+        self.need(math.isfinite(self.overlong_penalty), "overlong_penalty", "a finite number")
+
+
+@dataclass
+class PPOConfig(_Section):
+    """The policy update: optimiser, PPO clipping, loss."""
+
+    section: ClassVar[str] = "ppo"
+    epochs: int = option(1, "passes over the step's rollouts")
+    mini_batch_prompts: int = option(0, "prompts per PPO mini-batch (one optimizer step each); 0 = all")
+    micro_batch_size: int = option(0, "rollouts per forward/backward (gradient accumulation); 0 = whole mini-batch")
+    lr: float = option(1e-4, "learning rate (AdamW)")
+    weight_decay: float = option(0.0, "AdamW weight decay")
+    adam_beta1: float = option(0.9, "AdamW beta1")
+    adam_beta2: float = option(0.99, "AdamW beta2")
+    warmup_steps: int = option(0, "linear learning-rate warm-up steps")
+    lr_schedule: str = option("constant", f"after warm-up, one of {LR_SCHEDULES}")
+    grad_clip: float = option(1.0, "clip the gradient norm to this (0 = no clipping)")
+    clip_low: float = option(0.2, "PPO clip epsilon below 1 (ratio >= 1 - clip_low)")
+    clip_high: float = option(0.2, "PPO clip epsilon above 1 (DAPO clip-higher: 0.28; KTAE paper: 0.24)")
+    dual_clip: float = option(0.0, "dual-clip constant c > 1 for negative advantages (0 = off)")
+    loss_agg_mode: str = option("token-mean", f"loss aggregation, one of {LOSS_AGG_MODES}")
+    kl_coef: float = option(0.001, "coefficient of the KL-to-reference loss (0 = no reference model)")
+    kl_kind: str = option("low_var_kl", f"KL estimator, one of {KL_KINDS}")
+    entropy_coef: float = option(0.0, "entropy bonus coefficient")
+    top_entropy_quantile: float = option(1.0, "share of the highest-entropy tokens of each forward batch that the "
+                                         "policy loss keeps (1 = all; 0.2 = the top 20%, Wang et al. 2025 / TRL's "
+                                         "top_entropy_quantile)")
+
+    def __post_init__(self) -> None:
+        self.need(self.epochs >= 1, "epochs", "an integer >= 1")
+        self.need_all(("mini_batch_prompts", "micro_batch_size", "warmup_steps"), _at_least(0), "an integer >= 0")
+        self.need_all(("lr", "clip_low", "clip_high", "kl_coef", "entropy_coef", "grad_clip", "weight_decay"),
+                      _finite, "a finite number")
+        self.need_all(("lr", "clip_high", "kl_coef", "grad_clip"), _at_least(0), "a number >= 0")
+        self.need(self.lr_schedule in LR_SCHEDULES, "lr_schedule", f"one of {LR_SCHEDULES}")
+        self.need(self.loss_agg_mode in LOSS_AGG_MODES, "loss_agg_mode", f"one of {LOSS_AGG_MODES}")
+        self.need(self.kl_kind in KL_KINDS, "kl_kind", f"one of {KL_KINDS}")
+        self.need(0 <= self.clip_low < 1, "clip_low", "a number in [0, 1)")
+        self.need(self.dual_clip == 0 or self.dual_clip > 1, "dual_clip", "0 (off) or a number > 1")
+        self.need(0 < self.top_entropy_quantile <= 1, "top_entropy_quantile", "a number in (0, 1]")
+
+
+@dataclass
+class EvaluationConfig(_Section):
+    """The held-out evaluation (greedy) on schedule."""
+
+    section: ClassVar[str] = "eval"
+    path: str = option("", "held-out set (same forms as --data); empty: the embedded task's held-out problems, or none "
+                       "for other data")
+    subset: str = option("", "Hub configuration of --eval_data")
+    split: str = option("test", "split of --eval_data")
+    size: int = option(200, "held-out problems evaluated (greedy) on schedule; 0 = all")
+    every: int = option(10, "evaluate every N steps (and at step 0 and the end; 0 = never)")
+    max_new_tokens: int = option(0, "longest response when evaluating (0 = max_new_tokens)")
+    batch_size: int = option(200, "sequences per generate() call when evaluating")
+
+    def __post_init__(self) -> None:
+        self.need_all(("size", "every", "max_new_tokens"), _at_least(0), "an integer >= 0")
+        self.need(self.batch_size >= 1, "batch_size", "an integer >= 1")
+
+
+@dataclass
+class LogConfig(_Section):
+    """What the run writes: console lines, checkpoints, loggers, key-token dumps."""
+
+    section: ClassVar[str] = "log"
+    quiet: bool = option(False, "print only the start/end summary, not one line per step")
+    save_every: int = option(20, "checkpoint every N steps (and at the end and on Ctrl-C; 0 = only then)")
+    keep_checkpoints: int = option(1, "checkpoints kept in the run folder (oldest removed first)")
+    save_model: bool = option(True, "also write the final policy as a Hugging Face folder <run_dir>/final")
+    tensorboard: bool = option(False, "also log to tensorboard (<run_dir>/tensorboard; needs ktae[tensorboard])")
+    wandb: bool = option(False, "also log to Weights & Biases (needs ktae[wandb])")
+    wandb_project: str = option("ktae", "W&B project")
+    dump_key_tokens_every: int = option(0, "every N steps write the step's rollouts to key_tokens/step_XXXX.jsonl (and "
+                                        "an HTML key-token report; 0 = never)")
+
+    def __post_init__(self) -> None:
+        self.need_all(("save_every", "dump_key_tokens_every"), _at_least(0), "an integer >= 0")
+        self.need(self.keep_checkpoints >= 1, "keep_checkpoints", "an integer >= 1")
+
+
+def _section(kind: type, help: str) -> Any:
+    return field(default_factory=kind, metadata={"help": help})
+
+
+@dataclass
+class TrainConfig(_Section):
     """Every option of ``ktae train``; the defaults are the embedded CPU run (GRPO+KTAE)."""
 
-    # ---------------------------------------------------------------- run
-    preset: str = _f("default", "preset the other values started from (informational; set it with --preset)", "run")
-    run_dir: str = _f("", "folder of this run (metrics, checkpoints); empty: <output_root>/<preset>-<estimator>-<time>",
-                      "run")
-    output_root: str = _f("runs", "parent folder of automatically named run folders", "run")
-    seed: int = _f(0, "seed of sampling, prompt order and initialisation of everything random", "run")
-    steps: int = _f(150, "RL steps (one step = generate, reward, advantages, PPO update)", "run")
-    quiet: bool = _f(False, "print only the start/end summary, not one line per step", "run")
+    preset: str = option("default", "preset the other values started from (informational; set it with --preset)")
+    run_dir: str = option("", "folder of this run (metrics, checkpoints); empty: <output_root>/<preset>-<estimator>-"
+                          "<time>")
+    output_root: str = option("runs", "parent folder of automatically named run folders")
+    seed: int = option(0, "seed of sampling, prompt order and initialisation of everything random")
+    steps: int = option(150, "RL steps (one step = generate, reward, advantages, PPO update)")
+    model: ModelConfig = _section(ModelConfig, "Model")
+    data: DataConfig = _section(DataConfig, "Data")
+    task: TaskConfig = _section(TaskConfig, "Embedded task (used with --data embedded)")
+    tiny: TinyModelConfig = _section(TinyModelConfig, "Tiny model (used with --model embedded; cached once built)")
+    rollout: RolloutConfig = _section(RolloutConfig, "Rollouts")
+    algorithm: AlgorithmConfig = _section(AlgorithmConfig, "Algorithm (advantages and rewards)")
+    ktae: KTAEConfig = _section(KTAEConfig, "KTAE (the core's KTAEConfig; used when --estimator ends with +ktae)")
+    ppo: PPOConfig = _section(PPOConfig, "Update (PPO)")
+    eval: EvaluationConfig = _section(EvaluationConfig, "Held-out evaluation")
+    log: LogConfig = _section(LogConfig, "Logging and checkpoints")
 
-    # ---------------------------------------------------------------- model
-    model: str = _f("embedded", "'embedded' (tiny model built locally), a Hugging Face model id, a local folder, "
-                    "or a local .gguf file", "model")
-    gguf_file: str = _f("", "GGUF file name inside the --model folder/repo (a .gguf path in --model sets it)", "model")
-    tokenizer: str = _f("", "tokenizer id/path if it differs from the model's", "model")
-    dtype: str = _f("auto", f"compute dtype, one of {DTYPES} (trained weights stay float32, bf16/fp16 run under "
-                    "autocast); auto: bfloat16 on a GPU, float32 on a CPU", "model")
-    device: str = _f("auto", "'auto' (cuda when available), 'cpu', 'cuda', 'cuda:1', ...", "model")
-    trust_remote_code: bool = _f(False, "allow custom model code from the Hub", "model")
-    gradient_checkpointing: bool = _f(False, "recompute activations in the backward pass (saves memory)", "model")
-    threads: int = _f(0, "torch CPU threads (0: 1 for the embedded tiny model, whose small matrices gain "
-                                 "nothing from more; torch's default, one per core, otherwise)", "model")
+    def __post_init__(self) -> None:
+        self.validate()
 
-    # ---------------------------------------------------------------- data
-    data: str = _f("embedded", "'embedded' (procedural arithmetic), a Hub dataset id, a .jsonl/.json/.parquet file, "
-                   "or a datasets.save_to_disk folder", "data")
-    data_config: str = _f("", "Hub dataset configuration (subset) name", "data")
-    split: str = _f("train", "split of --data to train on", "data")
-    problem_field: str = _f("problem", "field holding the problem text", "data")
-    answer_field: str = _f("answer", "field holding the reference answer (or the solution, see below)", "data")
-    answer_from_solution: bool = _f(False, "the answer field is a worked solution: use its last \\boxed{} as answer",
-                                    "data")
-    filter_field: str = _f("", "keep only rows whose FIELD value is in --filter_values (e.g. level)", "data")
-    filter_values: list = _f([], "accepted values of --filter_field, comma-separated (e.g. 'Level 3,Level 4')", "data")
-    eval_data: str = _f("", "held-out set (same forms as --data); empty: the embedded task's held-out problems, "
-                        "or none for other data", "data")
-    eval_data_config: str = _f("", "Hub configuration of --eval_data", "data")
-    eval_split: str = _f("test", "split of --eval_data", "data")
-    eval_size: int = _f(200, "held-out problems evaluated (greedy) on schedule; 0 = all", "data")
-    template: str = _f("auto", "prompt template: 'qwen_math', 'r1', 'chat', a string with {problem}, or 'auto' "
-                       "('{problem}\\n' for the embedded task, qwen_math otherwise)", "data")
-    max_prompt_tokens: int = _f(1024, "prompts longer than this are skipped", "data")
-
-    # ---------------------------------------------------------------- embedded task and tiny model
-    task: str = _f("arithmetic", "embedded task: 'arithmetic' (expressions, character tokens, fixed-shape solutions) "
-                   "or 'word' (word problems, BPE tokens, solutions of varying length with labelled mistakes)",
-                   "embedded")
-    task_min_operands: int = _f(3, "embedded task: fewest operands per expression", "embedded")
-    task_max_operands: int = _f(4, "embedded task: most operands per expression", "embedded")
-    task_max_operand: int = _f(9, "embedded task: operands are 1..N", "embedded")
-    tiny_hidden_size: int = _f(64, "tiny model: width", "embedded")
-    tiny_layers: int = _f(4, "tiny model: transformer blocks", "embedded")
-    tiny_heads: int = _f(4, "tiny model: attention heads", "embedded")
-    tiny_intermediate_size: int = _f(192, "tiny model: MLP width", "embedded")
-    tiny_max_positions: int = _f(128, "tiny model: longest prompt + response in tokens", "embedded")
-    tiny_sft_steps: int = _f(800, "tiny model: supervised warm-start steps (cached after the first run)", "embedded")
-    tiny_sft_batch_size: int = _f(64, "tiny model: sequences per warm-start step", "embedded")
-    tiny_sft_lr: float = _f(3e-3, "tiny model: warm-start peak learning rate", "embedded")
-    tiny_correct_fraction: float = _f(0.35, "tiny model: share of warm-start solutions with the right order of "
-                                      "operations (the rest evaluate left to right)", "embedded")
-    tiny_seed: int = _f(1234, "tiny model: seed of its initialisation and warm-start data", "embedded")
-    cache_dir: str = _f("", "cache of built models (default: $KTAE_CACHE or ~/.cache/ktae)", "embedded")
-
-    # ---------------------------------------------------------------- rollouts
-    prompts_per_step: int = _f(16, "prompts (groups) per RL step", "rollout")
-    rollouts_per_prompt: int = _f(8, "sampled responses per prompt (group size n)", "rollout")
-    max_new_tokens: int = _f(64, "longest response in tokens", "rollout")
-    temperature: float = _f(1.0, "sampling temperature of the rollouts (also divides the logits in the update)",
-                            "rollout")
-    top_p: float = _f(1.0, "nucleus sampling threshold of the rollouts", "rollout")
-    generation_batch_size: int = _f(128, "sequences per generate() call", "rollout")
-    backend: str = _f("hf", "generation backend: 'hf' (transformers) or 'vllm' (GPU, needs ktae[vllm])", "rollout")
-    vllm_gpu_memory_utilization: float = _f(0.4, "vLLM: share of GPU memory for its engine", "rollout")
-
-    # ---------------------------------------------------------------- algorithm
-    estimator: str = _f("grpo+ktae", f"advantage estimator, one of {ESTIMATORS}", "algorithm")
-    ktae_alpha: float = _f(1.0, "KTAE: weight of Fisher's exact test (0 = ablate)", "algorithm")
-    ktae_beta: float = _f(1.0, "KTAE: weight of the information gain (0 = ablate)", "algorithm")
-    ktae_gamma: float = _f(1.0, "KTAE: weight of the term-frequency direction (0 = ablate)", "algorithm")
-    ktae_top: float = _f(1.0, "KTAE: bound of the key-token value", "algorithm")
-    ktae_fisher_at_one: str = _f("exp", "KTAE: 'exp' (paper-effective) or 'zero' (F = 0 when p = 1)", "algorithm")
-    ktae_threshold: float = _f(0.0, "KTAE: a rollout is correct when its reward is > this", "algorithm")
-    reward: str = _f("math", "'math' (1 correct / 0 wrong) or 'dapo' (+1 / -1 plus overlong shaping)", "algorithm")
-    overlong_buffer: int = _f(0, "DAPO overlong shaping: length of the soft-penalty zone before max_new_tokens "
-                              "(0 = off)", "algorithm")
-    overlong_penalty: float = _f(1.0, "DAPO overlong shaping: penalty factor", "algorithm")
-    dynamic_sampling: bool = _f(False, "DAPO: drop groups whose rollouts all have the same accuracy and keep "
-                                "generating until prompts_per_step groups are kept", "algorithm")
-    generation_prompts: int = _f(0, "prompts per generation batch with dynamic sampling (0 = prompts_per_step)",
-                                 "algorithm")
-    max_generation_batches: int = _f(10, "dynamic sampling: most generation batches per step", "algorithm")
-    grader_workers: int = _f(1, "processes grading answers (0 = in this process)", "algorithm")
-
-    # ---------------------------------------------------------------- update
-    ppo_epochs: int = _f(1, "passes over the step's rollouts", "update")
-    mini_batch_prompts: int = _f(0, "prompts per PPO mini-batch (one optimizer step each); 0 = all", "update")
-    micro_batch_size: int = _f(0, "rollouts per forward/backward (gradient accumulation); 0 = whole mini-batch",
-                               "update")
-    lr: float = _f(1e-4, "learning rate (AdamW)", "update")
-    weight_decay: float = _f(0.0, "AdamW weight decay", "update")
-    adam_beta1: float = _f(0.9, "AdamW beta1", "update")
-    adam_beta2: float = _f(0.99, "AdamW beta2", "update")
-    warmup_steps: int = _f(0, "linear learning-rate warm-up steps", "update")
-    lr_schedule: str = _f("constant", f"after warm-up, one of {LR_SCHEDULES}", "update")
-    grad_clip: float = _f(1.0, "clip the gradient norm to this (0 = no clipping)", "update")
-    clip_low: float = _f(0.2, "PPO clip epsilon below 1 (ratio >= 1 - clip_low)", "update")
-    clip_high: float = _f(0.2, "PPO clip epsilon above 1 (DAPO clip-higher: 0.28; KTAE paper: 0.24)", "update")
-    dual_clip: float = _f(0.0, "dual-clip constant c > 1 for negative advantages (0 = off)", "update")
-    loss_agg_mode: str = _f("token-mean", f"loss aggregation, one of {LOSS_AGG_MODES}", "update")
-    kl_coef: float = _f(0.001, "coefficient of the KL-to-reference loss (0 = no reference model)", "update")
-    kl_kind: str = _f("low_var_kl", f"KL estimator, one of {KL_KINDS}", "update")
-    entropy_coef: float = _f(0.0, "entropy bonus coefficient", "update")
-    top_entropy_quantile: float = _f(1.0, "share of the highest-entropy tokens of each forward batch that the policy "
-                                     "loss keeps (1 = all; 0.2 = the top 20%, Wang et al. 2025 / TRL's "
-                                     "top_entropy_quantile)", "update")
-
-    # ---------------------------------------------------------------- schedule and logging
-    eval_every: int = _f(10, "evaluate on the held-out set every N steps (and at step 0 and the end; 0 = never)",
-                         "schedule")
-    eval_max_new_tokens: int = _f(0, "longest response when evaluating (0 = max_new_tokens)", "schedule")
-    eval_batch_size: int = _f(200, "sequences per generate() call when evaluating", "schedule")
-    save_every: int = _f(20, "checkpoint every N steps (and at the end and on Ctrl-C; 0 = only then)", "schedule")
-    keep_checkpoints: int = _f(1, "checkpoints kept in the run folder (oldest removed first)", "schedule")
-    save_model: bool = _f(True, "also write the final policy as a Hugging Face folder <run_dir>/final", "schedule")
-    tensorboard: bool = _f(False, "also log to tensorboard (<run_dir>/tensorboard; needs ktae[tensorboard])",
-                           "schedule")
-    wandb: bool = _f(False, "also log to Weights & Biases (needs ktae[wandb])", "schedule")
-    wandb_project: str = _f("ktae", "W&B project", "schedule")
-    dump_key_tokens_every: int = _f(0, "every N steps write the step's rollouts to key_tokens/step_XXXX.jsonl "
-                                    "(and an HTML key-token report; 0 = never)", "schedule")
-
-    # ------------------------------------------------------------------ helpers
     def validate(self) -> "TrainConfig":
-        """Raise ValueError naming the first bad option; returns self."""
-        def need(cond: bool, name: str, expected: str) -> None:
-            if not cond:
-                raise ValueError(f"--{name}: expected {expected}, got {getattr(self, name)!r}")
-
-        need(self.estimator in ESTIMATORS, "estimator", f"one of {ESTIMATORS}")
-        need(self.reward in REWARDS, "reward", f"one of {REWARDS}")
-        need(self.loss_agg_mode in LOSS_AGG_MODES, "loss_agg_mode", f"one of {LOSS_AGG_MODES}")
-        need(self.kl_kind in KL_KINDS, "kl_kind", f"one of {KL_KINDS}")
-        need(self.lr_schedule in LR_SCHEDULES, "lr_schedule", f"one of {LR_SCHEDULES}")
-        need(self.dtype in DTYPES, "dtype", f"one of {DTYPES}")
-        need(self.backend in BACKENDS, "backend", f"one of {BACKENDS}")
-        need(self.task in TASKS, "task", f"one of {TASKS}")
-        need(self.ktae_fisher_at_one in FISHER_AT_ONE, "ktae_fisher_at_one", f"one of {FISHER_AT_ONE}")
-        for name in ("steps", "prompts_per_step", "rollouts_per_prompt", "max_new_tokens", "ppo_epochs",
-                     "generation_batch_size", "max_generation_batches", "eval_batch_size", "max_prompt_tokens",
-                     "keep_checkpoints"):
-            need(getattr(self, name) >= 1, name, "an integer >= 1")
-        for name in ("eval_every", "save_every", "eval_size", "mini_batch_prompts", "micro_batch_size", "warmup_steps",
-                     "overlong_buffer", "generation_prompts", "eval_max_new_tokens", "dump_key_tokens_every",
-                     "grader_workers", "threads"):
-            need(getattr(self, name) >= 0, name, "an integer >= 0")
-        need(self.overlong_buffer <= self.max_new_tokens, "overlong_buffer", "at most max_new_tokens")
-        need(self.rollouts_per_prompt >= 2 or not self.estimator.startswith("rloo"), "rollouts_per_prompt",
-             ">= 2 for RLOO")
-        need(self.lr >= 0, "lr", "a number >= 0")
-        need(self.temperature > 0, "temperature", "a number > 0 (RL needs sampling)")
-        need(0 < self.top_p <= 1, "top_p", "a number in (0, 1]")
-        need(0 <= self.clip_low < 1, "clip_low", "a number in [0, 1)")
-        need(self.clip_high >= 0, "clip_high", "a number >= 0")
-        need(self.dual_clip == 0 or self.dual_clip > 1, "dual_clip", "0 (off) or a number > 1")
-        need(self.kl_coef >= 0, "kl_coef", "a number >= 0")
-        need(0 < self.top_entropy_quantile <= 1, "top_entropy_quantile", "a number in (0, 1]")
-        need(self.grad_clip >= 0, "grad_clip", "a number >= 0")
-        need(0 <= self.tiny_correct_fraction <= 1, "tiny_correct_fraction", "a number in [0, 1]")
-        need(bool(self.model), "model", "'embedded', a model id, a folder or a .gguf file")
-        need(bool(self.data), "data", "'embedded', a dataset id, a file or a folder")
-        need(self.model != "embedded" or self.data == "embedded", "data",
-             "'embedded' when --model is 'embedded' (the tiny model only knows the embedded task's symbols)")
-        need(not self.filter_field or bool(self.filter_values), "filter_values", "at least one value with --filter_field")
-        for name in ("lr", "clip_low", "clip_high", "kl_coef", "entropy_coef", "temperature", "grad_clip",
-                     "weight_decay", "overlong_penalty"):
-            need(math.isfinite(getattr(self, name)), name, "a finite number")
+        """Check the rules that span sections (each section checked its own values); returns self."""
+        self.need(self.steps >= 1, "steps", "an integer >= 1")
+        if self.algorithm.overlong_buffer > self.rollout.max_new_tokens:
+            raise ValueError(f"--overlong_buffer: expected at most max_new_tokens ({self.rollout.max_new_tokens}), "
+                             f"got {self.algorithm.overlong_buffer!r}")
+        if self.algorithm.estimator.startswith("rloo") and self.rollout.rollouts_per_prompt < 2:
+            raise ValueError(f"--rollouts_per_prompt: expected >= 2 for RLOO, got {self.rollout.rollouts_per_prompt}")
+        if self.model.path == "embedded" and self.data.path != "embedded":
+            raise ValueError(f"--data: expected 'embedded' when --model is 'embedded' (the tiny model only knows the "
+                             f"embedded task's symbols), got {self.data.path!r}")
         return self
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """Nested plain values (what ``config.yaml`` holds; the KTAE fields set by the trainer left out)."""
+        values = dataclasses.asdict(self)
+        for name in KTAE_SET_BY_TRAINER:
+            values["ktae"].pop(name)
+        return values
 
     @property
     def uses_ktae(self) -> bool:
-        return self.estimator.endswith("+ktae")
+        return self.algorithm.estimator.endswith("+ktae")
 
     @property
     def rollout_estimator(self) -> str:
-        return self.estimator.split("+")[0]
+        return self.algorithm.estimator.split("+")[0]
 
-    def ktae_config(self, ignore_token_ids: tuple[int, ...] = ()):
-        """The core's :class:`~ktae.KTAEConfig` of this run (``ktae_*`` options, the rollout estimator)."""
-        from ktae.core.config import KTAEConfig
-
-        return KTAEConfig(alpha=self.ktae_alpha, beta=self.ktae_beta, gamma=self.ktae_gamma, top=self.ktae_top,
-                          threshold=self.ktae_threshold, fisher_at_one=self.ktae_fisher_at_one,
-                          rollout=self.rollout_estimator, ignore_token_ids=tuple(ignore_token_ids))
+    def ktae_config(self, ignore_token_ids: tuple[int, ...] = ()) -> KTAEConfig:
+        """The core's :class:`~ktae.KTAEConfig` of this run: ``ktae`` with the rollout estimator and ignored ids."""
+        return dataclasses.replace(self.ktae, rollout=self.rollout_estimator,
+                                   ignore_token_ids=tuple(ignore_token_ids))
 
 
-# ---------------------------------------------------------------------------- parsing
-def _field_types() -> dict[str, type]:
-    hints = typing.get_type_hints(TrainConfig)
-    return {f.name: hints[f.name] for f in fields(TrainConfig)}
+# ============================================================================ options: dotted and flat names
+@dataclass(frozen=True)
+class Option:
+    """One option of ``ktae train``: where it lives in :class:`TrainConfig` and its two names."""
+
+    section: str      # "" for the run-level fields
+    name: str         # field name inside the section
+    kind: Any         # its type
+    help: str
+    group: str        # title of its section in --help
+
+    @property
+    def dotted(self) -> str:
+        return f"{self.section}.{self.name}" if self.section else self.name
+
+    @property
+    def flat(self) -> str:
+        return flat_name(self.section, self.name)
 
 
-def _coerce(name: str, value: Any, kind: type) -> Any:
-    """Turn a YAML value or a command-line string into the option's type (ValueError naming the option)."""
-    try:
-        if kind is bool:
-            if isinstance(value, bool):
-                return value
-            if isinstance(value, (int, float)) and value in (0, 1):
-                return bool(value)
-            text = str(value).strip().lower()
-            if text in ("1", "true", "yes", "on"):
-                return True
-            if text in ("0", "false", "no", "off"):
-                return False
-            raise ValueError
-        if kind is int:
-            if isinstance(value, bool):
-                raise ValueError
-            if isinstance(value, float):
-                if not value.is_integer():
-                    raise ValueError
-                return int(value)
-            return int(str(value).strip().replace("_", ""))
-        if kind is float:
-            if isinstance(value, bool):
-                raise ValueError
-            return float(value)
-        if kind is list or typing.get_origin(kind) is list:
-            if value is None:
-                return []
-            if isinstance(value, (list, tuple)):
-                return [str(v) for v in value]
-            text = str(value).strip()
-            return [part.strip() for part in text.split(",") if part.strip()] if text else []
-        if kind is str:
-            if value is None:
-                return ""
-            if isinstance(value, (dict, list)):
-                raise ValueError
-            return str(value)
-    except (TypeError, ValueError):
-        pass
-    type_name = "list (comma-separated)" if kind is list else kind.__name__
-    raise ValueError(f"--{name}: expected {type_name}, got {value!r}")
+@functools.cache
+def options() -> dict[str, Option]:
+    """Every option of ``ktae train`` by flat name, in ``--help`` order (``preset`` is ``--preset``'s)."""
+    out: dict[str, Option] = {}
+    for top in fields(TrainConfig):
+        kind = typing.get_type_hints(TrainConfig)[top.name]
+        if not dataclasses.is_dataclass(kind):
+            if top.name != "preset":
+                out[top.name] = Option("", top.name, kind, top.metadata["help"], "Run")
+            continue
+        hints = typing.get_type_hints(kind)
+        for f in fields(kind):
+            if top.name == "ktae" and f.name in KTAE_SET_BY_TRAINER:
+                continue
+            opt = Option(top.name, f.name, hints[f.name], f.metadata.get("help", ""), top.metadata["help"])
+            out[opt.flat] = opt
+    return out
 
 
-def _apply(cfg: TrainConfig, values: dict, source: str) -> TrainConfig:
-    types_ = _field_types()
-    updates = {}
+def _unknown(key: str, source: str) -> ValueError:
+    names = list(options()) + [o.dotted for o in options().values()]
+    close = difflib.get_close_matches(key, names, n=3, cutoff=0.6) or [n for n in names if key in n][:3]
+    hint = f" (did you mean {', '.join('--' + c for c in close)}?)" if close else ""
+    return ValueError(f"{source}: unknown option {key!r}{hint}; see 'ktae train --help'")
+
+
+def flatten(values: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """``{flat name: value}`` from flat keys, dotted keys, or sections given as mappings or dataclasses."""
+    by_dotted = {o.dotted: flat for flat, o in options().items()}
+    sections = {o.section for o in options().values()}
+    out: dict[str, Any] = {}
     for key, value in values.items():
-        name = str(key).replace("-", "_")
-        if name not in types_:
-            close = [n for n in types_ if name in n or n in name][:3]
-            hint = f" (did you mean {', '.join('--' + c for c in close)}?)" if close else ""
-            raise ValueError(f"{source}: unknown option {key!r}{hint}; see 'ktae train --help'")
-        updates[name] = _coerce(name, value, types_[name])
-    return dataclasses.replace(cfg, **updates)
+        key = str(key).replace("-", "_")
+        if key in sections and dataclasses.is_dataclass(value) and not isinstance(value, type):
+            value = {f.name: getattr(value, f.name) for f in fields(value)}
+        if key in sections and isinstance(value, Mapping):
+            inner = {f"{key}.{k}": v for k, v in value.items() if not (key == "ktae" and k in KTAE_SET_BY_TRAINER)}
+            out.update(flatten(inner, source))
+            continue
+        flat = key if key in options() else by_dotted.get(key)
+        if flat is None:
+            raise _unknown(key, source)
+        out[flat] = value
+    return out
 
 
+def as_flat(cfg: TrainConfig) -> dict[str, Any]:
+    """``{flat name: value}`` of every option of ``cfg``."""
+    return {flat: getattr(getattr(cfg, o.section) if o.section else cfg, o.name) for flat, o in options().items()}
+
+
+def from_flat(values: Mapping[str, Any], preset: str) -> TrainConfig:
+    """The :class:`TrainConfig` of ``{flat name: typed value}`` (every option present), checked."""
+    sections: dict[str, dict[str, Any]] = {}
+    top: dict[str, Any] = {"preset": preset}
+    for flat, opt in options().items():
+        (sections.setdefault(opt.section, {}) if opt.section else top)[opt.name] = values[flat]
+    hints = typing.get_type_hints(TrainConfig)
+    return TrainConfig(**top, **{name: hints[name](**kw) for name, kw in sections.items()})
+
+
+# ============================================================================ reading values
+def _views() -> list[type]:
+    """One dataclass per ``--help`` group whose fields are the flat options (dotted names as aliases)."""
+    groups: dict[str, list] = {}
+    defaults = as_flat(TrainConfig())
+    for flat, opt in options().items():
+        kind = list[str] if typing.get_origin(opt.kind) is list else opt.kind
+        aliases = [f"--{opt.dotted}"] if opt.dotted != flat else []
+        metavar = None if kind is bool else "LIST" if kind is not opt.kind else kind.__name__.upper()
+        groups.setdefault(opt.group, []).append(
+            (flat, kind, option(defaults[flat], opt.help, aliases=aliases, metavar=metavar)))
+    views = []
+    for i, (title, specs) in enumerate(groups.items()):
+        view = dataclasses.make_dataclass(f"TrainOptions{i}", specs)
+        view._argument_group_name = title
+        views.append(view)
+    return views
+
+
+@dataclass
+class Launch:
+    """How ``ktae train`` starts: from a preset and/or a YAML file, or from a run folder."""
+
+    _argument_group_name: ClassVar[str] = "Start"
+    preset: str = option("", "start from a preset (listed below; default: 'default')", metavar="NAME")
+    config: str = option("", "YAML file of option: value pairs (flat names or nested sections)", metavar="FILE")
+    resume: str = option("", metavar="RUN_DIR", help="continue the run in this folder from its last checkpoint (same metrics as an "
+                         "uninterrupted run)")
+
+
+def parser(add_launch: bool = True):
+    """The ``HfArgumentParser`` of ``ktae train`` (every option with its default and help)."""
+    from ktae.train.presets import PRESET_HELP, preset_names
+
+    width = max(len(name) for name in preset_names())
+    presets = "\n".join(f"  {name:<{width}}  {PRESET_HELP.get(name, '')}" for name in preset_names())
+    return make_parser(
+        ([Launch] if add_launch else []) + _views(), prog="ktae train",
+        usage="ktae train [--preset NAME] [--config FILE.yaml] [--key value ...]\n"
+              "       ktae train --resume RUN_DIR [--key value ...]",
+        description="Reinforcement learning of a language model on verifiable math answers with GRPO or DAPO, with "
+                    "or without\nKey-token Advantage Estimation. Without arguments: a tiny model on the embedded "
+                    "arithmetic task, on a CPU,\nin a few minutes. Values: defaults < --preset < --config YAML < "
+                    "options. Every option has a dotted\nname (--ktae.alpha) and a flat one (--ktae_alpha).",
+        epilog=f"presets:\n{presets}")
+
+
+def read_options(argv: list[str], source: str = "arguments") -> dict[str, Any]:
+    """``{flat name: typed value}`` of the options written in ``argv`` (only those), read by the parser."""
+    import argparse
+
+    reader = parser(add_launch=False)
+    for action in reader._actions:
+        action.default = argparse.SUPPRESS  # keep only what argv sets
+    try:
+        namespace, rest = reader.parse_known_args(list(argv))
+    except argparse.ArgumentError as exc:
+        raise ValueError(f"{source}: {exc}") from None
+    if rest:
+        first = rest[0]
+        if first.startswith("--"):
+            raise _unknown(first[2:].partition("=")[0].replace("-", "_"), source)
+        raise ValueError(f"{source}: unexpected argument {first!r}: options are written --key value")
+    return vars(namespace)
+
+
+def _as_text(flat: str, value: Any, source: str) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (list, tuple)) and typing.get_origin(options()[flat].kind) is list:
+        return ",".join(str(v) for v in value)
+    if isinstance(value, (list, tuple, dict, set)):
+        raise ValueError(f"{source}: --{flat}: expected a single value, got {value!r}")
+    return "" if value is None else str(value)
+
+
+def coerce(values: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """``{flat name: typed value}`` of option values given in any form (YAML, Python, presets), as if typed."""
+    flat = flatten(values, source)
+    return read_options([f"--{k}={_as_text(k, v, source)}" for k, v in flat.items()], source)
+
+
+# ============================================================================ configurations
 def load_yaml(path: str | Path) -> dict:
     import yaml
 
@@ -319,11 +526,16 @@ def save_yaml(cfg: TrainConfig, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True))
 
 
+def with_options(cfg: TrainConfig, source: str = "arguments", /, **values: Any) -> TrainConfig:
+    """``cfg`` with option values (flat or dotted names, any form) replaced, checked."""
+    return from_flat({**as_flat(cfg), **coerce(values, source)}, cfg.preset) if values else cfg.validate()
+
+
 def make_config(preset: str | None = None, config_file: str | Path | None = None, /, **overrides: Any) -> TrainConfig:
-    """Defaults < preset < YAML file < keyword overrides, validated.
+    """Defaults < preset < YAML file < keyword overrides, checked.
 
     ``make_config("dapo-ktae", seed=2, steps=40)`` is what ``ktae train --preset dapo-ktae
-    --seed 2 --steps 40`` runs.
+    --seed 2 --steps 40`` runs; ``make_config(**{"ktae.alpha": 0})`` is ``--ktae.alpha 0``.
     """
     from ktae.train.presets import get_preset
 
@@ -331,129 +543,48 @@ def make_config(preset: str | None = None, config_file: str | Path | None = None
     preset = preset or file_values.pop("preset", None) or overrides.pop("preset", None) or "default"
     file_values.pop("preset", None)
     overrides.pop("preset", None)
-    cfg = TrainConfig()
-    cfg = _apply(cfg, get_preset(preset), f"preset {preset!r}")
-    cfg = dataclasses.replace(cfg, preset=preset)
-    cfg = _apply(cfg, file_values, f"--config {config_file}")
-    cfg = _apply(cfg, overrides, "arguments")
-    return cfg.validate()
+    values = as_flat(TrainConfig())
+    values.update(coerce(get_preset(preset), f"preset {preset!r}"))
+    values.update(coerce(file_values, f"--config {config_file}"))
+    values.update(coerce(overrides, "arguments"))
+    return from_flat(values, preset)
 
 
-def split_argv(argv: list[str]) -> dict[str, Any]:
-    """``--key value``, ``--key=value`` and bare boolean ``--flag`` -> {key: value} (in order)."""
-    types_ = _field_types()
-    out: dict[str, Any] = {}
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        if not arg.startswith("--") or arg == "--":
-            raise ValueError(f"unexpected argument {arg!r}: options are written --key value (see 'ktae train --help')")
-        key, eq, value = arg[2:].partition("=")
-        key = key.replace("-", "_")
-        if eq:
-            out[key] = value
-            i += 1
-            continue
-        is_bool = types_.get(key) is bool
-        nxt = argv[i + 1] if i + 1 < len(argv) else None
-        if is_bool and (nxt is None or nxt.startswith("--") or nxt.lower() not in
-                        ("1", "0", "true", "false", "yes", "no", "on", "off")):
-            out[key] = True
-            i += 1
-            continue
-        if nxt is None:
-            raise ValueError(f"--{key}: expected a value after it")
-        out[key] = nxt
-        i += 2
-    return out
-
-
-def parse_args(argv: list[str]) -> TrainConfig:
-    """The configuration for ``ktae train ARGS`` (``--resume`` is handled by the CLI; see :func:`resume_config`)."""
-    values = split_argv(list(argv))
-    values.pop("resume", None)
-    preset = values.pop("preset", None)
-    config_file = values.pop("config", None)
-    return make_config(preset, config_file, **values)
-
-
-def resume_config(run_dir: str | Path, overrides: dict | None = None) -> TrainConfig:
-    """The saved configuration of ``run_dir`` with ``overrides`` (option: value) applied."""
+def load_run_config(run_dir: str | Path) -> TrainConfig:
+    """The configuration saved in ``run_dir/config.yaml`` (nested, or flat from older versions)."""
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         raise ValueError(f"--resume: {str(run_dir)!r} is not a run folder (no config.yaml in it)")
+    saved = load_yaml(path)
+    return with_options(TrainConfig(preset=str(saved.pop("preset", "default"))), str(path), **saved)
+
+
+def resume_config(run_dir: str | Path, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
+    """The saved configuration of ``run_dir`` with ``overrides`` (option: value) applied."""
     values = dict(overrides or {})
-    values.pop("resume", None)
     if "preset" in values or "config" in values:
         raise ValueError("--resume continues a run with its saved configuration; --preset/--config cannot be combined")
-    cfg = TrainConfig()
-    cfg = _apply(cfg, load_yaml(path), f"{path}")
-    cfg = _apply(cfg, values, "arguments")
-    cfg = dataclasses.replace(cfg, run_dir=str(Path(run_dir)))
-    return cfg.validate()
+    return with_options(load_run_config(run_dir), "arguments", **values, run_dir=str(Path(run_dir)))
 
 
-# ---------------------------------------------------------------------------- help
-GROUP_TITLES = {
-    "run": "Run",
-    "model": "Model",
-    "data": "Data",
-    "embedded": "Embedded task and tiny model (used when --model embedded)",
-    "rollout": "Rollouts",
-    "algorithm": "Algorithm (advantages and rewards)",
-    "update": "Update (PPO)",
-    "schedule": "Schedule and logging",
-}
+def parse_command(argv: list[str]) -> tuple[Launch, dict[str, Any]]:
+    """``(how to start, {flat name: value} of the options)`` from ``ktae train ARGS``."""
+    launch, rest = parse(make_parser([Launch], prog="ktae train", add_help=False), argv, remaining=True)
+    if launch.resume and (launch.preset or launch.config):
+        raise ValueError("--resume continues a run with its saved configuration; --preset/--config cannot be combined")
+    return launch, read_options(rest)
 
 
-def help_text() -> str:
-    """The text of ``ktae train --help``: usage, presets, then every option with its default."""
-    from ktae.train.presets import PRESET_HELP, preset_names
-
-    defaults = TrainConfig()
-    types_ = _field_types()
-    lines = [
-        "usage: ktae train [--preset NAME] [--config FILE.yaml] [--key value ...]",
-        "       ktae train --resume RUN_DIR [--key value ...]",
-        "",
-        "Reinforcement learning of a language model on verifiable math answers with GRPO or DAPO, with or",
-        "without Key-token Advantage Estimation. Without arguments: a tiny model on the embedded arithmetic",
-        "task, on a CPU, in a few minutes. Values: defaults < --preset < --config YAML < --key value.",
-        "",
-        "  --preset NAME        start from a preset (below)",
-        "  --config FILE        YAML file of option: value pairs",
-        "  --resume RUN_DIR     continue a run from its last checkpoint (same metrics as an uninterrupted run)",
-        "  -h, --help           show this text",
-        "",
-        "presets:",
-    ]
-    width = max(len(name) for name in preset_names())
-    for name in preset_names():
-        lines.append(f"  {name:<{width}}  {PRESET_HELP.get(name, '')}")
-    groups: dict[str, list] = {}
-    for f in fields(TrainConfig):
-        groups.setdefault(f.metadata.get("group", "other"), []).append(f)
-    wrap = textwrap.TextWrapper(width=110, initial_indent=" " * 6, subsequent_indent=" " * 6)
-    for group, group_fields in groups.items():
-        lines += ["", GROUP_TITLES.get(group, group) + ":"]
-        for f in group_fields:
-            kind = types_[f.name]
-            kind_name = "list" if (kind is list or typing.get_origin(kind) is list) else kind.__name__
-            default = getattr(defaults, f.name)
-            shown = ",".join(default) if isinstance(default, list) else default
-            lines.append(f"  --{f.name} {kind_name.upper()}  (default: {shown!r})")
-            lines += wrap.wrap(f.metadata.get("help", ""))
-    return "\n".join(lines)
+def parse_args(argv: list[str]) -> TrainConfig:
+    """The configuration that ``ktae train ARGS`` runs (with ``--resume``: the run's, options applied)."""
+    launch, overrides = parse_command(argv)
+    if launch.resume:
+        return resume_config(launch.resume, overrides)
+    return make_config(launch.preset or None, launch.config or None, **overrides)
 
 
 __all__ = [
-    "TrainConfig",
-    "make_config",
-    "parse_args",
-    "resume_config",
-    "help_text",
-    "load_yaml",
-    "split_argv",
-    "save_yaml",
-    "ESTIMATORS",
+    "TrainConfig", "ModelConfig", "DataConfig", "TaskConfig", "TinyModelConfig", "RolloutConfig", "AlgorithmConfig",
+    "KTAEConfig", "PPOConfig", "EvaluationConfig", "LogConfig", "make_config", "parse_args", "resume_config", "load_run_config", "as_flat",
+    "with_options", "parser", "parse_command", "read_options", "load_yaml", "save_yaml", "options", "ESTIMATORS",
 ]

@@ -26,13 +26,13 @@ EMBEDDED_TRAIN_POOL = 20_000
 
 
 def embedded_task(cfg) -> ArithmeticTask | WordProblemTask:
-    """The embedded task that ``cfg.task`` names: ``arithmetic`` (with its ``task_*`` options) or ``word``."""
-    if cfg.task == "word":
+    """The embedded task that ``cfg.task.name`` names: ``arithmetic`` (with its ``task_*`` options) or ``word``."""
+    if cfg.task.name == "word":
         return WordProblemTask()
     return ArithmeticTask(
-        min_operands=cfg.task_min_operands,
-        max_operands=cfg.task_max_operands,
-        max_operand=cfg.task_max_operand,
+        min_operands=cfg.task.min_operands,
+        max_operands=cfg.task.max_operands,
+        max_operand=cfg.task.max_operand,
     )
 
 
@@ -131,32 +131,32 @@ def plugin_for(source: str):
 
 def load_problems(cfg) -> tuple[list[dict], list[dict]]:
     """(training problems, held-out problems) for a :class:`~ktae.train.config.TrainConfig`."""
-    plugin = plugin_for(cfg.data)
+    plugin = plugin_for(cfg.data.path)
     if plugin is not None:
         train, held_out = plugin(cfg)
-        if cfg.eval_data:
+        if cfg.eval.path:
             held_out = _load_eval(cfg)
         return train, held_out
-    if cfg.data == "embedded":
+    if cfg.data.path == "embedded":
         train, held_out = embedded_problems(embedded_task(cfg), cfg.seed)
-        if cfg.eval_data:
+        if cfg.eval.path:
             held_out = _load_eval(cfg)
         return train, held_out
-    rows = load_rows(cfg.data, cfg.split, cfg.data_config)
-    train = to_problems(rows, cfg.problem_field, cfg.answer_field, cfg.answer_from_solution, cfg.filter_field,
-                        cfg.filter_values, where=f"--data {cfg.data}")
-    held_out = _load_eval(cfg) if cfg.eval_data else []
+    rows = load_rows(cfg.data.path, cfg.data.split, cfg.data.subset)
+    train = to_problems(rows, cfg.data.problem_field, cfg.data.answer_field, cfg.data.answer_from_solution, cfg.data.filter_field,
+                        cfg.data.filter_values, where=f"--data {cfg.data.path}")
+    held_out = _load_eval(cfg) if cfg.eval.path else []
     return train, held_out
 
 
 def _load_eval(cfg) -> list[dict]:
-    if cfg.eval_data == "embedded":
+    if cfg.eval.path == "embedded":
         return embedded_problems(embedded_task(cfg), cfg.seed)[1]
-    rows = load_rows(cfg.eval_data, cfg.eval_split, cfg.eval_data_config)
+    rows = load_rows(cfg.eval.path, cfg.eval.split, cfg.eval.subset)
     columns = set(rows[0]) if rows else set()
-    answer_field = cfg.answer_field if cfg.answer_field in columns else "answer"
-    from_solution = cfg.answer_from_solution and answer_field == cfg.answer_field
-    return to_problems(rows, cfg.problem_field, answer_field, from_solution, where=f"--eval_data {cfg.eval_data}")
+    answer_field = cfg.data.answer_field if cfg.data.answer_field in columns else "answer"
+    from_solution = cfg.data.answer_from_solution and answer_field == cfg.data.answer_field
+    return to_problems(rows, cfg.data.problem_field, answer_field, from_solution, where=f"--eval_data {cfg.eval.path}")
 
 
 # ---------------------------------------------------------------------------- sampling

@@ -30,7 +30,7 @@ class VLLMEngine:
                            ("MASTER_PORT", str(_free_port()))):
             os.environ.setdefault(key, value)
         path = source
-        if cfg.model == "embedded" or cfg.gguf_file or str(cfg.model).lower().endswith(".gguf"):
+        if cfg.model.path == "embedded" or cfg.model.gguf_file or str(cfg.model.path).lower().endswith(".gguf"):
             # vLLM starts from a Hugging Face folder: write the (rebuilt) policy once
             path = str(Path(run_dir) / "vllm_init")
             model.save_pretrained(path, safe_serialization=True)
@@ -39,13 +39,13 @@ class VLLMEngine:
         self.tokenizer = tokenizer
         self.llm = LLM(
             model=path,
-            tokenizer=path if cfg.model == "embedded" else (cfg.tokenizer or None),
+            tokenizer=path if cfg.model.path == "embedded" else (cfg.model.tokenizer or None),
             dtype=str(dtype or next(model.parameters()).dtype).removeprefix("torch."),
-            gpu_memory_utilization=cfg.vllm_gpu_memory_utilization,
-            max_model_len=cfg.max_prompt_tokens + max(cfg.max_new_tokens, cfg.eval_max_new_tokens),
+            gpu_memory_utilization=cfg.rollout.vllm_gpu_memory_utilization,
+            max_model_len=cfg.data.max_prompt_tokens + max(cfg.rollout.max_new_tokens, cfg.eval.max_new_tokens),
             distributed_executor_backend="external_launcher",
             seed=cfg.seed,
-            trust_remote_code=cfg.trust_remote_code,
+            trust_remote_code=cfg.model.trust_remote_code,
         )
         self._calls = 0
 
@@ -66,6 +66,6 @@ class VLLMEngine:
         from ktae.generation import generate
 
         self._calls += 1
-        return generate(self.llm, self.tokenizer, prompts, max_new_tokens=max_new_tokens or self.cfg.max_new_tokens,
-                        temperature=0.0 if greedy else self.cfg.temperature, top_p=self.cfg.top_p, n=n,
+        return generate(self.llm, self.tokenizer, prompts, max_new_tokens=max_new_tokens or self.cfg.rollout.max_new_tokens,
+                        temperature=0.0 if greedy else self.cfg.rollout.temperature, top_p=self.cfg.rollout.top_p, n=n,
                         backend="vllm", seed=self.cfg.seed * 1_000_003 + self._calls, progress=False)

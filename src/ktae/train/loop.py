@@ -35,7 +35,7 @@ import ktae
 from ktae.monitoring import MixedGroupWatch, mixed_groups
 from ktae.special_tokens import special_token_ids
 from ktae.train import checkpoint as ckpt
-from ktae.train.config import TrainConfig, make_config, resume_config, save_yaml
+from ktae.train.config import TrainConfig, make_config, resume_config, save_yaml, with_options
 from ktae.train.data import PromptSampler, load_problems
 from ktae.train.logger import MetricsLogger
 from ktae.train.modeling import load_policy, resolve_device, resolve_dtype
@@ -97,7 +97,7 @@ class Run:
                          "rng": state.rng, "sampler": state.sampler, "eval_pending": state.eval_pending,
                          "elapsed": self.elapsed(), "config": self.cfg.to_dict()}
         return ckpt.save_checkpoint(self.run_dir, state.step, self.model, self.tokenizer, trainer_state,
-                                    keep=self.cfg.keep_checkpoints)
+                                    keep=self.cfg.log.keep_checkpoints)
 
 
 # ============================================================================ the loop
@@ -127,7 +127,7 @@ def train(config: TrainConfig | dict | None = None, *, resume: str | Path | None
                     evaluate_and_log(run, state.step, callbacks)
                     state.eval_pending = False
                 if state.step > run.start_step and (state.step == cfg.steps or
-                                                    (cfg.save_every and state.step % cfg.save_every == 0)):
+                                                    (cfg.log.save_every and state.step % cfg.log.save_every == 0)):
                     with guard.critical():
                         run.save(state)
                 if state.step >= cfg.steps:
@@ -149,10 +149,10 @@ def train(config: TrainConfig | dict | None = None, *, resume: str | Path | None
                                                           batch.response_mask) if batch else (0, 0)), step)
                     if warning:
                         run.log(f"warning: {warning}")
-                    if batch is not None and cfg.dump_key_tokens_every and step % cfg.dump_key_tokens_every == 0:
+                    if batch is not None and cfg.log.dump_key_tokens_every and step % cfg.log.dump_key_tokens_every == 0:
                         dump_rollouts(run.run_dir / "key_tokens" / f"step_{step:04d}.jsonl", batch, run.tokenizer,
                                       step, run.ktae_config)
-                    state = RunState.now(step, bool(cfg.eval_every) and (step % cfg.eval_every == 0
+                    state = RunState.now(step, bool(cfg.eval.every) and (step % cfg.eval.every == 0
                                                                          or step == cfg.steps), run.sampler)
     except BaseException as exc:
         save_on_stop(run, state, guard, exc)
@@ -262,40 +262,40 @@ def run_config(config, resume, overrides: dict) -> tuple[TrainConfig, Path, Path
 
 def open_run(cfg: TrainConfig, run_dir: Path, last: Path | None, log: Callable[[str], None]) -> Run:
     """Load the policy, data and optimizer, seed everything, restore a checkpoint when resuming."""
-    say = (lambda text: None) if cfg.quiet else log
-    device = resolve_device(cfg.device)
-    threads = cfg.threads or (1 if cfg.model == "embedded" and device.type == "cpu" else 0)
+    say = (lambda text: None) if cfg.log.quiet else log
+    device = resolve_device(cfg.model.device)
+    threads = cfg.model.threads or (1 if cfg.model.path == "embedded" and device.type == "cpu" else 0)
     if threads:
         torch.set_num_threads(threads)
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # no bar per checkpoint write; the console shows one row per step
-    dtype = resolve_dtype(cfg.dtype, device)   # compute dtype; trained parameters stay float32 (mixed precision)
+    dtype = resolve_dtype(cfg.model.dtype, device)   # compute dtype; trained parameters stay float32 (mixed precision)
     amp = contextlib.nullcontext if dtype == torch.float32 else \
         (lambda: torch.autocast(device_type=device.type, dtype=dtype))
     t_setup = time.time()
-    model, tokenizer, source = load_policy(cfg, device, torch.float32, progress=not cfg.quiet)
+    model, tokenizer, source = load_policy(cfg, device, torch.float32, progress=not cfg.log.quiet)
     model.eval()
     ref_model = None
-    if cfg.kl_coef > 0:
+    if cfg.ppo.kl_coef > 0:
         ref_model = copy.deepcopy(model).to(dtype).eval()   # frozen: kept in the compute dtype
         ref_model.requires_grad_(False)
     train_problems, eval_problems = load_problems(cfg)
     prompts = prepare_prompts(train_problems, cfg, tokenizer)
     sampler = PromptSampler(len(prompts.usable), cfg.seed)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
-                                  betas=(cfg.adam_beta1, cfg.adam_beta2), weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.ppo.lr,
+                                  betas=(cfg.ppo.adam_beta1, cfg.ppo.adam_beta2), weight_decay=cfg.ppo.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, cfg))
     ktae_config = cfg.ktae_config(special_token_ids(tokenizer))
     engine = None
-    if cfg.backend == "vllm":
+    if cfg.rollout.backend == "vllm":
         from ktae.train.engines import VLLMEngine
 
         engine = VLLMEngine(model, tokenizer, cfg, source, run_dir, dtype)
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     np.random.seed(cfg.seed % 2**32)
-    start_step, eval_pending, elapsed = 0, cfg.eval_every > 0, 0.0
+    start_step, eval_pending, elapsed = 0, cfg.eval.every > 0, 0.0
     if last is not None:
         saved = ckpt.load_trainer_state(last)
         ckpt.load_weights_into(model, last)
@@ -308,14 +308,14 @@ def open_run(cfg: TrainConfig, run_dir: Path, last: Path | None, log: Callable[[
             engine.sync(model)
         say(f"resuming {run_dir} from step {start_step}")
     logger = MetricsLogger(run_dir, cfg.to_dict(), resume_step=start_step if last is not None else None,
-                           tensorboard=cfg.tensorboard, wandb=cfg.wandb, wandb_project=cfg.wandb_project,
-                           quiet=cfg.quiet)
-    eval_problems = eval_problems[: cfg.eval_size] if cfg.eval_size else eval_problems
+                           tensorboard=cfg.log.tensorboard, wandb=cfg.log.wandb, wandb_project=cfg.log.wandb_project,
+                           quiet=cfg.log.quiet)
+    eval_problems = eval_problems[: cfg.eval.size] if cfg.eval.size else eval_problems
     nparams = sum(p.numel() for p in model.parameters())
     say(f"run folder: {run_dir}\nmodel: {source} ({nparams / 1e6:.2f}M parameters, computing in "
-        f"{str(dtype).removeprefix('torch.')} on {device}); data: {cfg.data} ({len(prompts.usable)} training "
-        f"problems, {len(eval_problems)} held-out)\nestimator: {cfg.estimator}, reward: {cfg.reward}, "
-        f"{cfg.prompts_per_step} prompts x {cfg.rollouts_per_prompt} rollouts per step, {cfg.steps} steps "
+        f"{str(dtype).removeprefix('torch.')} on {device}); data: {cfg.data.path} ({len(prompts.usable)} training "
+        f"problems, {len(eval_problems)} held-out)\nestimator: {cfg.algorithm.estimator}, reward: {cfg.algorithm.reward}, "
+        f"{cfg.rollout.prompts_per_step} prompts x {cfg.rollout.rollouts_per_prompt} rollouts per step, {cfg.steps} steps "
         f"(setup {time.time() - t_setup:.0f}s)")
     state = RunState(start_step, eval_pending, ckpt.rng_state(), sampler.state())
     return Run(cfg, run_dir, model, ref_model, tokenizer, optimizer, scheduler, sampler, prompts, eval_problems,
@@ -324,10 +324,10 @@ def open_run(cfg: TrainConfig, run_dir: Path, last: Path | None, log: Callable[[
 
 def lr_factor(step: int, cfg: TrainConfig) -> float:
     """Learning-rate multiplier at ``step``: linear warm-up, then constant or cosine decay."""
-    if step < cfg.warmup_steps:
-        return (step + 1) / cfg.warmup_steps
-    if cfg.lr_schedule == "cosine":
-        frac = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    if step < cfg.ppo.warmup_steps:
+        return (step + 1) / cfg.ppo.warmup_steps
+    if cfg.ppo.lr_schedule == "cosine":
+        frac = (step - cfg.ppo.warmup_steps) / max(1, cfg.steps - cfg.ppo.warmup_steps)
         return 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
     return 1.0
 
@@ -354,7 +354,7 @@ def close_run(run: Run) -> Path:
     """Close the logs, save the final policy (``save_model``), say where everything is."""
     run.logger.close()
     where = f"run folder {run.run_dir}"
-    if run.cfg.save_model:
+    if run.cfg.log.save_model:
         final = run.run_dir / "final"
         run.model.save_pretrained(final, safe_serialization=True)
         run.tokenizer.save_pretrained(final)
@@ -419,7 +419,7 @@ def _as_config(config, overrides: dict) -> TrainConfig:
     if isinstance(config, dict):
         return make_config(**{**config, **overrides})
     if isinstance(config, TrainConfig):
-        return dataclasses.replace(config, **overrides).validate() if overrides else config.validate()
+        return with_options(config, "arguments", **overrides)
     raise TypeError(f"config must be a TrainConfig, a dict or None, got {type(config).__name__}")
 
 
@@ -427,7 +427,7 @@ def _new_run_dir(cfg: TrainConfig) -> Path:
     if cfg.run_dir:
         return Path(cfg.run_dir)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    base = Path(cfg.output_root) / f"{cfg.preset}-{cfg.estimator.replace('+', '-')}-s{cfg.seed}-{stamp}"
+    base = Path(cfg.output_root) / f"{cfg.preset}-{cfg.algorithm.estimator.replace('+', '-')}-s{cfg.seed}-{stamp}"
     path, k = base, 1
     while path.exists():
         k += 1

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from ktae.train.config import ModelConfig
+
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
@@ -37,13 +39,14 @@ def split_gguf(model: str, gguf_file: str) -> tuple[str, str]:
     return source.name, source.gguf_file
 
 
-def load_tokenizer(cfg):
+def load_tokenizer(model: ModelConfig):
+    """The tokenizer of ``model`` (``--tokenizer`` when set), with a pad token (EOS when it has none)."""
     from transformers import AutoTokenizer
 
-    source, gguf = split_gguf(cfg.model, cfg.gguf_file)
-    name = cfg.tokenizer or source
-    kwargs = {"trust_remote_code": cfg.trust_remote_code}
-    if gguf and not cfg.tokenizer:
+    source, gguf = split_gguf(model.path, model.gguf_file)
+    name = model.tokenizer or source
+    kwargs = {"trust_remote_code": model.trust_remote_code}
+    if gguf and not model.tokenizer:
         kwargs["gguf_file"] = gguf
     tok = AutoTokenizer.from_pretrained(name, **kwargs)
     if tok.pad_token is None:
@@ -53,23 +56,23 @@ def load_tokenizer(cfg):
     return tok
 
 
-def load_hf_model(cfg, dtype: torch.dtype):
+def load_hf_model(model_config: ModelConfig, dtype: torch.dtype):
     """A trainable ``AutoModelForCausalLM`` from a Hub id, a folder or a GGUF file."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    source, gguf = split_gguf(cfg.model, cfg.gguf_file)
-    kwargs = {"trust_remote_code": cfg.trust_remote_code, "dtype": dtype}
+    source, gguf = split_gguf(model_config.path, model_config.gguf_file)
+    kwargs = {"trust_remote_code": model_config.trust_remote_code, "dtype": dtype}
     if not gguf:
         return AutoModelForCausalLM.from_pretrained(source, **kwargs)
     loaded = AutoModelForCausalLM.from_pretrained(source, gguf_file=gguf, **kwargs)
     # Rebuild as an ordinary model: a GGUF-loaded model carries loading state that stops training/saving.
-    config = AutoConfig.from_pretrained(source, gguf_file=gguf, trust_remote_code=cfg.trust_remote_code)
-    model = AutoModelForCausalLM.from_config(config, dtype=dtype, trust_remote_code=cfg.trust_remote_code)
+    config = AutoConfig.from_pretrained(source, gguf_file=gguf, trust_remote_code=model_config.trust_remote_code)
+    model = AutoModelForCausalLM.from_config(config, dtype=dtype, trust_remote_code=model_config.trust_remote_code)
     missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)
     tied = set(getattr(model, "_tied_weights_keys", None) or [])
     missing = [k for k in missing if k not in tied]
     if missing or unexpected:
-        raise ValueError(f"--model {cfg.model}: GGUF weights do not fit {type(model).__name__}: "
+        raise ValueError(f"--model {model_config.path}: GGUF weights do not fit {type(model).__name__}: "
                          f"missing {missing[:5]}, unexpected {unexpected[:5]}")
     if getattr(model.config, "tie_word_embeddings", False):
         model.tie_weights()
@@ -114,43 +117,31 @@ def load_policy(cfg, device: torch.device, dtype: torch.dtype, progress: bool = 
     ``dtype`` is the dtype of the parameters (the trainer keeps float32 and computes in bf16 under
     autocast on a GPU). Dropout is switched off.
     """
-    if cfg.model == "embedded":
+    if cfg.model.path == "embedded":
         from ktae.train.data import EMBEDDED_EVAL_POOL, EMBEDDED_EVAL_SEED, embedded_task
-        from ktae.recipes.tiny_model import TinyModelConfig, load_embedded_model
+        from ktae.recipes.tiny_model import load_embedded_model
 
         task = embedded_task(cfg)
-        tiny = TinyModelConfig(
-            hidden_size=cfg.tiny_hidden_size,
-            num_layers=cfg.tiny_layers,
-            num_heads=cfg.tiny_heads,
-            intermediate_size=cfg.tiny_intermediate_size,
-            max_positions=cfg.tiny_max_positions,
-            sft_steps=cfg.tiny_sft_steps,
-            sft_batch_size=cfg.tiny_sft_batch_size,
-            sft_lr=cfg.tiny_sft_lr,
-            correct_fraction=cfg.tiny_correct_fraction,
-            seed=cfg.tiny_seed,
-        )
         held_out = frozenset(r["problem"] for r in task.problems(EMBEDDED_EVAL_POOL, seed=EMBEDDED_EVAL_SEED))
-        model, tokenizer, folder = load_embedded_model(task, tiny, exclude=held_out, progress=progress,
-                                                       cache_dir=cfg.cache_dir or None)
+        model, tokenizer, folder = load_embedded_model(task, cfg.tiny, exclude=held_out, progress=progress,
+                                                       cache_dir=cfg.model.cache_dir or None)
         source = str(folder) if folder else "embedded (not cached)"
     else:
         from ktae.model_source import explain_load_error, resolve_model_source
 
-        resolved = resolve_model_source(cfg.model, cfg.gguf_file)  # a mistyped path: no such folder
+        resolved = resolve_model_source(cfg.model.path, cfg.model.gguf_file)  # a mistyped path: no such folder
         try:
-            tokenizer = load_tokenizer(cfg)
-            model = load_hf_model(cfg, dtype)
+            tokenizer = load_tokenizer(cfg.model)
+            model = load_hf_model(cfg.model, dtype)
         except OSError as err:  # e.g. a Hub id that does not exist: say it was tried as one
             raise explain_load_error(resolved, err) from err
-        source = cfg.model
-        if split_gguf(cfg.model, cfg.gguf_file)[1]:
+        source = cfg.model.path
+        if split_gguf(cfg.model.path, cfg.model.gguf_file)[1]:
             align_eos(model, tokenizer)
     model.to(device=device, dtype=dtype)
     disable_dropout(model)
     if getattr(model.config, "pad_token_id", None) is None:
         model.config.pad_token_id = tokenizer.pad_token_id
-    if cfg.gradient_checkpointing:
+    if cfg.model.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     return model, tokenizer, source

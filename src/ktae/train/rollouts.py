@@ -82,9 +82,9 @@ class Prompts:
 
 
 def build_prompts(problems: list[dict], cfg: TrainConfig, tokenizer) -> list[str]:
-    template = cfg.template
+    template = cfg.data.template
     if template == "auto":
-        template = "{problem}\n" if cfg.data == "embedded" else "qwen_math"
+        template = "{problem}\n" if cfg.data.path == "embedded" else "qwen_math"
     return [format_prompt(p["problem"], template, tokenizer) for p in problems]
 
 
@@ -92,9 +92,9 @@ def prepare_prompts(problems: list[dict], cfg: TrainConfig, tokenizer) -> Prompt
     """Format and tokenise the training pool; prompts over ``max_prompt_tokens`` are left out."""
     texts = build_prompts(problems, cfg, tokenizer)
     ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in texts]
-    usable = [i for i, row in enumerate(ids) if len(row) <= cfg.max_prompt_tokens]
+    usable = [i for i, row in enumerate(ids) if len(row) <= cfg.data.max_prompt_tokens]
     if not usable:
-        raise ValueError(f"--max_prompt_tokens {cfg.max_prompt_tokens}: every prompt is longer")
+        raise ValueError(f"--max_prompt_tokens {cfg.data.max_prompt_tokens}: every prompt is longer")
     return Prompts(problems, texts, ids, usable)
 
 
@@ -103,18 +103,18 @@ def generate_rollouts(model, tokenizer, prompts: list[str], cfg: TrainConfig, en
     from ktae.generation import generate
 
     if engine is not None:  # vLLM
-        return engine.generate(prompts, n=cfg.rollouts_per_prompt)
-    return generate(model, tokenizer, prompts, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                    top_p=cfg.top_p, n=cfg.rollouts_per_prompt, batch_size=cfg.generation_batch_size,
+        return engine.generate(prompts, n=cfg.rollout.rollouts_per_prompt)
+    return generate(model, tokenizer, prompts, max_new_tokens=cfg.rollout.max_new_tokens, temperature=cfg.rollout.temperature,
+                    top_p=cfg.rollout.top_p, n=cfg.rollout.rollouts_per_prompt, batch_size=cfg.rollout.generation_batch_size,
                     backend="hf", progress=False)
 
 
 def score(texts: list[str], references: list, lengths: list[int], cfg: TrainConfig) -> tuple[list[float], list[bool]]:
     """Outcome rewards and correctness: ``math`` 1/0, ``dapo`` +1/-1 plus the overlong penalty."""
-    correct = grade_batch(texts, references, workers=cfg.grader_workers, progress=False)
-    if cfg.reward == "math":
+    correct = grade_batch(texts, references, workers=cfg.algorithm.grader_workers, progress=False)
+    if cfg.algorithm.reward == "math":
         return [1.0 if c else 0.0 for c in correct], correct
-    rewards = [(1.0 if c else -1.0) + overlong_penalty(n, cfg.max_new_tokens, cfg.overlong_buffer, cfg.overlong_penalty)
+    rewards = [(1.0 if c else -1.0) + overlong_penalty(n, cfg.rollout.max_new_tokens, cfg.algorithm.overlong_buffer, cfg.algorithm.overlong_penalty)
                for c, n in zip(correct, lengths)]
     return rewards, correct
 
@@ -129,12 +129,12 @@ def collect_rollouts(model, tokenizer, prompts: Prompts, sampler, cfg: TrainConf
     Returns the kept groups as one :class:`Rollouts` (``None`` when none was kept) and the statistics of every
     rollout generated (:meth:`Generated.metrics`).
     """
-    n = cfg.rollouts_per_prompt
-    per_batch = (cfg.generation_prompts or cfg.prompts_per_step) if cfg.dynamic_sampling else cfg.prompts_per_step
-    max_batches = cfg.max_generation_batches if cfg.dynamic_sampling else 1
+    n = cfg.rollout.rollouts_per_prompt
+    per_batch = (cfg.rollout.generation_prompts or cfg.rollout.prompts_per_step) if cfg.rollout.dynamic_sampling else cfg.rollout.prompts_per_step
+    max_batches = cfg.rollout.max_generation_batches if cfg.rollout.dynamic_sampling else 1
     kept: list[Group] = []
     seen = Generated([], [], [], [])
-    while len(kept) < cfg.prompts_per_step and seen.batches < max_batches:
+    while len(kept) < cfg.rollout.prompts_per_step and seen.batches < max_batches:
         seen.batches += 1
         chosen = [prompts.usable[i] for i in sampler.next(per_batch)]
         t0 = time.time()
@@ -151,10 +151,10 @@ def collect_rollouts(model, tokenizer, prompts: Prompts, sampler, cfg: TrainConf
         seen.finished += [g.finished for g in gens]
         for j, index in enumerate(chosen):
             group = Group(index, gens[j * n:(j + 1) * n], rewards[j * n:(j + 1) * n], correct[j * n:(j + 1) * n])
-            if cfg.dynamic_sampling and (all(group.correct) or not any(group.correct)):
+            if cfg.rollout.dynamic_sampling and (all(group.correct) or not any(group.correct)):
                 continue  # DAPO: a group with one accuracy carries no signal
             kept.append(group)
-    kept = kept[: cfg.prompts_per_step]
+    kept = kept[: cfg.rollout.prompts_per_step]
     return (assemble(kept, prompts, tokenizer.pad_token_id) if kept else None), seen.metrics(kept)
 
 
