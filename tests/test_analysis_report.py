@@ -354,6 +354,79 @@ def test_config_from_pairs_and_yaml(tmp_path):
         parse_config(["alpha=x"], ())
 
 
+def test_config_from_a_run_config_yaml(tmp_path):
+    """A trainer's config.yaml: its own options at the top, KTAEConfig fields under ``ktae:`` (some left out)."""
+    run_config = tmp_path / "config.yaml"
+    run_config.write_text("preset: grpo-ktae\nsteps: 150\nlr: 1.0e-05\nktae:\n  alpha: 0.5\n  gamma: 0\n"
+                          "  fisher_at_one: zero\n  threshold: 0.5\n", encoding="utf-8")
+    cfg = parse_config([str(run_config)], (7, 8))
+    assert (cfg.alpha, cfg.beta, cfg.gamma, cfg.fisher_at_one, cfg.threshold) == (0.5, 1.0, 0.0, "zero", 0.5)
+    assert (cfg.rollout, cfg.ignore_token_ids) == ("grpo", (7, 8))  # not in the section: the defaults
+    dumped = {"alpha": 1.0, "rollout": "rloo", "ignore_token_ids": (3,)}
+    cfg = parse_config([str(run_config), "beta=2"], (7, 8), base=dumped)
+    assert (cfg.alpha, cfg.beta, cfg.rollout, cfg.ignore_token_ids) == (0.5, 2.0, "rloo", (3,))
+    run_config.write_text("ktae:\n  alpha: 1\n  rollout: dr_grpo\n  ignore_token_ids: [1, 2]\n", encoding="utf-8")
+    cfg = parse_config([str(run_config)], (7,))
+    assert (cfg.rollout, cfg.ignore_token_ids) == ("dr_grpo", (1, 2))
+    run_config.write_text("ktae:\n  alpha: 1\n  dump_every: 2\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="unknown option"):
+        parse_config([str(run_config)], ())
+
+
+def test_cli_options_spellings_and_flags():
+    """Dashed and underscored spellings; --quiet and --config may come before the rollouts; defaults."""
+    from ktae.analysis.cli import AnalyzeOptions, build_parser
+    from ktae.options import parse
+
+    def parsed(*argv):
+        return parse(build_parser(), list(argv))
+
+    dashed, positional = parsed("r.jsonl", "--tokenizer", "t", "--page-size", "2", "--png-limit", "0",
+                                "--print-groups", "3", "--page-tokens", "99")
+    underscored, _ = parsed("r.jsonl", "--tokenizer", "t", "--page_size", "2", "--png_limit", "0",
+                            "--print_groups", "3", "--page_tokens", "99")
+    assert dashed == underscored and positional.rollouts == "r.jsonl"
+    assert (dashed.page_size, dashed.png_limit, dashed.print_groups, dashed.page_tokens) == (2, 0, 3, 99)
+    options, positional = parsed("--quiet", "--config", "alpha=0", "r.jsonl", "--config", "c.yaml", "--tokenizer", "t")
+    assert positional.rollouts == "r.jsonl" and options.quiet is True
+    assert options.config == ["alpha=0", "c.yaml"]
+    options, _ = parsed("r.jsonl", "--tokenizer", "t")
+    assert options == AnalyzeOptions(tokenizer="t")
+    assert (options.quiet, options.config, options.top, options.label, options.vmax) == (False, [], 20, "reward", None)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--top", "x"], "argument --top: invalid int value: 'x'"),
+    (["--vmax", "big"], "argument --vmax: invalid float value: 'big'"),
+    (["--label", "score"], "argument --label: invalid choice: 'score'"),
+    (["--page-size", "0"], "--page-size must be >= 1, got 0"),
+    (["--png-limit", "-1"], "--png-limit must be >= 0, got -1"),
+    (["--vmax", "0"], "--vmax must be > 0"),
+    (["--quiet", "yes"], "unrecognized arguments: yes"),
+])
+def test_cli_bad_values_name_the_option(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        analyze_main(["r.jsonl", "--tokenizer", "t", *argv])
+    assert exc.value.code == 2
+    assert f"ktae analyze: error: {message}" in capsys.readouterr().err
+
+
+def test_cli_help_shows_defaults_and_requires_the_tokenizer(capsys):
+    with pytest.raises(SystemExit) as exc:
+        analyze_main(["r.jsonl"])
+    assert exc.value.code == 2
+    assert "ktae analyze: error: the following arguments are required: --tokenizer" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        analyze_main(["--help"])
+    assert exc.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for shown in ("--page_size PAGE_SIZE, --page-size PAGE_SIZE prompts per HTML page (default: 10)",
+                  "(default: 200000)", "0 for all (default: 50)", "--quiet no progress bars (default: False)",
+                  "--label {reward,correct}", "(default: reward)", "fisher_at_one", "rollouts"):
+        assert shown in text
+    assert "--tokenizer TOKENIZER Hugging Face tokenizer name or folder with tokenizer files --" in text
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # a real browser
 # ---------------------------------------------------------------------------------------------------------------

@@ -144,3 +144,50 @@ def test_evaluate_from_python_with_sampling(tiny_model, tmp_path):
     assert "pass@4" in text and "mean accuracy" in text
     records = _records(str(tmp_path / "o"))
     assert sorted((r["index"], r["sample"]) for r in records) == [(i, s) for i in range(2) for s in range(4)]
+
+
+def test_eval_cli_spellings_and_bare_flags():
+    """Dashed and underscored spellings are the same option; the two flags work bare, anywhere."""
+    from ktae.eval.cli import EvalArgs, build_parser
+    from ktae.options import parse
+
+    def parsed(*argv):
+        return EvalArgs(*parse(build_parser(), ["--model", "m", *argv]))
+
+    dashed = parsed("--max-new-tokens", "6", "--top-p", "0.5", "--grading-workers", "1", "--from-generations", "g")
+    underscored = parsed("--max_new_tokens", "6", "--top_p", "0.5", "--grading_workers", "1", "--from_generations", "g")
+    assert dashed == underscored
+    assert (dashed.generation.max_new_tokens, dashed.generation.top_p, dashed.grading.grading_workers,
+            dashed.source.from_generations) == (6, 0.5, 1, "g")
+    default = parsed()
+    assert (default.report.no_progress, default.report.show_paper) == (False, False)
+    assert default.generation.max_new_tokens == 3000 and default.source.benchmarks == BENCHES
+    flags = parsed("--no-progress", "--benchmarks", "math", "aime", "--show-paper")
+    assert (flags.report.no_progress, flags.report.show_paper) == (True, True)
+    assert flags.source.benchmarks == ["math", "aime"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--max-new-tokens", "x"], "argument --max_new_tokens/--max-new-tokens: invalid int value: 'x'"),
+    (["--grading-timeout", "soon"], "argument --grading_timeout/--grading-timeout: invalid float value: 'soon'"),
+    (["--backend", "tpu"], "argument --backend: invalid choice: 'tpu'"),
+    (["--limit"], "argument --limit: expected one argument"),
+    (["--bogus", "1"], "unrecognized arguments: --bogus 1"),
+])
+def test_eval_cli_bad_values_name_the_option(argv, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        ktae_main(["eval", "--model", "m", *argv])
+    assert exc.value.code == 2
+    assert f"ktae eval: error: {message}" in capsys.readouterr().err
+
+
+def test_eval_help_shows_defaults(capsys):
+    with pytest.raises(SystemExit):
+        ktae_main(["eval", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for shown in ("--max_new_tokens MAX_NEW_TOKENS, --max-new-tokens MAX_NEW_TOKENS",
+                  "response length limit in tokens (paper: 3000) (default: 3000)",
+                  "(default: qwen_math)", "(default: 5.0)", "--no-progress", "--show-paper", "--response-field",
+                  "--backend {hf,vllm}", "(default: ['aime', 'math', 'amc', 'minerva', 'olympiad_bench'])",
+                  "generation:", "re-grading (--from-generations):"):
+        assert shown in text

@@ -41,3 +41,28 @@ def test_series_and_errors(tmp_path):
     with pytest.raises(ValueError, match="labels"):
         plot_runs([a], tmp_path / "x.png", labels=["a", "b"])
     assert main([str(tmp_path / "missing")]) == 2
+
+
+def test_plot_options_spellings_and_errors(tmp_path, capsys):
+    """``-o`` and ``--output``, options before or after the run folders, errors naming the option, --help."""
+    from ktae.experiments.plot import PlotOptions, build_parser
+    from ktae.options import parse
+
+    short, positional = parse(build_parser(), ["a", "b", "-o", "x.png", "--smooth", "3"])
+    long, positional2 = parse(build_parser(), ["--output", "x.png", "--smooth", "3", "a", "b"])
+    assert short == long == PlotOptions(output="x.png", smooth=3)
+    assert positional.run_dirs == positional2.run_dirs == ["a", "b"]
+    run = fake_run(tmp_path / "a", 0.05)
+    assert main([str(run), "--title", "t", "--smooth", "1"]) == 0
+    assert (run / "curves.png").is_file()
+    capsys.readouterr()
+    for argv, message in ((["--smooth", "x"], "argument --smooth: invalid int value: 'x'"),
+                          ([], "the following arguments are required: run_dirs")):
+        with pytest.raises(SystemExit) as exc:
+            main([*argv])
+        assert exc.value.code == 2 and f"ktae plot: error: {message}" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert exc.value.code == 0
+    assert "--output OUTPUT, -o OUTPUT" in text and "(1 = raw) (default: 5)" in text and "run_dirs" in text

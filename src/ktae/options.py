@@ -3,9 +3,10 @@
 Each command declares its options as a dataclass whose fields carry a one-line help
 (:func:`option`); :func:`make_parser` turns the dataclasses into a
 ``transformers.HfArgumentParser`` (types, ``--flag`` / ``--flag false`` booleans,
-``--a_b`` and ``--a-b`` spellings, defaults in ``--help``), and :func:`parse` reads a
-command line into the dataclasses, raising ``ValueError`` with argparse's message
-(which names the option) instead of exiting.
+``--a_b`` and ``--a-b`` spellings, defaults in ``--help``; switches and repeatable options
+where a positional argument may follow), and :func:`parse` reads a command line into the
+dataclasses, raising ``ValueError`` with argparse's message (which names the option)
+instead of exiting.
 
 >>> from dataclasses import dataclass
 >>> @dataclass
@@ -17,41 +18,75 @@ command line into the dataclasses, raising ``ValueError`` with argparse's messag
 from __future__ import annotations
 
 import argparse
-from dataclasses import field
+import typing
+from dataclasses import MISSING, field
 from typing import Any, Sequence
 
 __all__ = ["option", "make_parser", "parse", "HelpFormatter"]
 
 
-def option(default: Any, help: str, *, aliases: Sequence[str] = (), metavar: str | None = None) -> Any:
-    """A dataclass field with its help text (extra option strings, e.g. ``("--ktae.alpha",)``, and the
-    value's name in ``--help``; not for booleans, whose ``--no_x`` complement takes no value).
+def option(default: Any, help: str, *, aliases: Sequence[str] = (), metavar: str | None = None,
+           action: str | None = None) -> Any:
+    """A dataclass field with its help text, extra option strings (e.g. ``("--ktae.alpha",)``) and the
+    value's name in ``--help`` (``metavar``; not for booleans, whose ``--no_x`` complement takes no value).
 
-    A list default is copied per instance; only ``help`` and ``aliases`` go into the
-    metadata because ``HfArgumentParser`` passes the metadata on to ``add_argument``.
+    ``default`` may be ``dataclasses.MISSING``: a required option (put such fields first). A list default is
+    copied per instance. ``action`` replaces the argparse action that ``HfArgumentParser`` derives from the
+    type, where that one would swallow a positional argument that follows:
+
+    * ``"store_true"``: a ``bool`` switch that takes no value (``--quiet FILE`` leaves FILE to the positional);
+    * ``"append"``: a ``list`` option given once per value (``--config a --config b``, not ``--config a b``).
     """
     metadata: dict[str, Any] = {"help": help}
     if aliases:
         metadata["aliases"] = list(aliases)
     if metavar:
         metadata["metavar"] = metavar
+    if action is not None:
+        if action not in ("store_true", "append"):
+            raise ValueError(f"action: expected 'store_true' or 'append', got {action!r}")
+        metadata["action"] = action
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=metadata)
     return field(default=default, metadata=metadata)
 
 
+def _add_action_field(parser, dataclass_field) -> None:
+    """Add a field declared with ``option(..., action=...)``: spelled like the others, with that argparse action."""
+    name = dataclass_field.name
+    strings = dict.fromkeys([f"--{name}", f"--{name.replace('_', '-')}", *dataclass_field.metadata.get("aliases", ())])
+    action = dataclass_field.metadata["action"]
+    kwargs: dict[str, Any] = {"type": typing.get_args(dataclass_field.type)[0]} if action == "append" else {}
+    default = (dataclass_field.default_factory() if dataclass_field.default_factory is not MISSING
+               else dataclass_field.default)
+    parser.add_argument(*strings, action=action, default=default, help=dataclass_field.metadata["help"], **kwargs)
+
+
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults after each option's help; the description and epilog printed as written."""
+    """Defaults after each option's help (not after a required one's); the description and epilog printed as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        return action.help if action.required else super()._get_help_string(action)
 
 
 def make_parser(dataclass_types: Sequence[type], prog: str, description: str = "", epilog: str | None = None,
                 add_help: bool = True, usage: str | None = None):
-    """An ``HfArgumentParser`` for ``dataclass_types`` that never abbreviates options and never exits on errors."""
+    """An ``HfArgumentParser`` for ``dataclass_types`` that never abbreviates options and never exits on errors
+    (except argparse's own: ``--help``, and a missing required argument)."""
     from transformers import HfArgumentParser
 
-    parser = HfArgumentParser(list(dataclass_types), prog=prog, description=description, epilog=epilog,
-                              usage=usage, formatter_class=HelpFormatter, allow_abbrev=False, exit_on_error=False,
-                              add_help=add_help)
+    class Parser(HfArgumentParser):
+        """``HfArgumentParser``, except that a field declared with ``option(..., action=...)`` gets that action."""
+
+        @staticmethod
+        def _parse_dataclass_field(parser, dataclass_field) -> None:
+            if "action" in dataclass_field.metadata:
+                _add_action_field(parser, dataclass_field)
+            else:
+                HfArgumentParser._parse_dataclass_field(parser, dataclass_field)
+
+    parser = Parser(list(dataclass_types), prog=prog, description=description, epilog=epilog, usage=usage,
+                    formatter_class=HelpFormatter, allow_abbrev=False, exit_on_error=False, add_help=add_help)
     for action in parser._actions:  # help texts are plain text ("top 20%"), not argparse format strings
         if action.help and action.help is not argparse.SUPPRESS:
             action.help = action.help.replace("%", "%%")
@@ -61,11 +96,17 @@ def make_parser(dataclass_types: Sequence[type], prog: str, description: str = "
 def parse(parser, argv: Sequence[str], *, remaining: bool = False) -> tuple:
     """``parser``'s dataclasses filled from ``argv`` (then the unparsed strings if ``remaining``).
 
-    Unknown options are an error unless ``remaining``; every argparse error becomes a
-    ``ValueError`` whose message names the option.
+    Positional arguments added to the parser come in a ``Namespace`` after the dataclasses. Unknown
+    options are an error unless ``remaining``; every argparse error becomes a ``ValueError`` whose message
+    names the option.
     """
     try:
-        return parser.parse_args_into_dataclasses(list(argv), return_remaining_strings=remaining,
-                                                  look_for_args_file=False)
+        *parsed, rest = parser.parse_args_into_dataclasses(list(argv), return_remaining_strings=True,
+                                                           look_for_args_file=False)
     except argparse.ArgumentError as exc:
         raise ValueError(str(exc)) from None
+    if remaining:
+        return (*parsed, rest)
+    if rest:
+        raise ValueError(f"unrecognized arguments: {' '.join(rest)}")
+    return tuple(parsed)

@@ -1,13 +1,14 @@
 """``ktae analyze``: which tokens does KTAE reward or punish in a file of rollouts?"""
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 import sys
-from typing import Any
+from dataclasses import MISSING, dataclass
+from typing import Any, Literal
 
 from ktae.core.config import KTAEConfig
+from ktae.options import make_parser, option, parse
 
 _CONFIG_FIELDS = {f.name: f for f in dataclasses.fields(KTAEConfig)}
 
@@ -62,49 +63,55 @@ def parse_config(items: list[str], tokenizer_ignore: tuple[int, ...], base: dict
     return KTAEConfig(**values)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="ktae analyze",
-        description=(
-            "Group rollouts by prompt, compute KTAE key-token values with the core, print the top positive and "
-            "negative tokens of each prompt, and optionally write an HTML heat-map report and PNG figures."
-        ),
-    )
+@dataclass
+class AnalyzeOptions:
+    """Options of ``ktae analyze`` (the rollouts file or folder is its positional argument)."""
+
+    tokenizer: str = option(MISSING, "Hugging Face tokenizer name or folder with tokenizer files")
+    steps: str | None = option(None, "only these training steps of a folder or file, e.g. '10,20,100-120' "
+                               "(None: all)")
+    html: str | None = option(None, "write the HTML report here")
+    png: str | None = option(None, "write one PNG figure per rollout into this folder")
+    top: int = option(20, "key tokens listed per prompt and sign")
+    config: list[str] = option([], "KTAE option KEY=VALUE or a YAML file of options (repeatable). " + _config_help(),
+                               action="append")
+    label: Literal["reward", "correct"] = option(
+        "reward", "what splits correct from wrong: the reward (> threshold, as in training) or the 'correct' field "
+        "as 1/0 (falls back to the other when missing)")
+    page_size: int = option(10, "prompts per HTML page")
+    page_tokens: int = option(200_000, "most tokens per HTML page; larger reports are split into pages")
+    png_limit: int = option(50, "at most this many PNG figures, 0 for all")
+    vmax: float | None = option(None, "|K| shown in full colour (None: the bound of K, config 'top')")
+    print_groups: int = option(20, "prompts whose tables are printed, 0 for all")
+    quiet: bool = option(False, "no progress bars", action="store_true")
+
+    def __post_init__(self) -> None:
+        for name in ("top", "page_size", "page_tokens", "png_limit", "print_groups"):
+            low = 1 if name.startswith("page") else 0
+            if getattr(self, name) < low:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= {low}, got {getattr(self, name)!r}")
+        if self.vmax is not None and not self.vmax > 0:
+            raise ValueError(f"--vmax must be > 0, got {self.vmax!r}")
+
+
+def build_parser():
+    """The command-line parser of ``ktae analyze``: :class:`AnalyzeOptions` and the rollouts."""
+    parser = make_parser([AnalyzeOptions], prog="ktae analyze", description=(
+        "Group rollouts by prompt, compute KTAE key-token values with the core, print the top positive and "
+        "negative tokens of each prompt, and optionally write an HTML heat-map report and PNG figures."))
     parser.add_argument("rollouts", help="a rollouts file or a folder of step files: ktae's own jsonl (group/prompt, "
                         "response or token_ids, reward or correct, optional reference; the verl/TRL dump options), "
                         "or verl's trainer.rollout_data_dir / validation_data_dir files, recognised without flags")
-    parser.add_argument("--steps", default=None, metavar="LIST",
-                        help="only these training steps of a folder or file, e.g. '10,20,100-120' (default: all)")
-    parser.add_argument("--tokenizer", required=True, help="Hugging Face tokenizer name or folder with tokenizer files")
-    parser.add_argument("--html", metavar="PATH", help="write the HTML report here")
-    parser.add_argument("--png", metavar="DIR", help="write one PNG figure per rollout into this folder")
-    parser.add_argument("--top", type=int, default=20, help="key tokens listed per prompt and sign (default 20)")
-    parser.add_argument("--config", action="append", default=[], metavar="KEY=VALUE|YAML",
-                        help="KTAE option (repeatable) or a YAML file of options. " + _config_help())
-    parser.add_argument("--label", choices=("reward", "correct"), default="reward",
-                        help="what splits correct from wrong: the reward (> threshold, as in training) or the "
-                        "'correct' field as 1/0 (default reward; falls back to the other when missing)")
-    parser.add_argument("--page-size", type=int, default=10, help="prompts per HTML page (default 10)")
-    parser.add_argument("--page-tokens", type=int, default=200_000,
-                        help="most tokens per HTML page; larger reports are split into pages (default 200000)")
-    parser.add_argument("--png-limit", type=int, default=50, help="at most this many PNG figures, 0 for all (default 50)")
-    parser.add_argument("--vmax", type=float, default=None,
-                        help="|K| shown in full colour (default: the bound of K, config 'top')")
-    parser.add_argument("--print-groups", type=int, default=20,
-                        help="prompts whose tables are printed, 0 for all (default 20)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``ktae analyze``: 0 when done, 2 (a message on stderr) when the input is bad."""
     parser = build_parser()
-    args = parser.parse_args(argv)
-    for name in ("top", "page_size", "page_tokens", "png_limit", "print_groups"):
-        low = 1 if name.startswith("page") else 0
-        if getattr(args, name) < low:
-            parser.error(f"--{name.replace('_', '-')} must be >= {low}")
-    if args.vmax is not None and not args.vmax > 0:
-        parser.error("--vmax must be > 0")
+    try:
+        args, positional = parse(parser, sys.argv[1:] if argv is None else argv)
+    except ValueError as exc:
+        parser.error(str(exc))
 
     from ktae.analysis.compute import analyze, config_from_rollouts, load_tokenizer
     from ktae.special_tokens import special_token_ids
@@ -114,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
 
     progress = not args.quiet
     try:
-        source = load_source(args.rollouts, prefer=args.label, steps=args.steps)
+        source = load_source(positional.rollouts, prefer=args.label, steps=args.steps)
         tokenizer = load_tokenizer(args.tokenizer)
         config = parse_config(args.config, special_token_ids(tokenizer), config_from_rollouts(source.rollouts))
     except (OSError, ValueError, TypeError) as err:

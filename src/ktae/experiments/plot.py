@@ -6,10 +6,11 @@ held-out greedy accuracy on schedule (markers) when the run evaluated.
 """
 from __future__ import annotations
 
-import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
+from ktae.options import make_parser, option, parse
 from ktae.train.logger import read_metrics
 
 
@@ -84,22 +85,37 @@ def plot_runs(run_dirs: list[str | Path], output: str | Path, labels: list[str] 
     return output
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="ktae plot",
-        description="Plot accuracy, mean response length and entropy against steps for one or more run folders.",
-    )
+@dataclass
+class PlotOptions:
+    """Options of ``ktae plot`` (the run folders are its positional arguments)."""
+
+    output: str | None = option(None, "PNG to write (None: <first run>/curves.png, or curves.png for several runs)",
+                                aliases=("-o",))
+    labels: str | None = option(None, "comma-separated legend labels, one per run")
+    smooth: int = option(5, "moving-average window over steps (1 = raw)")
+    title: str | None = option(None, "figure title")
+
+
+def build_parser():
+    """The command-line parser of ``ktae plot``: :class:`PlotOptions` and the run folders."""
+    parser = make_parser([PlotOptions], prog="ktae plot", description="Plot accuracy, mean response length and "
+                         "entropy against steps for one or more run folders.")
     parser.add_argument("run_dirs", nargs="+", help="run folders (each holds a metrics.jsonl)")
-    parser.add_argument("-o", "--output", default=None,
-                        help="PNG to write (default: <first run>/curves.png, or curves.png for several runs)")
-    parser.add_argument("--labels", default=None, help="comma-separated legend labels, one per run")
-    parser.add_argument("--smooth", type=int, default=5, help="moving-average window over steps (1 = raw)")
-    parser.add_argument("--title", default=None, help="figure title")
-    args = parser.parse_args(argv)
-    output = args.output or (str(Path(args.run_dirs[0]) / "curves.png") if len(args.run_dirs) == 1 else "curves.png")
-    labels = [s.strip() for s in args.labels.split(",")] if args.labels else None
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``ktae plot``: 0 when the figure is written, 2 (a message on stderr) on bad input."""
+    parser = build_parser()
     try:
-        path = plot_runs(args.run_dirs, output, labels=labels, smooth=args.smooth, title=args.title)
+        options, positional = parse(parser, sys.argv[1:] if argv is None else argv)
+    except ValueError as exc:
+        parser.error(str(exc))
+    run_dirs = positional.run_dirs
+    output = options.output or (str(Path(run_dirs[0]) / "curves.png") if len(run_dirs) == 1 else "curves.png")
+    labels = [s.strip() for s in options.labels.split(",")] if options.labels else None
+    try:
+        path = plot_runs(run_dirs, output, labels=labels, smooth=options.smooth, title=options.title)
     except ValueError as exc:
         print(f"ktae plot: error: {exc}", file=sys.stderr)
         return 2
