@@ -13,6 +13,11 @@ import contextlib
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Sequence
 
+#: generation backends: transformers' ``generate`` or a vLLM engine
+BACKENDS = ("hf", "vllm")
+#: model dtypes a command accepts (``auto``: bfloat16 on a GPU, float32 on a CPU, or the checkpoint's own)
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
 __all__ = ["Generation", "generate", "load_model", "eos_token_ids"]
 
 
@@ -290,7 +295,7 @@ def load_model(
         llm = LLM(**kwargs)
         return llm, llm.get_tokenizer()
     if backend != "hf":
-        raise ValueError(f"backend must be 'hf' or 'vllm', got {backend!r}")
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

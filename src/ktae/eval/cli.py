@@ -12,6 +12,7 @@ from typing import Any, Literal, NamedTuple
 
 from ktae.eval.metrics import format_tables
 from ktae.eval.runner import GENERATIONS_FILE, SUMMARY_FILE, EvalConfig, evaluate, regrade
+from ktae.generation import BACKENDS, DTYPES
 from ktae.options import make_parser, option, parse
 
 __all__ = ["main", "build_parser", "EvalArgs", "SourceOptions", "GenerationOptions", "GradingOptions",
@@ -59,8 +60,8 @@ class GenerationOptions:
     top_p: float = _like("top_p")
     n: int = _like("n")
     batch_size: int = _like("batch_size")
-    backend: Literal["hf", "vllm"] = _like("backend")
-    dtype: Literal["auto", "bfloat16", "float16", "float32"] = _like("dtype")
+    backend: Literal[BACKENDS] = _like("backend")
+    dtype: Literal[DTYPES] = _like("dtype")
     device: str | None = _like("device")
     seed: int = _like("seed")
     problem_field: str | None = option(None, "problem field of the benchmark data or generations file (None: auto)")

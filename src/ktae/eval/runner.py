@@ -19,6 +19,7 @@ from typing import Any
 
 from ktae.eval.benchmarks import Example, benchmark_names, canonical_benchmark, load_benchmark
 from ktae.eval.metrics import summarize
+from ktae.generation import BACKENDS
 
 __all__ = [
     "EvalConfig",
@@ -87,8 +88,8 @@ class EvalConfig:
             raise ValueError(f"n must be a positive int, got {self.n!r}")
         if self.n > 1 and self.temperature == 0:
             raise ValueError("n > 1 samples per problem needs temperature > 0 (greedy gives identical samples)")
-        if self.backend not in ("hf", "vllm"):
-            raise ValueError(f"backend must be 'hf' or 'vllm', got {self.backend!r}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
         if not self.grading_timeout > 0:
             raise ValueError(f"grading_timeout must be > 0, got {self.grading_timeout!r}")
 

@@ -10,16 +10,18 @@ trainer wrappers install (legacy and v1); the same inside a Ray worker; the TRL 
 """
 from __future__ import annotations
 
-import argparse
 import importlib
 import importlib.metadata as metadata
 import importlib.util
 import os
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
+
+from ktae.options import make_parser, option, parse
 
 SUPPORTED_TRL = ">=1.16,<2"
 PLUGIN = "ktae.integrations.verl"
@@ -155,10 +157,20 @@ def _ray_check() -> Check:
     return (name, ok, f"{state}{hint}")
 
 
+@dataclass
+class DoctorOptions:
+    """Options of ``ktae doctor``."""
+
+    no_ray: bool = option(False, "skip the check inside a Ray worker", action="store_true")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="ktae doctor", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--no-ray", action="store_true", help="skip the check inside a Ray worker")
-    args = parser.parse_args(argv)
+    parser = make_parser([DoctorOptions], prog="ktae doctor", description=__doc__.split("\n\n")[0])
+    try:
+        (args,) = parse(parser, sys.argv[1:] if argv is None else argv)
+    except ValueError as exc:
+        print(f"ktae doctor: error: {exc}", file=sys.stderr)
+        return 2
     print(f"ktae {_version('ktae') or '(source tree)'}, python {sys.version.split()[0]}, "
           f"torch {_version('torch')}", flush=True)
     failed = False

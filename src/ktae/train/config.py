@@ -38,6 +38,7 @@ from typing import Any, ClassVar, Mapping
 
 from ktae.core.config import ROLLOUT_ESTIMATORS, KTAEConfig
 from ktae.core.losses import KL_KINDS, LOSS_AGG_MODES
+from ktae.generation import BACKENDS, DTYPES
 from ktae.options import make_parser, option, parse
 from ktae.recipes.tiny_model import TinyModelConfig
 
@@ -45,8 +46,6 @@ from ktae.recipes.tiny_model import TinyModelConfig
 ESTIMATORS = tuple(e + suffix for e in ROLLOUT_ESTIMATORS for suffix in ("", "+ktae"))
 REWARDS = ("math", "dapo")
 LR_SCHEDULES = ("constant", "cosine")
-DTYPES = ("auto", "float32", "bfloat16", "float16")
-BACKENDS = ("hf", "vllm")
 TASKS = ("arithmetic", "word")
 
 #: sections whose flat option names carry a prefix (``ktae.alpha`` is ``--ktae_alpha``)
