@@ -116,7 +116,7 @@ def run_trl(args, workdir: Path, model_folder: str) -> dict[str, list[float]]:
     from ktae.recipes.arithmetic import format_problem
 
     torch.set_num_threads(args.threads)
-    train_pool, _held_out = embedded_problems(embedded_task(make_config()), args.seed)
+    train_pool, _held_out = embedded_problems(embedded_task(make_config().task), args.seed)
     rows = train_pool[: 64 * args.prompts * (args.steps + args.warmup)]
     dataset = Dataset.from_dict({"prompt": [format_problem(r["problem"]) for r in rows],
                                  "answer": [r["answer"] for r in rows]})

@@ -371,6 +371,10 @@ def test_config_from_a_run_config_yaml(tmp_path):
     run_config.write_text("ktae:\n  alpha: 1\n  dump_every: 2\n", encoding="utf-8")
     with pytest.raises(ValueError, match="unknown option"):
         parse_config([str(run_config)], ())
+    from ktae.train.config import make_config, save_yaml   # what ktae train writes: the estimator's rollout part
+
+    save_yaml(make_config(estimator="rloo+ktae", ktae_gamma=0), run_config)
+    assert parse_config([str(run_config)], (7,)) == ktae.KTAEConfig(gamma=0.0, rollout="rloo", ignore_token_ids=(7,))
 
 
 def test_cli_options_spellings_and_flags():

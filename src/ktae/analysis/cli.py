@@ -32,7 +32,8 @@ def _convert(name: str, raw: Any) -> Any:
 
 
 def parse_config(items: list[str], tokenizer_ignore: tuple[int, ...], base: dict | None = None) -> KTAEConfig:
-    """KTAEConfig from ``KEY=VALUE`` items and/or YAML files (KTAEConfig fields at the top or under ``ktae:``).
+    """KTAEConfig from ``KEY=VALUE`` items and/or YAML files (KTAEConfig fields at the top or under ``ktae:``,
+    as in a run's ``config.yaml``, whose ``algorithm.estimator`` then gives the rollout estimator).
 
     ``ignore_token_ids`` defaults to the tokenizer's pad and EOS ids; ``base`` (the options a trainer's dump
     recorded) replaces those defaults and the items override it.
@@ -52,8 +53,10 @@ def parse_config(items: list[str], tokenizer_ignore: tuple[int, ...], base: dict
 
         with open(item, encoding="utf-8") as handle:
             data = yaml.safe_load(handle) or {}
-        if isinstance(data, dict) and isinstance(data.get("ktae"), dict):
-            data = data["ktae"]
+        if isinstance(data, dict) and isinstance(data.get("ktae"), dict):  # a trainer's run config.yaml
+            algorithm = data.get("algorithm") if isinstance(data.get("algorithm"), dict) else {}
+            estimator = str(algorithm.get("estimator", ""))  # "rloo+ktae": the rollout part is rloo
+            data = {**({"rollout": estimator.split("+")[0]} if estimator else {}), **data["ktae"]}
         if not isinstance(data, dict):
             raise ValueError(f"--config {item}: expected a mapping of KTAE options")
         unknown = sorted(set(data) - set(_CONFIG_FIELDS))

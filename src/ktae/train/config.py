@@ -450,8 +450,8 @@ class Launch:
     _argument_group_name: ClassVar[str] = "Start"
     preset: str = option("", "start from a preset (listed below; default: 'default')", metavar="NAME")
     config: str = option("", "YAML file of option: value pairs (flat names or nested sections)", metavar="FILE")
-    resume: str = option("", metavar="RUN_DIR", help="continue the run in this folder from its last checkpoint (same metrics as an "
-                         "uninterrupted run)")
+    resume: str = option("", "continue the run in this folder from its last checkpoint (same metrics as an "
+                         "uninterrupted run)", metavar="RUN_DIR")
 
 
 def parser(add_launch: bool = True):
@@ -584,6 +584,7 @@ def parse_args(argv: list[str]) -> TrainConfig:
 
 __all__ = [
     "TrainConfig", "ModelConfig", "DataConfig", "TaskConfig", "TinyModelConfig", "RolloutConfig", "AlgorithmConfig",
-    "KTAEConfig", "PPOConfig", "EvaluationConfig", "LogConfig", "make_config", "parse_args", "resume_config", "load_run_config", "as_flat",
-    "with_options", "parser", "parse_command", "read_options", "load_yaml", "save_yaml", "options", "ESTIMATORS",
+    "KTAEConfig", "PPOConfig", "EvaluationConfig", "LogConfig", "make_config", "parse_args", "parse_command",
+    "resume_config", "load_run_config", "with_options", "as_flat", "parser", "read_options", "load_yaml", "save_yaml",
+    "options", "ESTIMATORS",
 ]

@@ -16,6 +16,7 @@ import numpy as np
 from ktae.recipes import smollm2
 from ktae.recipes.arithmetic import ArithmeticTask
 from ktae.recipes.word_problems import WordProblemTask
+from ktae.train.config import TaskConfig
 
 #: seed of the embedded task's held-out pool (fixed, so every run is evaluated on the same problems)
 EMBEDDED_EVAL_SEED = 2_000_003
@@ -25,15 +26,12 @@ EMBEDDED_EVAL_POOL = 1000
 EMBEDDED_TRAIN_POOL = 20_000
 
 
-def embedded_task(cfg) -> ArithmeticTask | WordProblemTask:
-    """The embedded task that ``cfg.task.name`` names: ``arithmetic`` (with its ``task_*`` options) or ``word``."""
-    if cfg.task.name == "word":
+def embedded_task(task: TaskConfig) -> ArithmeticTask | WordProblemTask:
+    """The embedded task that ``task.name`` names: ``arithmetic`` (with its operand options) or ``word``."""
+    if task.name == "word":
         return WordProblemTask()
-    return ArithmeticTask(
-        min_operands=cfg.task.min_operands,
-        max_operands=cfg.task.max_operands,
-        max_operand=cfg.task.max_operand,
-    )
+    return ArithmeticTask(min_operands=task.min_operands, max_operands=task.max_operands,
+                          max_operand=task.max_operand)
 
 
 def embedded_problems(task: ArithmeticTask | WordProblemTask, seed: int) -> tuple[list[dict], list[dict]]:
@@ -138,20 +136,21 @@ def load_problems(cfg) -> tuple[list[dict], list[dict]]:
             held_out = _load_eval(cfg)
         return train, held_out
     if cfg.data.path == "embedded":
-        train, held_out = embedded_problems(embedded_task(cfg), cfg.seed)
+        train, held_out = embedded_problems(embedded_task(cfg.task), cfg.seed)
         if cfg.eval.path:
             held_out = _load_eval(cfg)
         return train, held_out
     rows = load_rows(cfg.data.path, cfg.data.split, cfg.data.subset)
-    train = to_problems(rows, cfg.data.problem_field, cfg.data.answer_field, cfg.data.answer_from_solution, cfg.data.filter_field,
-                        cfg.data.filter_values, where=f"--data {cfg.data.path}")
+    data = cfg.data
+    train = to_problems(rows, data.problem_field, data.answer_field, data.answer_from_solution, data.filter_field,
+                        data.filter_values, where=f"--data {data.path}")
     held_out = _load_eval(cfg) if cfg.eval.path else []
     return train, held_out
 
 
 def _load_eval(cfg) -> list[dict]:
     if cfg.eval.path == "embedded":
-        return embedded_problems(embedded_task(cfg), cfg.seed)[1]
+        return embedded_problems(embedded_task(cfg.task), cfg.seed)[1]
     rows = load_rows(cfg.eval.path, cfg.eval.split, cfg.eval.subset)
     columns = set(rows[0]) if rows else set()
     answer_field = cfg.data.answer_field if cfg.data.answer_field in columns else "answer"

@@ -66,6 +66,7 @@ class VLLMEngine:
         from ktae.generation import generate
 
         self._calls += 1
-        return generate(self.llm, self.tokenizer, prompts, max_new_tokens=max_new_tokens or self.cfg.rollout.max_new_tokens,
-                        temperature=0.0 if greedy else self.cfg.rollout.temperature, top_p=self.cfg.rollout.top_p, n=n,
+        rollout = self.cfg.rollout
+        return generate(self.llm, self.tokenizer, prompts, max_new_tokens=max_new_tokens or rollout.max_new_tokens,
+                        temperature=0.0 if greedy else rollout.temperature, top_p=rollout.top_p, n=n,
                         backend="vllm", seed=self.cfg.seed * 1_000_003 + self._calls, progress=False)

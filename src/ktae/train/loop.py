@@ -35,7 +35,7 @@ import ktae
 from ktae.monitoring import MixedGroupWatch, mixed_groups
 from ktae.special_tokens import special_token_ids
 from ktae.train import checkpoint as ckpt
-from ktae.train.config import TrainConfig, make_config, resume_config, save_yaml, with_options
+from ktae.train.config import PPOConfig, TrainConfig, make_config, resume_config, save_yaml, with_options
 from ktae.train.data import PromptSampler, load_problems
 from ktae.train.logger import MetricsLogger
 from ktae.train.modeling import load_policy, resolve_device, resolve_dtype
@@ -149,7 +149,8 @@ def train(config: TrainConfig | dict | None = None, *, resume: str | Path | None
                                                           batch.response_mask) if batch else (0, 0)), step)
                     if warning:
                         run.log(f"warning: {warning}")
-                    if batch is not None and cfg.log.dump_key_tokens_every and step % cfg.log.dump_key_tokens_every == 0:
+                    dump_every = cfg.log.dump_key_tokens_every
+                    if batch is not None and dump_every and step % dump_every == 0:
                         dump_rollouts(run.run_dir / "key_tokens" / f"step_{step:04d}.jsonl", batch, run.tokenizer,
                                       step, run.ktae_config)
                     state = RunState.now(step, bool(cfg.eval.every) and (step % cfg.eval.every == 0
@@ -281,11 +282,11 @@ def open_run(cfg: TrainConfig, run_dir: Path, last: Path | None, log: Callable[[
         ref_model = copy.deepcopy(model).to(dtype).eval()   # frozen: kept in the compute dtype
         ref_model.requires_grad_(False)
     train_problems, eval_problems = load_problems(cfg)
-    prompts = prepare_prompts(train_problems, cfg, tokenizer)
+    prompts = prepare_prompts(train_problems, cfg.data, tokenizer)
     sampler = PromptSampler(len(prompts.usable), cfg.seed)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.ppo.lr,
                                   betas=(cfg.ppo.adam_beta1, cfg.ppo.adam_beta2), weight_decay=cfg.ppo.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, cfg))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, cfg.ppo, cfg.steps))
     ktae_config = cfg.ktae_config(special_token_ids(tokenizer))
     engine = None
     if cfg.rollout.backend == "vllm":
@@ -303,7 +304,8 @@ def open_run(cfg: TrainConfig, run_dir: Path, last: Path | None, log: Callable[[
         scheduler.load_state_dict(saved["scheduler"])
         sampler.load_state(saved["sampler"])
         ckpt.set_rng_state(saved["rng"])
-        start_step, eval_pending, elapsed = int(saved["step"]), bool(saved["eval_pending"]), float(saved.get("elapsed", 0.0))
+        start_step, eval_pending = int(saved["step"]), bool(saved["eval_pending"])
+        elapsed = float(saved.get("elapsed", 0.0))
         if engine is not None:
             engine.sync(model)
         say(f"resuming {run_dir} from step {start_step}")
@@ -314,20 +316,21 @@ def open_run(cfg: TrainConfig, run_dir: Path, last: Path | None, log: Callable[[
     nparams = sum(p.numel() for p in model.parameters())
     say(f"run folder: {run_dir}\nmodel: {source} ({nparams / 1e6:.2f}M parameters, computing in "
         f"{str(dtype).removeprefix('torch.')} on {device}); data: {cfg.data.path} ({len(prompts.usable)} training "
-        f"problems, {len(eval_problems)} held-out)\nestimator: {cfg.algorithm.estimator}, reward: {cfg.algorithm.reward}, "
-        f"{cfg.rollout.prompts_per_step} prompts x {cfg.rollout.rollouts_per_prompt} rollouts per step, {cfg.steps} steps "
+        f"problems, {len(eval_problems)} held-out)\nestimator: {cfg.algorithm.estimator}, reward: "
+        f"{cfg.algorithm.reward}, {cfg.rollout.prompts_per_step} prompts x {cfg.rollout.rollouts_per_prompt} rollouts "
+        f"per step, {cfg.steps} steps "
         f"(setup {time.time() - t_setup:.0f}s)")
     state = RunState(start_step, eval_pending, ckpt.rng_state(), sampler.state())
     return Run(cfg, run_dir, model, ref_model, tokenizer, optimizer, scheduler, sampler, prompts, eval_problems,
                ktae_config, engine, logger, amp, say, log, state, start_step, elapsed, t_setup)
 
 
-def lr_factor(step: int, cfg: TrainConfig) -> float:
-    """Learning-rate multiplier at ``step``: linear warm-up, then constant or cosine decay."""
-    if step < cfg.ppo.warmup_steps:
-        return (step + 1) / cfg.ppo.warmup_steps
-    if cfg.ppo.lr_schedule == "cosine":
-        frac = (step - cfg.ppo.warmup_steps) / max(1, cfg.steps - cfg.ppo.warmup_steps)
+def lr_factor(step: int, ppo: PPOConfig, steps: int) -> float:
+    """Learning-rate multiplier at ``step`` of ``steps``: linear warm-up, then constant or cosine decay."""
+    if step < ppo.warmup_steps:
+        return (step + 1) / ppo.warmup_steps
+    if ppo.lr_schedule == "cosine":
+        frac = (step - ppo.warmup_steps) / max(1, steps - ppo.warmup_steps)
         return 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
     return 1.0
 

@@ -121,7 +121,7 @@ def load_policy(cfg, device: torch.device, dtype: torch.dtype, progress: bool = 
         from ktae.train.data import EMBEDDED_EVAL_POOL, EMBEDDED_EVAL_SEED, embedded_task
         from ktae.recipes.tiny_model import load_embedded_model
 
-        task = embedded_task(cfg)
+        task = embedded_task(cfg.task)
         held_out = frozenset(r["problem"] for r in task.problems(EMBEDDED_EVAL_POOL, seed=EMBEDDED_EVAL_SEED))
         model, tokenizer, folder = load_embedded_model(task, cfg.tiny, exclude=held_out, progress=progress,
                                                        cache_dir=cfg.model.cache_dir or None)

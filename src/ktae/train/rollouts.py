@@ -16,7 +16,7 @@ import torch
 
 from ktae.prompts import format_prompt
 from ktae.rewards import grade_batch, overlong_penalty
-from ktae.train.config import TrainConfig
+from ktae.train.config import AlgorithmConfig, DataConfig, RolloutConfig, TrainConfig
 
 
 @dataclass
@@ -81,40 +81,43 @@ class Prompts:
     usable: list[int]                # indices of the prompts within max_prompt_tokens
 
 
-def build_prompts(problems: list[dict], cfg: TrainConfig, tokenizer) -> list[str]:
-    template = cfg.data.template
+def build_prompts(problems: list[dict], data: DataConfig, tokenizer) -> list[str]:
+    """The prompt text of each problem (``--template``; ``auto``: the bare problem for the embedded task)."""
+    template = data.template
     if template == "auto":
-        template = "{problem}\n" if cfg.data.path == "embedded" else "qwen_math"
+        template = "{problem}\n" if data.path == "embedded" else "qwen_math"
     return [format_prompt(p["problem"], template, tokenizer) for p in problems]
 
 
-def prepare_prompts(problems: list[dict], cfg: TrainConfig, tokenizer) -> Prompts:
+def prepare_prompts(problems: list[dict], data: DataConfig, tokenizer) -> Prompts:
     """Format and tokenise the training pool; prompts over ``max_prompt_tokens`` are left out."""
-    texts = build_prompts(problems, cfg, tokenizer)
+    texts = build_prompts(problems, data, tokenizer)
     ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in texts]
-    usable = [i for i, row in enumerate(ids) if len(row) <= cfg.data.max_prompt_tokens]
+    usable = [i for i, row in enumerate(ids) if len(row) <= data.max_prompt_tokens]
     if not usable:
-        raise ValueError(f"--max_prompt_tokens {cfg.data.max_prompt_tokens}: every prompt is longer")
+        raise ValueError(f"--max_prompt_tokens {data.max_prompt_tokens}: every prompt is longer")
     return Prompts(problems, texts, ids, usable)
 
 
-def generate_rollouts(model, tokenizer, prompts: list[str], cfg: TrainConfig, engine=None) -> list:
+def generate_rollouts(model, tokenizer, prompts: list[str], rollout: RolloutConfig, engine=None) -> list:
     """``len(prompts) * n`` sampled responses (``ktae.generation.Generation``), prompt-major."""
     from ktae.generation import generate
 
     if engine is not None:  # vLLM
-        return engine.generate(prompts, n=cfg.rollout.rollouts_per_prompt)
-    return generate(model, tokenizer, prompts, max_new_tokens=cfg.rollout.max_new_tokens, temperature=cfg.rollout.temperature,
-                    top_p=cfg.rollout.top_p, n=cfg.rollout.rollouts_per_prompt, batch_size=cfg.rollout.generation_batch_size,
+        return engine.generate(prompts, n=rollout.rollouts_per_prompt)
+    return generate(model, tokenizer, prompts, max_new_tokens=rollout.max_new_tokens, temperature=rollout.temperature,
+                    top_p=rollout.top_p, n=rollout.rollouts_per_prompt, batch_size=rollout.generation_batch_size,
                     backend="hf", progress=False)
 
 
-def score(texts: list[str], references: list, lengths: list[int], cfg: TrainConfig) -> tuple[list[float], list[bool]]:
+def score(texts: list[str], references: list, lengths: list[int], algorithm: AlgorithmConfig,
+          max_new_tokens: int) -> tuple[list[float], list[bool]]:
     """Outcome rewards and correctness: ``math`` 1/0, ``dapo`` +1/-1 plus the overlong penalty."""
-    correct = grade_batch(texts, references, workers=cfg.algorithm.grader_workers, progress=False)
-    if cfg.algorithm.reward == "math":
+    correct = grade_batch(texts, references, workers=algorithm.grader_workers, progress=False)
+    if algorithm.reward == "math":
         return [1.0 if c else 0.0 for c in correct], correct
-    rewards = [(1.0 if c else -1.0) + overlong_penalty(n, cfg.rollout.max_new_tokens, cfg.algorithm.overlong_buffer, cfg.algorithm.overlong_penalty)
+    rewards = [(1.0 if c else -1.0) + overlong_penalty(n, max_new_tokens, algorithm.overlong_buffer,
+                                                       algorithm.overlong_penalty)
                for c, n in zip(correct, lengths)]
     return rewards, correct
 
@@ -129,21 +132,23 @@ def collect_rollouts(model, tokenizer, prompts: Prompts, sampler, cfg: TrainConf
     Returns the kept groups as one :class:`Rollouts` (``None`` when none was kept) and the statistics of every
     rollout generated (:meth:`Generated.metrics`).
     """
-    n = cfg.rollout.rollouts_per_prompt
-    per_batch = (cfg.rollout.generation_prompts or cfg.rollout.prompts_per_step) if cfg.rollout.dynamic_sampling else cfg.rollout.prompts_per_step
-    max_batches = cfg.rollout.max_generation_batches if cfg.rollout.dynamic_sampling else 1
+    rollout, n = cfg.rollout, cfg.rollout.rollouts_per_prompt
+    dynamic = rollout.dynamic_sampling
+    per_batch = (rollout.generation_prompts or rollout.prompts_per_step) if dynamic else rollout.prompts_per_step
+    max_batches = rollout.max_generation_batches if dynamic else 1
     kept: list[Group] = []
     seen = Generated([], [], [], [])
-    while len(kept) < cfg.rollout.prompts_per_step and seen.batches < max_batches:
+    while len(kept) < rollout.prompts_per_step and seen.batches < max_batches:
         seen.batches += 1
         chosen = [prompts.usable[i] for i in sampler.next(per_batch)]
         t0 = time.time()
         with amp():
-            gens = generate_rollouts(model, tokenizer, [prompts.texts[i] for i in chosen], cfg, engine)
+            gens = generate_rollouts(model, tokenizer, [prompts.texts[i] for i in chosen], rollout, engine)
         times["generation"] += time.time() - t0
         t0 = time.time()
         refs = [prompts.problems[chosen[g.prompt_index]]["answer"] for g in gens]
-        rewards, correct = score([g.text for g in gens], refs, [g.num_tokens for g in gens], cfg)
+        rewards, correct = score([g.text for g in gens], refs, [g.num_tokens for g in gens], cfg.algorithm,
+                                 rollout.max_new_tokens)
         times["reward"] += time.time() - t0
         seen.rewards += rewards
         seen.correct += correct
@@ -151,10 +156,10 @@ def collect_rollouts(model, tokenizer, prompts: Prompts, sampler, cfg: TrainConf
         seen.finished += [g.finished for g in gens]
         for j, index in enumerate(chosen):
             group = Group(index, gens[j * n:(j + 1) * n], rewards[j * n:(j + 1) * n], correct[j * n:(j + 1) * n])
-            if cfg.rollout.dynamic_sampling and (all(group.correct) or not any(group.correct)):
+            if dynamic and (all(group.correct) or not any(group.correct)):
                 continue  # DAPO: a group with one accuracy carries no signal
             kept.append(group)
-    kept = kept[: cfg.rollout.prompts_per_step]
+    kept = kept[: rollout.prompts_per_step]
     return (assemble(kept, prompts, tokenizer.pad_token_id) if kept else None), seen.metrics(kept)
 
 

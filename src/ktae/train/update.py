@@ -119,26 +119,26 @@ def ppo_update(model, ref_model, optimizer, batch: Rollouts, advantages: torch.T
     on a GPU). Returns the mean loss, entropy, KL, clip fraction, approximate KL and gradient norm, and the
     counts of optimizer steps taken and skipped.
     """
-    n = cfg.rollout.rollouts_per_prompt
+    ppo, n = cfg.ppo, cfg.rollout.rollouts_per_prompt
     size = len(batch.prompt_ids)
-    mini = (cfg.ppo.mini_batch_prompts * n) if cfg.ppo.mini_batch_prompts else size
-    micro = cfg.ppo.micro_batch_size or mini
+    mini = (ppo.mini_batch_prompts * n) if ppo.mini_batch_prompts else size
+    micro = ppo.micro_batch_size or mini
     params = [p for p in model.parameters() if p.requires_grad]
-    on_policy = cfg.ppo.epochs == 1 and mini >= size  # old log-probs = the current ones, no extra forward
+    on_policy = ppo.epochs == 1 and mini >= size  # old log-probs = the current ones, no extra forward
     old_log_probs = None if on_policy else forward_log_probs(model, batch, cfg, pad_id, micro, amp)
-    ref_log_probs = forward_log_probs(ref_model, batch, cfg, pad_id, micro, amp) if cfg.ppo.kl_coef > 0 else None
+    ref_log_probs = forward_log_probs(ref_model, batch, cfg, pad_id, micro, amp) if ppo.kl_coef > 0 else None
     stats = Averages()
     skipped = steps = 0
     model.train()
-    for _ in range(cfg.ppo.epochs):
+    for _ in range(ppo.epochs):
         for mb in chunks(torch.arange(size), mini):
             optimizer.zero_grad(set_to_none=True)
-            total = max(normaliser(batch.response_mask[mb], cfg.ppo.loss_agg_mode), 1.0)
+            total = max(normaliser(batch.response_mask[mb], ppo.loss_agg_mode), 1.0)
             finite = all(micro_batch_backward(model, batch, advantages, idx, old_log_probs, ref_log_probs, total,
                                               cfg, pad_id, stats, amp) for idx in chunks(mb, micro))
             grad_norm = float("nan")
             if finite:
-                max_norm = cfg.ppo.grad_clip if cfg.ppo.grad_clip > 0 else float("inf")
+                max_norm = ppo.grad_clip if ppo.grad_clip > 0 else float("inf")
                 grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
                 finite = math.isfinite(grad_norm)
             if finite:
@@ -163,30 +163,30 @@ def micro_batch_backward(model, batch: Rollouts, advantages: torch.Tensor, idx: 
     ``top_entropy_quantile`` < 1), plus ``kl_coef`` times the KL to the reference, minus ``entropy_coef`` times
     the entropy. Returns False, without a backward pass, when the loss is not finite.
     """
+    ppo, scale = cfg.ppo, cfg.rollout.max_new_tokens   # scale: the constant of seq-mean-token-sum-norm
     device = next(model.parameters()).device
     width = max(int(batch.response_mask[idx].sum(-1).max()), 1)
     mask = batch.response_mask[idx, :width].to(device)
     with amp():
         log_prob, entropy = response_log_probs(
             model, [batch.prompt_ids[i] for i in idx], batch.responses[idx, :width], mask, pad_id,
-            cfg.rollout.temperature, entropy=True, entropy_grad=cfg.ppo.entropy_coef != 0)
+            cfg.rollout.temperature, entropy=True, entropy_grad=ppo.entropy_coef != 0)
     old = log_prob.detach() if old_log_probs is None else old_log_probs[idx, :width].to(device)
     adv = advantages[idx, :width].to(device)
-    if cfg.ppo.top_entropy_quantile < 1:  # a zero advantage gives a token no policy loss or gradient
-        adv = adv * high_entropy_mask(entropy.detach(), mask, cfg.ppo.top_entropy_quantile)
-    loss, pg_metrics = policy_loss(
-        log_prob, old, adv, mask, clip_low=cfg.ppo.clip_low, clip_high=cfg.ppo.clip_high,
-        dual_clip=cfg.ppo.dual_clip or None, loss_agg_mode=cfg.ppo.loss_agg_mode, loss_scale_factor=cfg.rollout.max_new_tokens)
+    if ppo.top_entropy_quantile < 1:  # a zero advantage gives a token no policy loss or gradient
+        adv = adv * high_entropy_mask(entropy.detach(), mask, ppo.top_entropy_quantile)
+    loss, pg_metrics = policy_loss(log_prob, old, adv, mask, clip_low=ppo.clip_low, clip_high=ppo.clip_high,
+                                   dual_clip=ppo.dual_clip or None, loss_agg_mode=ppo.loss_agg_mode,
+                                   loss_scale_factor=scale)
     tokens = float(mask.sum())
     if ref_log_probs is not None:
-        kl, kl_metrics = kl_loss(log_prob, ref_log_probs[idx, :width].to(device), mask, cfg.ppo.kl_kind,
-                                 cfg.ppo.loss_agg_mode, loss_scale_factor=cfg.rollout.max_new_tokens)
-        loss = loss + cfg.ppo.kl_coef * kl
+        kl, kl_metrics = kl_loss(log_prob, ref_log_probs[idx, :width].to(device), mask, ppo.kl_kind,
+                                 ppo.loss_agg_mode, loss_scale_factor=scale)
+        loss = loss + ppo.kl_coef * kl
         stats.add("kl", kl_metrics["kl_mean"], tokens)
-    if cfg.ppo.entropy_coef:
-        loss = loss - cfg.ppo.entropy_coef * aggregate_loss(entropy, mask, cfg.ppo.loss_agg_mode,
-                                                        loss_scale_factor=cfg.rollout.max_new_tokens)
-    share = normaliser(mask, cfg.ppo.loss_agg_mode) / total
+    if ppo.entropy_coef:
+        loss = loss - ppo.entropy_coef * aggregate_loss(entropy, mask, ppo.loss_agg_mode, loss_scale_factor=scale)
+    share = normaliser(mask, ppo.loss_agg_mode) / total
     if not torch.isfinite(loss):
         return False
     (loss * share).backward()
@@ -204,15 +204,15 @@ def evaluate(model, tokenizer, problems: list[dict], cfg: TrainConfig, engine=No
 
     if not problems:
         return {}
-    prompts = build_prompts(problems, cfg, tokenizer)
+    prompts = build_prompts(problems, cfg.data, tokenizer)
     max_new = cfg.eval.max_new_tokens or cfg.rollout.max_new_tokens
     if engine is not None:
         gens = engine.generate(prompts, n=1, greedy=True, max_new_tokens=max_new)
     else:
         gens = generate(model, tokenizer, prompts, max_new_tokens=max_new, temperature=0.0, n=1,
                         batch_size=cfg.eval.batch_size, backend="hf", progress=False)
-    correct = grade_batch([g.text for g in gens], [p["answer"] for p in problems], workers=cfg.algorithm.grader_workers,
-                          progress=False)
+    correct = grade_batch([g.text for g in gens], [p["answer"] for p in problems],
+                          workers=cfg.algorithm.grader_workers, progress=False)
     return {
         "eval_accuracy": sum(correct) / len(correct),
         "eval_response_length": sum(g.num_tokens for g in gens) / len(gens),
