@@ -32,7 +32,7 @@ import torch
 
 import ktae
 from ktae.analysis.mistakes import mistake_metrics
-from ktae.train.rollouts import pad_right
+from ktae.train.rollouts import pad
 from ktae.recipes.word_problems import token_labels
 
 SCORES = {"-K": "key-token value K (KTAE)", "-A": "rollout advantage A (GRPO, flat)",
@@ -68,7 +68,7 @@ def load_run(run_dir: Path, tokenizer_path: str | None):
 def step_tokens(path: Path, tokenizer, ktae_config) -> dict[str, torch.Tensor]:
     """Flat per-token tensors of one dump: K, A, the wrong-step label, rollout index, rollout correctness."""
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    responses, mask = pad_right([r["token_ids"] for r in rows], pad_id=0)
+    responses, mask = pad([r["token_ids"] for r in rows], pad_id=0)
     rewards = torch.tensor([float(r["reward"]) for r in rows])
     groups = [r["group"] for r in rows]
     key = ktae.key_token_values(responses, mask, rewards, groups, ktae_config)        # [B, L]

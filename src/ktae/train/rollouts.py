@@ -167,7 +167,7 @@ def assemble(kept: list[Group], prompts: Prompts, pad_id: int) -> Rollouts:
     """The kept groups as one right-padded batch."""
     gens = [g for grp in kept for g in grp.gens]
     n = len(kept[0].gens)
-    responses, response_mask = pad_right([g.token_ids for g in gens], pad_id)
+    responses, response_mask = pad([g.token_ids for g in gens], pad_id)
     return Rollouts(
         prompt_ids=[prompts.ids[grp.index] for grp in kept for _ in range(n)],
         responses=responses, response_mask=response_mask,
@@ -181,13 +181,16 @@ def assemble(kept: list[Group], prompts: Prompts, pad_id: int) -> Rollouts:
     )
 
 
-def pad_right(rows: list[list[int]], pad_id: int, width: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max([len(r) for r in rows] + [1]) if width is None else width
+def pad(rows: list[list[int]], pad_id: int, left: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token rows as ``(ids [N, W], mask [N, W])``, W the longest row (at least 1); padded on the right
+    (responses) or, with ``left``, on the left (prompts, so that they end where the response begins)."""
+    width = max([len(r) for r in rows] + [1])
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     for i, r in enumerate(rows):
-        ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
-        mask[i, : len(r)] = 1
+        span = slice(width - len(r), width) if left else slice(0, len(r))
+        ids[i, span] = torch.tensor(r, dtype=torch.long)
+        mask[i, span] = 1
     return ids, mask
 
 

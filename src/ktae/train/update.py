@@ -14,18 +14,7 @@ import torch.nn.functional as F
 from ktae.core.losses import aggregate_loss, entropy_from_logits, high_entropy_mask, kl_loss, policy_loss
 from ktae.rewards import grade_batch
 from ktae.train.config import TrainConfig
-from ktae.train.rollouts import Rollouts, build_prompts
-
-
-def pad_left(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, r in enumerate(rows):
-        if r:
-            ids[i, width - len(r):] = torch.tensor(r, dtype=torch.long)
-            mask[i, width - len(r):] = 1
-    return ids, mask
+from ktae.train.rollouts import Rollouts, build_prompts, pad
 
 
 def response_log_probs(model, prompt_ids: list[list[int]], responses: torch.Tensor, response_mask: torch.Tensor,
@@ -38,7 +27,7 @@ def response_log_probs(model, prompt_ids: list[list[int]], responses: torch.Tens
     carries a gradient only with ``entropy_grad`` (an entropy bonus).
     """
     device = next(model.parameters()).device
-    prompt, prompt_mask = pad_left(prompt_ids, pad_id)
+    prompt, prompt_mask = pad(prompt_ids, pad_id, left=True)
     length = responses.shape[1]
     input_ids = torch.cat([prompt, responses.cpu()], dim=1).to(device)
     attention = torch.cat([prompt_mask, response_mask.cpu().long()], dim=1).to(device)
