@@ -87,7 +87,7 @@ def _finite(value: float) -> bool:
 
 
 # ============================================================================ sections
-@dataclass
+@dataclass(frozen=True)
 class ModelConfig(_Section):
     """The policy: where it comes from and how it runs."""
 
@@ -111,7 +111,7 @@ class ModelConfig(_Section):
         self.need(self.threads >= 0, "threads", "an integer >= 0")
 
 
-@dataclass
+@dataclass(frozen=True)
 class DataConfig(_Section):
     """The training problems and how they become prompts."""
 
@@ -132,14 +132,15 @@ class DataConfig(_Section):
 
     def __post_init__(self) -> None:
         values = [self.filter_values] if isinstance(self.filter_values, str) else self.filter_values or []
-        self.filter_values = [v.strip() for item in values for v in str(item).split(",") if v.strip()]
+        object.__setattr__(self, "filter_values",  # comma-separated, as on the command line
+                           [v.strip() for item in values for v in str(item).split(",") if v.strip()])
         self.need(bool(self.path), "path", "'embedded', a dataset id, a file or a folder")
         self.need(not self.filter_field or bool(self.filter_values), "filter_values",
                   "at least one value with --filter_field")
         self.need(self.max_prompt_tokens >= 1, "max_prompt_tokens", "an integer >= 1")
 
 
-@dataclass
+@dataclass(frozen=True)
 class TaskConfig(_Section):
     """The embedded task (used with ``--data embedded``)."""
 
@@ -155,7 +156,7 @@ class TaskConfig(_Section):
         self.need(self.name in TASKS, "name", f"one of {TASKS}")
 
 
-@dataclass
+@dataclass(frozen=True)
 class RolloutConfig(_Section):
     """Sampling the responses of a step (dynamic sampling included)."""
 
@@ -183,7 +184,7 @@ class RolloutConfig(_Section):
         self.need(0 < self.top_p <= 1, "top_p", "a number in (0, 1]")
 
 
-@dataclass
+@dataclass(frozen=True)
 class AlgorithmConfig(_Section):
     """Advantage estimator and rewards."""
 
@@ -202,7 +203,7 @@ class AlgorithmConfig(_Section):
         self.need(math.isfinite(self.overlong_penalty), "overlong_penalty", "a finite number")
 
 
-@dataclass
+@dataclass(frozen=True)
 class PPOConfig(_Section):
     """The policy update: optimiser, PPO clipping, loss."""
 
@@ -242,7 +243,7 @@ class PPOConfig(_Section):
         self.need(0 < self.top_entropy_quantile <= 1, "top_entropy_quantile", "a number in (0, 1]")
 
 
-@dataclass
+@dataclass(frozen=True)
 class EvaluationConfig(_Section):
     """The held-out evaluation (greedy) on schedule."""
 
@@ -261,7 +262,7 @@ class EvaluationConfig(_Section):
         self.need(self.batch_size >= 1, "batch_size", "an integer >= 1")
 
 
-@dataclass
+@dataclass(frozen=True)
 class LogConfig(_Section):
     """What the run writes: console lines, checkpoints, loggers, key-token dumps."""
 
@@ -285,7 +286,7 @@ def _section(kind: type, help: str) -> Any:
     return field(default_factory=kind, metadata={"help": help})
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig(_Section):
     """Every option of ``ktae train``; the defaults are the embedded CPU run (GRPO+KTAE)."""
 
