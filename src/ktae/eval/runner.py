@@ -62,12 +62,12 @@ class EvalConfig:
     batch_size: int = field(default=16, metadata={"help": "sequences per generate call (HF backend)"})
     backend: str = field(default="hf", metadata={"help": "hf (transformers generate) or vllm"})
     dtype: str = field(default="auto", metadata={"help": "model dtype: auto, bfloat16, float16, float32"})
-    device: str | None = field(default=None, metadata={"help": "torch device for the HF backend (default: cuda if available)"})
+    device: str | None = field(default=None, metadata={"help": "torch device for the HF backend (None: cuda if available)"})
     seed: int = field(default=0, metadata={"help": "random seed for sampling"})
     grading_workers: int | None = field(default=None, metadata={"help": "grading processes (default: CPU count, max 8)"})
     grading_timeout: float = field(default=5.0, metadata={"help": "seconds allowed to grade one answer"})
-    problem_field: str | None = field(default=None, metadata={"help": "problem column of the data (default: auto)"})
-    answer_field: str | None = field(default=None, metadata={"help": "answer column of the data (default: auto)"})
+    problem_field: str | None = field(default=None, metadata={"help": "problem column of the data (None: auto)"})
+    answer_field: str | None = field(default=None, metadata={"help": "answer column of the data (None: auto)"})
     progress: bool = field(default=True, metadata={"help": "show progress bars"})
 
     def __post_init__(self) -> None:
