@@ -57,7 +57,7 @@ class CompareConfig:
                    "problems: word-grpo, word-grpo-ktae, ...) or 'smollm2' (smollm2-cpu-grpo, smollm2-cpu; no --dapo)")
     entropy_arm: bool = option(False, "add the baseline trained only on its highest-entropy tokens (the top 20 percent, "
                                   "top_entropy_quantile 0.2, Wang et al. 2025)")
-    runs_dir: str = option("", "folder of the runs (default: <output>/runs); comparisons that share it reuse each "
+    runs_dir: str = option("", "folder of the runs (empty: <output>/runs); comparisons that share it reuse each "
                            "other's finished runs")
     ablations: list[str] = option([], "KTAE ablations to add, comma-separated subset of alpha,beta,gamma "
                                   "(each sets that weight to 0)")
@@ -65,12 +65,12 @@ class CompareConfig:
     first_seed: int = option(0, "first seed")
     steps: int = option(100, "RL steps of every run (ktae train runs 150 by default; the curves settle by ~100)")
     eval_every: int = option(10, "held-out evaluation every N steps (and at step 0 and the end)")
-    table_steps: list[str] = option([], "steps reported in the table, comma-separated (default: up to 7 of the "
+    table_steps: list[str] = option([], "steps reported in the table, comma-separated (empty: up to 7 of the "
                                     "evaluation steps: the first four, then evenly spread up to the last)")
     smooth: int = option(5, "moving-average window (steps) of the rollout curves before averaging over seeds")
     target_accuracy: float = option(0.0, "also report the steps each run took to reach this held-out accuracy "
                                      "(a share, e.g. 0.5; 0 = off)")
-    figure: str = option("", "figure path (default: <output>/compare.png)")
+    figure: str = option("", "figure path (empty: <output>/compare.png)")
 
     def __post_init__(self) -> None:
         # comma-separated on the command line ("--ablations alpha,beta"): one item per value

@@ -103,7 +103,7 @@ class ModelConfig(_Section):
     gradient_checkpointing: bool = option(False, "recompute activations in the backward pass (saves memory)")
     threads: int = option(0, "torch CPU threads (0: 1 for the embedded tiny model, whose small matrices gain nothing "
                           "from more; torch's default, one per core, otherwise)")
-    cache_dir: str = option("", "cache of built models (default: $KTAE_CACHE or ~/.cache/ktae)")
+    cache_dir: str = option("", "cache of built models (empty: $KTAE_CACHE or ~/.cache/ktae)")
 
     def __post_init__(self) -> None:
         self.need(bool(self.path), "path", "'embedded', a model id, a folder or a .gguf file")
