@@ -298,16 +298,7 @@ def open_run(cfg: TrainConfig, run_dir: Path, last: Path | None, log: Callable[[
     np.random.seed(cfg.seed % 2**32)
     start_step, eval_pending, elapsed = 0, cfg.eval.every > 0, 0.0
     if last is not None:
-        saved = ckpt.load_trainer_state(last)
-        ckpt.load_weights_into(model, last)
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        sampler.load_state(saved["sampler"])
-        ckpt.set_rng_state(saved["rng"])
-        start_step, eval_pending = int(saved["step"]), bool(saved["eval_pending"])
-        elapsed = float(saved.get("elapsed", 0.0))
-        if engine is not None:
-            engine.sync(model)
+        start_step, eval_pending, elapsed = restore(last, model, optimizer, scheduler, sampler, engine)
         say(f"resuming {run_dir} from step {start_step}")
     logger = MetricsLogger(run_dir, cfg.to_dict(), resume_step=start_step if last is not None else None,
                            tensorboard=cfg.log.tensorboard, wandb=cfg.log.wandb, wandb_project=cfg.log.wandb_project,
@@ -323,6 +314,19 @@ def open_run(cfg: TrainConfig, run_dir: Path, last: Path | None, log: Callable[[
     state = RunState(start_step, eval_pending, ckpt.rng_state(), sampler.state())
     return Run(cfg, run_dir, model, ref_model, tokenizer, optimizer, scheduler, sampler, prompts, eval_problems,
                ktae_config, engine, logger, amp, say, log, state, start_step, elapsed, t_setup)
+
+
+def restore(last: Path, model, optimizer, scheduler, sampler: PromptSampler, engine) -> tuple[int, bool, float]:
+    """Load checkpoint ``last`` into the run's parts; ``(steps done, evaluation pending, seconds trained)``."""
+    saved = ckpt.load_trainer_state(last)
+    ckpt.load_weights_into(model, last)
+    optimizer.load_state_dict(saved["optimizer"])
+    scheduler.load_state_dict(saved["scheduler"])
+    sampler.load_state(saved["sampler"])
+    ckpt.set_rng_state(saved["rng"])
+    if engine is not None:
+        engine.sync(model)
+    return int(saved["step"]), bool(saved["eval_pending"]), float(saved.get("elapsed", 0.0))
 
 
 def lr_factor(step: int, ppo: PPOConfig, steps: int) -> float:
