@@ -424,7 +424,7 @@ def test_cli_help_shows_defaults_and_requires_the_tokenizer(capsys):
         analyze_main(["--help"])
     assert exc.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
-    for shown in ("--page_size PAGE_SIZE, --page-size PAGE_SIZE prompts per HTML page (default: 10)",
+    for shown in ("--page_size, --page-size PAGE_SIZE prompts per HTML page (default: 10)",
                   "(default: 200000)", "0 for all (default: 50)", "--quiet no progress bars (default: False)",
                   "--label {reward,correct}", "(default: reward)", "fisher_at_one", "rollouts"):
         assert shown in text

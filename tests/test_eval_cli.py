@@ -185,7 +185,7 @@ def test_eval_help_shows_defaults(capsys):
     with pytest.raises(SystemExit):
         ktae_main(["eval", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    for shown in ("--max_new_tokens MAX_NEW_TOKENS, --max-new-tokens MAX_NEW_TOKENS",
+    for shown in ("--max_new_tokens, --max-new-tokens MAX_NEW_TOKENS",
                   "response length limit in tokens (paper: 3000) (default: 3000)",
                   "(default: qwen_math)", "(default: 5.0)", "--no-progress", "--show-paper", "--response-field",
                   "--backend {hf,vllm}", "(default: ['aime', 'math', 'amc', 'minerva', 'olympiad_bench'])",

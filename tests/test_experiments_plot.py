@@ -65,4 +65,4 @@ def test_plot_options_spellings_and_errors(tmp_path, capsys):
         main(["--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert exc.value.code == 0
-    assert "--output OUTPUT, -o OUTPUT" in text and "(1 = raw) (default: 5)" in text and "run_dirs" in text
+    assert "--output, -o OUTPUT" in text and "(1 = raw) (default: 5)" in text and "run_dirs" in text

@@ -52,5 +52,5 @@ def test_help_shows_defaults_except_for_required_options(capsys):
         parse(_parser(), ["--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "--name NAME required name --max_steps" in text
-    assert "--max_steps MAX_STEPS, --max-steps MAX_STEPS, -s MAX_STEPS steps (default: 3)" in text
+    assert "--max_steps, --max-steps, -s MAX_STEPS steps (default: 3)" in text
     assert "--verbose a switch (default: False)" in text and "repeatable (default: [])" in text

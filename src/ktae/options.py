@@ -63,10 +63,19 @@ def _add_action_field(parser, dataclass_field) -> None:
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults after each option's help (not after a required one's); the description and epilog printed as written."""
+    """Defaults after each option's help (not after a required one's); the description and epilog printed as
+    written; an option's spellings on one line with its value named once (``--a_b, --a-b INT``)."""
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         return action.help if action.required else super()._get_help_string(action)
+
+    def _format_action_invocation(self, action: argparse.Action) -> str:
+        if not action.option_strings:
+            return super()._format_action_invocation(action)
+        names = ", ".join(action.option_strings)
+        if action.nargs == 0:
+            return names
+        return f"{names} {self._format_args(action, self._get_default_metavar_for_optional(action))}"
 
 
 def make_parser(dataclass_types: Sequence[type], prog: str, description: str = "", epilog: str | None = None,
