@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from ktae.experiments.plot import moving_average
 from ktae.options import make_parser, option, parse
 from ktae.train.config import TrainConfig, as_flat, load_run_config, make_config, parse_command
 
@@ -156,14 +157,6 @@ def mean_ci(values: list[float]) -> tuple[float, float]:
     sd = math.sqrt(sum((v - mean) ** 2 for v in vals) / (n - 1))
     t = _T975[n - 2] if n - 1 <= len(_T975) else 1.96
     return mean, t * sd / math.sqrt(n)
-
-
-def _smooth(values: list[float], window: int) -> list[float]:
-    out = []
-    for i in range(len(values)):
-        chunk = values[max(0, i - window + 1): i + 1]
-        out.append(sum(chunk) / len(chunk))
-    return out
 
 
 def _series(records: list[dict], key: str) -> dict[int, float]:
@@ -306,7 +299,7 @@ def summarise(runs: dict[str, list[Path]], method_list: list[Method], table_step
             s = {key: _series(records, key) for key in (*CURVES, "eval_response_length")}
             for key in ("accuracy", "response_length", "entropy"):
                 steps = sorted(s[key])
-                s[key] = dict(zip(steps, _smooth([s[key][t] for t in steps], smooth)))
+                s[key] = dict(zip(steps, moving_average([s[key][t] for t in steps], smooth)))
             series.append(s)
         per_run[m.key] = series
         summary["methods"].append({"key": m.key, "label": m.label, "runs": [str(d) for d in dirs]})

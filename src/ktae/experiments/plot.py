@@ -14,7 +14,8 @@ from ktae.options import make_parser, option, parse
 from ktae.train.logger import read_metrics
 
 
-def _smooth(values: list[float], window: int) -> list[float]:
+def moving_average(values: list[float], window: int) -> list[float]:
+    """Trailing mean over the last ``window`` values (fewer at the start); ``window`` <= 1: the values."""
     if window <= 1:
         return values
     out, acc = [], []
@@ -57,17 +58,17 @@ def plot_runs(run_dirs: list[str | Path], output: str | Path, labels: list[str] 
         label = labels[k] if labels else path.name
         steps, acc = series(records, "accuracy")
         if steps:
-            axes[0].plot(steps, _smooth(acc, smooth), color=color, alpha=0.45, lw=1.2,
+            axes[0].plot(steps, moving_average(acc, smooth), color=color, alpha=0.45, lw=1.2,
                          label=f"{label} (rollouts)")
         ev_steps, ev_acc = series(records, "eval_accuracy")
         if ev_steps:
             axes[0].plot(ev_steps, ev_acc, color=color, marker="o", lw=2, label=f"{label} (held-out, greedy)")
         steps, length = series(records, "response_length")
         if steps:
-            axes[1].plot(steps, _smooth(length, smooth), color=color, lw=1.6, label=label)
+            axes[1].plot(steps, moving_average(length, smooth), color=color, lw=1.6, label=label)
         steps, entropy = series(records, "entropy")
         if steps:
-            axes[2].plot(steps, _smooth(entropy, smooth), color=color, lw=1.6, label=label)
+            axes[2].plot(steps, moving_average(entropy, smooth), color=color, lw=1.6, label=label)
     for ax, name in zip(axes, ("accuracy", "mean response length (tokens)", "entropy (nats / token)")):
         ax.set_xlabel("step")
         ax.set_title(name)

@@ -141,7 +141,8 @@ def _valid_expressions(task: "ArithmeticTask") -> list[str]:
     return _TABLES[task]
 
 
-def _apply(a: int, op: str, b: int) -> int:
+def apply_operator(a: int, op: str, b: int) -> int:
+    """``a op b`` for ``op`` in ``+ - *`` (also used by the word-problem task)."""
     return a + b if op == "+" else a - b if op == "-" else a * b
 
 
@@ -155,7 +156,7 @@ def _steps(numbers: list[int], ops: list[str], precedence: bool) -> tuple[list[s
 
     def reduce_at(i: int) -> bool:
         a, op, b = numbers[i], ops[i], numbers[i + 1]
-        c = _apply(a, op, b)
+        c = apply_operator(a, op, b)
         if not 0 <= c <= MAX_VALUE:
             return False
         lines.append(f"{a}{op}{b}={c}")

@@ -36,7 +36,7 @@ import random
 import re
 from dataclasses import dataclass, field
 
-from ktae.recipes.arithmetic import BOXED, PROMPT_SUFFIX
+from ktae.recipes.arithmetic import BOXED, PROMPT_SUFFIX, apply_operator
 
 NAMES = ("Ann", "Ben", "Cara", "Dan", "Eva", "Finn", "Gia", "Hugo", "Ivy", "Jack", "Kim", "Leo", "Mia", "Noah",
          "Olga", "Paul")
@@ -145,7 +145,7 @@ class WordProblemTask:
             left, operand = (total if op.left < 0 else op.left), (aside if op.operand < 0 else op.operand)
             tag = f"adds {aside}" if op.operand < 0 else op.tag
             if careful:
-                line, label, result = f"{tag}: {_eq(left, op.op, operand)}", "step", _apply(left, op.op, operand)
+                line, label, result = f"{tag}: {_eq(left, op.op, operand)}", "step", apply_operator(left, op.op, operand)
             else:
                 line, label, result = self._sloppy_line(tag, op.op, left, operand, rng)
             lines.append((line, label))
@@ -164,13 +164,13 @@ class WordProblemTask:
             return f"{tag}: {_eq(left, '+', operand)}", "mistake", left + operand
         if op in "+-" and operand >= 4 and rng.random() < self.pieces:
             first = operand // 2
-            middle = _apply(left, op, first)
-            result = _apply(middle, op, operand - first)
+            middle = apply_operator(left, op, first)
+            result = apply_operator(middle, op, operand - first)
             slipped = rng.random() < self.slip
             shown = result + rng.choice((-1, 1)) if slipped else result
             text = f"{tag}: {_eq(left, op, first)}, {middle}{op}{operand - first}={shown}"
             return text, "mistake" if slipped else "detour", shown
-        return f"{tag}: {_eq(left, op, operand)}", "step", _apply(left, op, operand)
+        return f"{tag}: {_eq(left, op, operand)}", "step", apply_operator(left, op, operand)
 
     def warm_start_pair(self, rng: random.Random, careful_fraction: float) -> tuple[str, str]:
         """One (prompt, response) pair of the warm-start data: careful with probability ``careful_fraction``."""
@@ -237,17 +237,13 @@ def format_problem(story: str) -> str:
     return story + PROMPT_SUFFIX
 
 
-def _apply(a: int, op: str, b: int) -> int:
-    return a + b if op == "+" else a - b if op == "-" else a * b
-
-
 def _eq(a: int, op: str, b: int) -> str:
-    return f"{a}{op}{b}={_apply(a, op, b)}"
+    return f"{a}{op}{b}={apply_operator(a, op, b)}"
 
 
 def _true(equation: str) -> bool:
     m = _EQUATION.match(equation)
-    return bool(m) and _apply(int(m.group(1)), m.group(2), int(m.group(3))) == int(m.group(4))
+    return bool(m) and apply_operator(int(m.group(1)), m.group(2), int(m.group(3))) == int(m.group(4))
 
 
 # ---------------------------------------------------------------------- labelling any response
@@ -299,7 +295,7 @@ def _label_step(text: str, op: Op | None, state: dict[str, int]) -> str:
     state["aside" if op.aside else "total"] = eqs[-1][3]
     chained = all(eqs[i][0] == eqs[i - 1][3] for i in range(1, len(eqs)))
     right = (tag == expected_tag and eqs[0][0] == left and all(e[1] == op.op for e in eqs) and chained
-             and all(_apply(a, o, b) == c for a, o, b, c in eqs)
+             and all(apply_operator(a, o, b) == c for a, o, b, c in eqs)
              and (sum(e[2] for e in eqs) == operand if op.op in "+-" else len(eqs) == 1 and eqs[0][2] == operand))
     if not right:
         return "mistake"

@@ -368,8 +368,9 @@ class Option:
 def options() -> dict[str, Option]:
     """Every option of ``ktae train`` by flat name, in ``--help`` order (``preset`` is ``--preset``'s)."""
     out: dict[str, Option] = {}
+    top_hints = typing.get_type_hints(TrainConfig)
     for top in fields(TrainConfig):
-        kind = typing.get_type_hints(TrainConfig)[top.name]
+        kind = top_hints[top.name]
         if not dataclasses.is_dataclass(kind):
             if top.name != "preset":
                 out[top.name] = Option("", top.name, kind, top.metadata["help"], "Run")
@@ -528,7 +529,7 @@ def save_yaml(cfg: TrainConfig, path: str | Path) -> None:
 
 def with_options(cfg: TrainConfig, source: str = "arguments", /, **values: Any) -> TrainConfig:
     """``cfg`` with option values (flat or dotted names, any form) replaced, checked."""
-    return from_flat({**as_flat(cfg), **coerce(values, source)}, cfg.preset) if values else cfg.validate()
+    return from_flat({**as_flat(cfg), **coerce(values, source)}, cfg.preset) if values else cfg
 
 
 def make_config(preset: str | None = None, config_file: str | Path | None = None, /, **overrides: Any) -> TrainConfig:
