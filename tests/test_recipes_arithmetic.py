@@ -6,7 +6,7 @@ import pytest
 from ktae.rewards import grade_batch
 from ktae.train.data import EMBEDDED_EVAL_POOL, PromptSampler, embedded_problems
 from ktae.recipes.arithmetic import ArithmeticTask, answer_of, left_to_right_solution, parse, worked_solution
-from ktae.recipes.tiny_model import build_tokenizer
+from ktae.recipes.arithmetic import build_tokenizer
 
 
 def test_problems_need_the_order_of_operations():

@@ -56,7 +56,8 @@ def test_fields_filter_and_answers_from_solutions(files):
 
 def test_train_a_local_hf_model_on_a_jsonl_file(tmp_path):
     """The non-embedded path: a model folder (a tiny Llama saved here) and problems from a jsonl file."""
-    from ktae.recipes.tiny_model import build_model, build_tokenizer, TinyModelConfig
+    from ktae.recipes.arithmetic import build_tokenizer
+    from ktae.recipes.tiny_model import build_model, TinyModelConfig
 
     tok = build_tokenizer()
     model = build_model(TinyModelConfig(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64),

@@ -329,11 +329,10 @@ def _load_gguf(source, trust_remote_code: bool, dtype):
     """A GGUF file as a plain transformers model and its tokenizer, loaded the way ``ktae train`` loads it."""
     import torch
 
-    from ktae.train.config import ModelConfig
-    from ktae.train.modeling import align_eos, load_hf_model, load_tokenizer
+    from ktae.loading import align_eos, load_hf_model, load_tokenizer
 
-    options = ModelConfig(path=source.name, gguf_file=source.gguf_file, trust_remote_code=trust_remote_code)
-    tokenizer = load_tokenizer(options)
-    model = load_hf_model(options, torch.float32 if dtype == "auto" else dtype)
+    tokenizer = load_tokenizer(source.name, gguf_file=source.gguf_file, trust_remote_code=trust_remote_code)
+    model = load_hf_model(source.name, torch.float32 if dtype == "auto" else dtype, gguf_file=source.gguf_file,
+                          trust_remote_code=trust_remote_code)
     align_eos(model, tokenizer)
     return model, tokenizer

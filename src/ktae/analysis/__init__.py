@@ -10,8 +10,8 @@ from ktae.analysis.compute import Analysis, GroupSummary, analyze, load_tokenize
 from ktae.analysis.figure import plot_rollout
 from ktae.analysis.html import write_html
 from ktae.analysis.report import format_group_tables, write_pngs, write_report
-from ktae.analysis.rollouts import Rollout, load_rollouts, rollout_from_record
-from ktae.analysis.sources import RolloutSource, load_source
+from ktae.analysis.rollouts import Rollout, rollout_from_record
+from ktae.analysis.sources import RolloutSource, load_rollouts, load_source
 from ktae.analysis.tokens import TokenPieces, token_pieces
 
 __all__ = [

@@ -281,3 +281,16 @@ def analyze(
         notes=list(notes),
         dump_check=dump_check,
     )
+
+
+def step_rows(analysis: Analysis) -> list[dict]:
+    """Per training step: prompts, rollouts, correct rollouts, prompts with both outcomes, first group index."""
+    rows: dict[int | None, dict] = {}
+    for g in analysis.groups:
+        row = rows.setdefault(g.step, {"step": g.step, "prompts": 0, "rollouts": 0, "correct": 0, "mixed": 0,
+                                       "first": g.index})
+        row["prompts"] += 1
+        row["rollouts"] += len(g.members)
+        row["correct"] += g.n_correct
+        row["mixed"] += int(g.n_correct > 0 and g.n_wrong > 0)
+    return list(rows.values())

@@ -14,7 +14,7 @@ import tempfile
 from typing import Any
 
 from ktae.analysis.colors import LEVELS, css_class, hex_color, level_color, mix, text_color
-from ktae.analysis.compute import Analysis, GroupSummary, _group_slices
+from ktae.analysis.compute import Analysis, GroupSummary, _group_slices, step_rows
 from ktae.progress import progress_bar
 
 _FIELDS_HELP = (
@@ -258,8 +258,6 @@ def _header(analysis: Analysis, vmax: float, subtitle: str) -> str:
 
 def _steps_html(analysis: Analysis, link_of: dict[int, str]) -> str:
     """The index of training steps (prompts, rollouts, accuracy, mixed prompts), linked to each step's first prompt."""
-    from ktae.analysis.report import step_rows
-
     rows = step_rows(analysis)
     if len(rows) < 2:
         return ""

@@ -7,7 +7,7 @@ from typing import Any, TextIO
 
 from ktae.progress import progress_bar
 
-from ktae.analysis.compute import Analysis, DumpCheck, analyze, load_tokenizer
+from ktae.analysis.compute import Analysis, DumpCheck, analyze, load_tokenizer, step_rows
 from ktae.analysis.figure import plot_rollout
 from ktae.analysis.html import default_vmax, write_html
 from ktae.analysis.sources import load_source
@@ -45,19 +45,6 @@ def write_report(
     analysis = analyze(source.rollouts, load_tokenizer(tokenizer), config, top=top, progress=progress,
                        notes=source.notes)
     return write_html(analysis, html_path, page_size=page_size, page_tokens=page_tokens, progress=progress)
-
-
-def step_rows(analysis: Analysis) -> list[dict]:
-    """Per training step: prompts, rollouts, correct rollouts, prompts with both outcomes, first group index."""
-    rows: dict[int | None, dict] = {}
-    for g in analysis.groups:
-        row = rows.setdefault(g.step, {"step": g.step, "prompts": 0, "rollouts": 0, "correct": 0, "mixed": 0,
-                                       "first": g.index})
-        row["prompts"] += 1
-        row["rollouts"] += len(g.members)
-        row["correct"] += g.n_correct
-        row["mixed"] += int(g.n_correct > 0 and g.n_wrong > 0)
-    return list(rows.values())
 
 
 def format_steps(analysis: Analysis) -> str:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass
 from typing import Any, Hashable, Iterable
 
@@ -155,17 +154,3 @@ def rollout_from_record(record: Any, where: str = "record", prefer: str = "rewar
         key_token_values=values,
         ktae_config=config,
     )
-
-
-def load_rollouts(path: str | os.PathLike, prefer: str = "reward", steps: Any = None) -> list[Rollout]:
-    """Read rollouts from a ``.jsonl`` file (one JSON object per line), a ``.json`` file (a list of objects, or an
-    object with a ``rollouts`` list), or a folder of such step files; verl's own dumps are recognised
-    (`ktae.analysis.sources.load_source`, which also says what the report should note about them).
-
-    Raises:
-        FileNotFoundError: nothing at ``path``.
-        ValueError: a line is not valid JSON or misses a required field (the message names the line).
-    """
-    from ktae.analysis.sources import load_source
-
-    return load_source(path, prefer, steps).rollouts

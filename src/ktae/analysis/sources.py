@@ -293,3 +293,15 @@ def load_source(path: str | os.PathLike, prefer: str = "reward", steps: str | It
             "For the trainer's exact ids and K values use KTAEGRPOConfig(ktae_dump_every=N)."
         )
     return RolloutSource(rollouts=rollouts, format=kind, files=files, steps=found, notes=notes)
+
+
+def load_rollouts(path: str | os.PathLike, prefer: str = "reward", steps: Any = None) -> list[Rollout]:
+    """Read rollouts from a ``.jsonl`` file (one JSON object per line), a ``.json`` file (a list of objects, or an
+    object with a ``rollouts`` list), or a folder of such step files; verl's own dumps are recognised
+    (:func:`load_source`, which also says what the report should note about them, gives the rollouts).
+
+    Raises:
+        FileNotFoundError: nothing at ``path``.
+        ValueError: a line is not valid JSON or misses a required field (the message names the line).
+    """
+    return load_source(path, prefer, steps).rollouts

@@ -28,6 +28,9 @@ PROMPT_SUFFIX = "\n"
 BOXED = "\\boxed{"
 #: intermediate values stay in 0..MAX_VALUE
 MAX_VALUE = 99
+PAD, EOS, UNK = "<pad>", "<eos>", "<unk>"
+#: every symbol the embedded task writes; anything else maps to <unk>
+ALPHABET = list("0123456789+-*=()\n ?")
 
 
 @dataclass(frozen=True)
@@ -99,9 +102,7 @@ class ArithmeticTask:
         return format_problem(expr), solve(expr)
 
     def build_tokenizer(self):
-        """The task's character-level tokenizer (:func:`ktae.recipes.tiny_model.build_tokenizer`)."""
-        from ktae.recipes.tiny_model import build_tokenizer
-
+        """The task's character-level tokenizer (:func:`build_tokenizer`)."""
         return build_tokenizer()
 
 
@@ -221,3 +222,25 @@ def left_to_right_solution(expr: str) -> str:
 def format_problem(problem: str) -> str:
     """The embedded task's prompt: the expression and a newline."""
     return problem + PROMPT_SUFFIX
+
+
+# ---------------------------------------------------------------------- tokenizer
+def build_tokenizer():
+    """A character-level ``PreTrainedTokenizerFast`` (``\\boxed{`` and ``}`` are single tokens)."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab_list = [PAD, EOS, UNK] + ALPHABET + [BOXED, "}"]
+    vocab = {tok: i for i, tok in enumerate(vocab_list)}
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
+    core.pre_tokenizer = pre_tokenizers.Split(Regex(r"\\boxed\{|[\s\S]"), behavior="isolated")
+    core.decoder = decoders.Fuse()
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        pad_token=PAD,
+        eos_token=EOS,
+        unk_token=UNK,
+        clean_up_tokenization_spaces=False,
+        padding_side="left",
+    )
+    return tok

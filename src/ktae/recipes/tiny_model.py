@@ -1,4 +1,4 @@
-"""The tiny model of the embedded task: a character-level tokenizer, a small Llama, a warm start.
+"""The tiny model of the embedded task: a small Llama and its warm start (the tokenizer is the task's own).
 
 :func:`load_embedded_model` returns a standard ``LlamaForCausalLM`` and a
 ``PreTrainedTokenizerFast``, built on the first call and cached (by a hash of every
@@ -23,11 +23,6 @@ from pathlib import Path
 
 import torch
 
-from ktae.recipes.arithmetic import BOXED
-
-PAD, EOS, UNK = "<pad>", "<eos>", "<unk>"
-#: every symbol the embedded task writes; anything else maps to <unk>
-ALPHABET = list("0123456789+-*=()\n ?")
 #: bump when the build recipe changes so that old caches are not reused
 BUILD_VERSION = 1
 
@@ -62,27 +57,6 @@ class TinyModelConfig:
             raise ValueError(f"TinyModelConfig.correct_fraction must be in [0, 1], got {self.correct_fraction!r}")
         if not self.sft_lr >= 0:
             raise ValueError(f"TinyModelConfig.sft_lr must be >= 0, got {self.sft_lr!r}")
-
-
-def build_tokenizer():
-    """A character-level ``PreTrainedTokenizerFast`` (``\\boxed{`` and ``}`` are single tokens)."""
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    vocab_list = [PAD, EOS, UNK] + ALPHABET + [BOXED, "}"]
-    vocab = {tok: i for i, tok in enumerate(vocab_list)}
-    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
-    core.pre_tokenizer = pre_tokenizers.Split(Regex(r"\\boxed\{|[\s\S]"), behavior="isolated")
-    core.decoder = decoders.Fuse()
-    tok = PreTrainedTokenizerFast(
-        tokenizer_object=core,
-        pad_token=PAD,
-        eos_token=EOS,
-        unk_token=UNK,
-        clean_up_tokenization_spaces=False,
-        padding_side="left",
-    )
-    return tok
 
 
 def build_model(cfg: TinyModelConfig, vocab_size: int, pad_id: int, eos_id: int):
