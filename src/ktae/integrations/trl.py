@@ -256,7 +256,6 @@ class KTAEGRPOTrainer(GRPOTrainer):
             "and/or ktae_threshold between its values for wrong and right completions",
         )
         self._ktae_rewards: torch.Tensor | None = None
-        self._ktae_sequence_advantages: torch.Tensor | None = None
 
     def _correctness_index(self, name: str | None) -> int | None:
         if name is None:
@@ -365,7 +364,10 @@ class KTAEGRPOTrainer(GRPOTrainer):
         sequence = rollout.unsqueeze(1)  # [B, 1]
         args = self.args
         temperatures = (args.sapo_temperature_pos, args.sapo_temperature_neg)
-        self._ktae_sequence_advantages = sequence
+        # TRL calls its static get_off_policy_mask / get_gamma_weights through ``self``: for this call only, an
+        # instance attribute hands them A_i; the class keeps TRL's own static methods (called as TRL's tests do)
+        for name in _SEQUENCE_DECISIONS:
+            setattr(self, name, _reading_rollout_advantages(getattr(type(self), name), sequence))
         try:
             if self.loss_type == "sapo":  # TRL picks the temperature by the sign: make it that of A_i
                 chosen = torch.where(sequence > 0, temperatures[0], temperatures[1]).to(sequence.dtype)
@@ -373,16 +375,19 @@ class KTAEGRPOTrainer(GRPOTrainer):
             return super()._compute_loss(model, inputs)
         finally:
             args.sapo_temperature_pos, args.sapo_temperature_neg = temperatures
-            self._ktae_sequence_advantages = None
+            for name in _SEQUENCE_DECISIONS:
+                self.__dict__.pop(name, None)
 
-    def _sequence_advantages(self, advantages: torch.Tensor) -> torch.Tensor:
-        sequence = self._ktae_sequence_advantages
-        return advantages if sequence is None else sequence.to(device=advantages.device, dtype=advantages.dtype)
 
-    def get_off_policy_mask(self, advantages: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-        """TRL's off-policy sequence mask, deciding by the rollout advantage A_i. [B, 1]."""
-        return GRPOTrainer.get_off_policy_mask(self._sequence_advantages(advantages), *args, **kwargs)
+#: TRL's static methods that decide per sequence from the sign of the advantage
+_SEQUENCE_DECISIONS = ("get_off_policy_mask", "get_gamma_weights")
 
-    def get_gamma_weights(self, advantages: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-        """TRL's VESPO weights, choosing k/lambda by the sign of the rollout advantage A_i. [B, 1]."""
-        return GRPOTrainer.get_gamma_weights(self._sequence_advantages(advantages), *args, **kwargs)
+
+def _reading_rollout_advantages(method: Any, sequence: torch.Tensor) -> Any:
+    """TRL's static ``method`` with its ``advantages`` argument ([B, T], A_i + K) replaced by ``sequence``
+    ([B, 1], A_i); every other argument passes through as TRL gives it."""
+
+    def call(advantages: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        return method(sequence.to(device=advantages.device, dtype=advantages.dtype), *args, **kwargs)
+
+    return call
