@@ -47,10 +47,11 @@ def test_errors_name_the_option():
         option(False, "help", action="count")
 
 
-def test_help_shows_defaults_except_for_required_options(capsys):
+def test_help_shows_defaults_except_for_required_and_empty_options(capsys):
     with pytest.raises(SystemExit):
         parse(_parser(), ["--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "--name NAME required name --max_steps" in text
     assert "--max_steps, --max-steps, -s MAX_STEPS steps (default: 3)" in text
-    assert "--verbose a switch (default: False)" in text and "repeatable (default: [])" in text
+    assert "--verbose a switch (default: False)" in text
+    assert "repeatable --" in text or text.endswith("repeatable"), "an empty default is not shown"

@@ -1,7 +1,7 @@
 """The SmolLM2 recipe's pieces: finding the GGUF file, reasoning-gym problems, the preset.
 
 Nothing here downloads; tests needing ``reasoning-gym`` are skipped when it is not installed, and the
-GGUF model itself is never loaded (that takes minutes; the recipe's run in the README does it)."""
+GGUF model itself is never loaded (that takes minutes; the recipe's run in docs/training.md does it)."""
 import importlib.util
 from types import SimpleNamespace
 

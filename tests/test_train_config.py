@@ -4,13 +4,13 @@ import pytest
 from ktae.core.config import KTAEConfig
 from ktae.recipes.tiny_model import TinyModelConfig
 from ktae.train.cli import main
-from ktae.train.config import (TrainConfig, load_run_config, make_config, options, parse_args, resume_config,
-                               save_yaml, with_options)
+from ktae.train.config import (COMMON_OPTIONS, TrainConfig, help_topics, load_run_config, make_config, options,
+                               parse_args, resume_config, save_yaml, with_options)
 from ktae.train.presets import PRESETS
 
 
-def test_help_lists_every_option_in_both_spellings_with_its_default(capsys):
-    assert main(["--help"]) == 0
+def test_help_all_lists_every_option_in_both_spellings_with_its_default(capsys):
+    assert main(["--help", "all"]) == 0
     text = capsys.readouterr().out
     for flat, opt in options().items():
         assert opt.help, flat
@@ -21,6 +21,47 @@ def test_help_lists_every_option_in_both_spellings_with_its_default(capsys):
         assert title in text
     for name in PRESETS:
         assert name in text
+
+
+def test_help_fits_a_screen_with_the_common_options_and_the_sections(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")  # argparse wraps to the terminal's width
+    assert main(["--help"]) == 0
+    text = capsys.readouterr().out
+    assert len(text.splitlines()) < 70
+    for flat in COMMON_OPTIONS + ("preset", "config", "resume"):
+        assert f"--{flat} " in text or f"--{flat}," in text, flat
+    assert "--tiny_layers" not in text and "--adam_beta1" not in text
+    for topic in help_topics():
+        assert f"\n  {topic} " in text, topic
+
+
+@pytest.mark.parametrize("argv", [["--help", "ppo"], ["--help=ppo"], ["-h", "ppo"], ["--lr", "1", "--help", "ppo"]])
+def test_help_section_shows_that_section_only(argv, capsys):
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    ppo = [o for o in options().values() if o.section == "ppo"]
+    for opt in ppo:
+        assert f"--{opt.dotted}" in text, opt.dotted
+    assert "--tiny_layers" not in text and "Start:" not in text and "Update (PPO):" in text
+
+
+def test_every_section_has_a_help_topic_and_together_they_list_every_option(capsys):
+    shown = ""
+    for topic in help_topics():
+        if topic not in ("presets", "all"):
+            assert main(["--help", topic]) == 0
+            shown += capsys.readouterr().out
+    for opt in options().values():
+        assert f"--{opt.dotted}" in shown, opt.dotted
+    assert main(["--help", "presets"]) == 0
+    text = capsys.readouterr().out
+    assert all(name in text for name in PRESETS)
+
+
+def test_help_of_an_unknown_section_names_the_sections(capsys):
+    assert main(["--help", "optimizer"]) == 2
+    err = capsys.readouterr().err
+    assert "--help: expected a section" in err and "'optimizer'" in err and "ppo" in err
 
 
 def test_sections_are_typed_and_ktae_is_the_core_config():

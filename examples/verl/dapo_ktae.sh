@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# DAPO+KTAE with verl, the paper's setting (docs: README "verl and TRL"; spec section 6):
+# DAPO+KTAE with verl, the paper's setting (docs: docs/verl.md; spec section 6):
 # Qwen2.5-Math-7B, MATH train levels 3-5, 1024 prompts x 16 rollouts per step, PPO mini-batch 128 prompts,
 # lr 1e-6, grad clip 1.0, clip-higher 0.2/0.24, no KL, token-mean loss, 1024/3072 prompt/response tokens,
 # +1/-1 rewards with DAPO's overlong penalty (buffer 512, factor 1.0), dynamic sampling that drops groups whose

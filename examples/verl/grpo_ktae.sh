@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GRPO+KTAE with verl, the paper's setting (docs: README "verl and TRL"; spec section 6):
+# GRPO+KTAE with verl, the paper's setting (docs: docs/verl.md; spec section 6):
 # Qwen2.5-Math-7B, MATH train levels 3-5, 1024 prompts x 16 rollouts per step, PPO mini-batch 128 prompts,
 # lr 1e-6, clip 0.2/0.2, low-variance KL loss 0.001, token-mean loss, 1024/3072 prompt/response tokens, T = 1.0.
 #

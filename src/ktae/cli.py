@@ -20,6 +20,23 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("ktae.integrations.doctor", "check that KTAE loads in verl (and its Ray workers) and TRL"),
 }
 
+#: sub-command -> ``"module:function"`` returning its argparse parser (the CLI reference and the docs' tests read
+#: it); ``ktae verl`` has none: it passes verl's Hydra arguments to ``verl.trainer.main_ppo``
+PARSERS: dict[str, str] = {
+    "train": "ktae.train.config:parser",
+    "compare": "ktae.experiments.compare:parser",
+    "plot": "ktae.experiments.plot:build_parser",
+    "eval": "ktae.eval.cli:build_parser",
+    "analyze": "ktae.analysis.cli:build_parser",
+    "doctor": "ktae.integrations.doctor:build_parser",
+}
+
+
+def command_parser(name: str):
+    """The argparse parser of ``ktae NAME`` (imports its module); ``KeyError`` for a command without one."""
+    module, _, function = PARSERS[name].partition(":")
+    return getattr(importlib.import_module(module), function)()
+
 
 def _usage() -> str:
     width = max(len(name) for name in COMMANDS)

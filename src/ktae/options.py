@@ -63,11 +63,13 @@ def _add_action_field(parser, dataclass_field) -> None:
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults after each option's help (not after a required one's); the description and epilog printed as
+    """Defaults after each option's help (not after a required one's, nor an empty one); the description and epilog printed as
     written; an option's spellings on one line with its value named once (``--a_b, --a-b INT``)."""
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
-        return action.help if action.required else super()._get_help_string(action)
+        if action.required or action.default in ("", []):  # nothing to show: the help says what empty means
+            return action.help
+        return super()._get_help_string(action)
 
     def _format_action_invocation(self, action: argparse.Action) -> str:
         if not action.option_strings:

@@ -257,8 +257,8 @@ def policy_loss(
         positions (0 when there are none):
 
         * ``clip_fraction`` — share of positions where the clipped term is the active one (verl ``pg_clipfrac``);
-        * ``clip_fraction_lower`` — share where the dual-clip bound is active (verl ``pg_clipfrac_lower``; 0 when
-          ``dual_clip`` is off);
+        * ``clip_fraction_lower`` — share where the dual-clip bound is active (verl ``pg_clipfrac_lower``; 0
+            when ``dual_clip`` is off);
         * ``approx_kl`` — mean of ``old_log_prob - log_prob`` (verl ``ppo_kl``);
         * ``ratio_mean``, ``ratio_min``, ``ratio_max`` — of the importance ratio ``r`` (1 when no positions).
     """

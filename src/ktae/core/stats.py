@@ -90,7 +90,10 @@ def fisher_exact_pvalues(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, d: t
     sizes costs a few small sorts.
 
     Args:
-        a, b, c, d: integer tensors of one shape, non-negative counts.
+        a: integer tensor, non-negative counts: the tables' top-left cells (token present, correct).
+        b: the same shape: top-right cells (present, wrong).
+        c: the same shape: bottom-left cells (absent, correct).
+        d: the same shape: bottom-right cells (absent, wrong).
 
     Returns:
         float64 tensor of that shape, p-values in [0, 1].
@@ -139,7 +142,10 @@ def information_gain(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, d: torch
     contributing 0 and ``IG = 0`` when ``n = 0``.
 
     Args:
-        a, b, c, d: integer tensors of one shape, non-negative counts.
+        a: integer tensor, non-negative counts: the tables' top-left cells (token present, correct).
+        b: the same shape: top-right cells (present, wrong).
+        c: the same shape: bottom-left cells (absent, correct).
+        d: the same shape: bottom-right cells (absent, wrong).
 
     Returns:
         float64 tensor of that shape, in [0, 1].
@@ -161,8 +167,10 @@ def arcsine_distance(a: torch.Tensor, b: torch.Tensor, n_true: torch.Tensor, n_f
     Rates are clamped to [0, 1]; an empty column counts as rate 0.
 
     Args:
-        a: rollouts with the token among the correct ones; b: among the wrong ones (integer tensors).
-        n_true, n_false: numbers of correct / wrong rollouts (integer tensors, same shape).
+        a: rollouts with the token among the correct ones (integer tensor).
+        b: rollouts with the token among the wrong ones (integer tensor, same shape).
+        n_true: number of correct rollouts (integer tensor, same shape).
+        n_false: number of wrong rollouts (integer tensor, same shape).
 
     Returns:
         float64 tensor in [-pi/2, pi/2]: positive when the token is more frequent in correct rollouts.
@@ -191,8 +199,10 @@ def bm25_saturation(
     Args:
         frequency: float tensor, relative frequency of the token in a document (here: all correct or all wrong
             rollouts of a group, concatenated).
-        length: that document's length in tokens; average_length: the mean document length (> 0).
-        k1, b: BM25 constants (the released code uses 2.0 and 0.5).
+        length: that document's length in tokens.
+        average_length: the mean document length (> 0).
+        k1: BM25 saturation constant (the released code uses 2.0).
+        b: BM25 length normalisation (the released code uses 0.5).
 
     Returns:
         float64 tensor of the broadcast shape.
@@ -220,9 +230,14 @@ def term_frequency_ratio(
     ``r = tfT / (tfF + smoothing) - tfF / (tfT + smoothing)``.
 
     Args:
-        count_true, count_false: [M] occurrences of the token in the correct / wrong rollouts of its group.
-        tokens_true, tokens_false: unmasked tokens in the correct / wrong rollouts of the group (NT, NF): [M], or
-            one entry per group [G] together with ``index``.
+        count_true: [M] occurrences of the token in the correct rollouts of its group.
+        count_false: [M] occurrences of the token in the wrong rollouts of its group.
+        tokens_true: unmasked tokens in the correct rollouts of the group (NT): [M], or one entry per group [G]
+            together with ``index``.
+        tokens_false: the same for the wrong rollouts (NF).
+        k1: BM25 saturation constant.
+        b: BM25 length normalisation.
+        smoothing: added to the denominators of the ratio.
         index: optional [M] group of each row, so that the per-group constants are computed once per group.
 
     Returns:

@@ -164,8 +164,13 @@ class DoctorOptions:
     no_ray: bool = option(False, "skip the check inside a Ray worker", action="store_true")
 
 
+def build_parser():
+    """The command-line parser of ``ktae doctor``: :class:`DoctorOptions`."""
+    return make_parser([DoctorOptions], prog="ktae doctor", description=__doc__.split("\n\n")[0])
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = make_parser([DoctorOptions], prog="ktae doctor", description=__doc__.split("\n\n")[0])
+    parser = build_parser()
     try:
         (args,) = parse(parser, sys.argv[1:] if argv is None else argv)
     except ValueError as exc:

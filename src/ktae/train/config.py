@@ -427,20 +427,25 @@ def from_flat(values: Mapping[str, Any], preset: str) -> TrainConfig:
 
 
 # ============================================================================ reading values
-def _views() -> list[type]:
-    """One dataclass per ``--help`` group whose fields are the flat options (dotted names as aliases)."""
+def _views(select=None, title: str | None = None) -> list[type]:
+    """One dataclass per ``--help`` group whose fields are the flat options (dotted names as aliases).
+
+    ``select(option) -> bool`` keeps some options; ``title`` puts the kept ones in one group of that name.
+    """
     groups: dict[str, list] = {}
     defaults = as_flat(TrainConfig())
     for flat, opt in options().items():
+        if select is not None and not select(opt):
+            continue
         kind = list[str] if typing.get_origin(opt.kind) is list else opt.kind
         aliases = [f"--{opt.dotted}"] if opt.dotted != flat else []
         metavar = None if kind is bool else "LIST" if kind is not opt.kind else kind.__name__.upper()
-        groups.setdefault(opt.group, []).append(
+        groups.setdefault(title or opt.group, []).append(
             (flat, kind, option(defaults[flat], opt.help, aliases=aliases, metavar=metavar)))
     views = []
-    for i, (title, specs) in enumerate(groups.items()):
+    for i, (group, specs) in enumerate(groups.items()):
         view = dataclasses.make_dataclass(f"TrainOptions{i}", specs)
-        view._argument_group_name = title
+        view._argument_group_name = group
         views.append(view)
     return views
 
@@ -450,27 +455,69 @@ class Launch:
     """How ``ktae train`` starts: from a preset and/or a YAML file, or from a run folder."""
 
     _argument_group_name: ClassVar[str] = "Start"
-    preset: str = option("", "start from a preset (listed below; default: 'default')", metavar="NAME")
+    preset: str = option("", "start from a preset (ktae train --help presets; default: 'default')",
+                         metavar="NAME")
     config: str = option("", "YAML file of option: value pairs (flat names or nested sections)", metavar="FILE")
     resume: str = option("", "continue the run in this folder from its last checkpoint (same metrics as an "
                          "uninterrupted run)", metavar="RUN_DIR")
 
 
-def parser(add_launch: bool = True):
-    """The ``HfArgumentParser`` of ``ktae train`` (every option with its default and help)."""
+#: what ``ktae train --help`` shows besides the start options; the rest is one ``--help SECTION`` away
+COMMON_OPTIONS = ("seed", "steps", "run_dir", "model", "data", "estimator", "prompts_per_step", "rollouts_per_prompt",
+                  "max_new_tokens", "lr", "eval_every")
+_USAGE = ("ktae train [--preset NAME] [--config FILE.yaml] [--key value ...]\n"
+          "       ktae train --resume RUN_DIR [--key value ...]\n"
+          "       ktae train --help [SECTION | presets | all]")
+_DESCRIPTION = ("Reinforcement learning of a language model on verifiable math answers with GRPO or DAPO, with or "
+                "without\nKey-token Advantage Estimation. Without arguments: a tiny model on the embedded arithmetic "
+                "task, on a CPU,\nin a few minutes. Values: defaults < --preset < --config YAML < options. Every "
+                "option has a dotted\nname (--ktae.alpha) and a flat one (--ktae_alpha).")
+
+
+def help_topics() -> dict[str, str]:
+    """``ktae train --help TOPIC``: each configuration section (``run`` for the run-level options) with its
+    title, then ``presets`` and ``all``."""
+    topics: dict[str, str] = {}
+    for opt in options().values():
+        topics.setdefault(opt.section or "run", opt.group)
+    return {**topics, "presets": "the presets (--preset NAME)", "all": "every option of every section"}
+
+
+def _presets_text() -> str:
     from ktae.train.presets import PRESET_HELP, preset_names
 
     width = max(len(name) for name in preset_names())
-    presets = "\n".join(f"  {name:<{width}}  {PRESET_HELP.get(name, '')}" for name in preset_names())
-    return make_parser(
-        ([Launch] if add_launch else []) + _views(), prog="ktae train",
-        usage="ktae train [--preset NAME] [--config FILE.yaml] [--key value ...]\n"
-              "       ktae train --resume RUN_DIR [--key value ...]",
-        description="Reinforcement learning of a language model on verifiable math answers with GRPO or DAPO, with "
-                    "or without\nKey-token Advantage Estimation. Without arguments: a tiny model on the embedded "
-                    "arithmetic task, on a CPU,\nin a few minutes. Values: defaults < --preset < --config YAML < "
-                    "options. Every option has a dotted\nname (--ktae.alpha) and a flat one (--ktae_alpha).",
-        epilog=f"presets:\n{presets}")
+    return "presets:\n" + "\n".join(f"  {name:<{width}}  {PRESET_HELP.get(name, '')}" for name in preset_names())
+
+
+def parser(add_launch: bool = True):
+    """The ``HfArgumentParser`` of ``ktae train`` (every option with its default and help)."""
+    return make_parser(([Launch] if add_launch else []) + _views(), prog="ktae train", usage=_USAGE,
+                       description=_DESCRIPTION, epilog=_presets_text())
+
+
+def help_parser(topic: str | None = None):
+    """The parser whose ``--help`` is ``ktae train --help [TOPIC]``: without a topic the start options, the
+    :data:`COMMON_OPTIONS` and the list of topics; with one, that section (or the presets, or everything).
+
+    Raises:
+        ValueError: ``topic`` is not one of :func:`help_topics`.
+    """
+    topics = help_topics()
+    if topic == "all":
+        return parser()
+    if topic == "presets":
+        return make_parser([], prog="ktae train", usage=_USAGE, epilog=_presets_text(), add_help=False)
+    if topic is None:
+        width = max(len(name) for name in topics)
+        listing = "\n".join(f"  {name:<{width}}  {title}" for name, title in topics.items())
+        return make_parser([Launch] + _views(lambda o: o.flat in COMMON_OPTIONS, "Common options"), prog="ktae train",
+                           usage=_USAGE, description=_DESCRIPTION,
+                           epilog=f"more options, by section (ktae train --help SECTION):\n{listing}")
+    if topic not in topics:
+        raise ValueError(f"--help: expected a section, 'presets' or 'all' ({', '.join(topics)}), got {topic!r}")
+    section = "" if topic == "run" else topic
+    return make_parser(_views(lambda o: o.section == section), prog="ktae train", usage=_USAGE, add_help=False)
 
 
 def read_options(argv: list[str], source: str = "arguments") -> dict[str, Any]:
@@ -588,5 +635,5 @@ __all__ = [
     "TrainConfig", "ModelConfig", "DataConfig", "TaskConfig", "TinyModelConfig", "RolloutConfig", "AlgorithmConfig",
     "KTAEConfig", "PPOConfig", "EvaluationConfig", "LogConfig", "make_config", "parse_args", "parse_command",
     "resume_config", "load_run_config", "with_options", "as_flat", "parser", "read_options", "load_yaml", "save_yaml",
-    "options", "ESTIMATORS",
+    "options", "ESTIMATORS", "help_parser", "help_topics", "COMMON_OPTIONS",
 ]
