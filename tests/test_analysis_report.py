@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
 import tempfile
 from html.parser import HTMLParser
 
@@ -12,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 
+from browser import chromium, run_browser
 import ktae
-from ktae.analysis import analyze, load_rollouts, write_html, write_pngs, write_report
+from ktae.analysis import analyze, load_rollouts, write_html, write_report
 from ktae.analysis.cli import main as analyze_main, parse_config
 from ktae.analysis.figure import layout, plot_rollout
 from ktae.analysis.tokens import decode_ids
@@ -436,31 +435,15 @@ def test_cli_help_shows_defaults_and_requires_the_tokenizer(capsys):
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _chromium() -> str | None:
-    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
-
-
 def test_report_renders_in_headless_chromium(analysis, tmp_path):
     import matplotlib.image as mpimg
 
-    browser = _chromium()
-    if browser is None:
-        pytest.skip("no chromium on PATH (Debian: apt-get install chromium; .ci/run installs it)")
+    browser = chromium()
     page = tmp_path / "report.html"
     write_html(analysis, page, progress=False)
     shot = tmp_path / "shot.png"
     with tempfile.TemporaryDirectory() as profile:
-        result = subprocess.run(
-            [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             "--hide-scrollbars", f"--user-data-dir={profile}", f"--screenshot={shot}", "--window-size=1200,1400",
-             page.as_uri()],
-            capture_output=True, text=True, timeout=120,
-        )
+        result = run_browser(browser, profile, f"--screenshot={shot}", "--window-size=1200,1400", page.as_uri())
     assert shot.is_file(), f"chromium wrote no screenshot (rc {result.returncode}): {result.stderr[-2000:]}"
     image = mpimg.imread(shot)
     assert image.shape[0] >= 1000 and image.shape[1] >= 1000

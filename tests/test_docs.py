@@ -8,7 +8,6 @@ import io
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from browser import chromium, run_browser
 from ktae import cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -240,22 +240,7 @@ def test_the_site_builds_strictly_with_every_page(site):
     assert "--ktae.alpha" in cli_page and "--from_generations" in cli_page and "--no_ray" in cli_page
     api_page = (site / "reference" / "api" / "index.html").read_text(encoding="utf-8")
     for name in ("key_token_values", "ktae_advantages", "KTAEConfig", "KTAEGRPOTrainer", "compute_ktae_advantage"):
-        assert f'id="ktae.' in api_page and name in api_page, name
-
-
-def _chromium() -> str | None:
-    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
-        path = shutil.which(name)
-        if path:
-            return path
-    return None
-
-
-def _browser(browser: str, profile: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars",
-         f"--user-data-dir={profile}", *args], capture_output=True, text=True, timeout=120)
+        assert 'id="ktae.' in api_page and name in api_page, name
 
 
 @pytest.mark.parametrize("page, expected", [("index.html", ["Getting started", "ktae_advantages"]),
@@ -263,14 +248,12 @@ def _browser(browser: str, profile: str, *args: str) -> subprocess.CompletedProc
 def test_pages_render_in_headless_chromium(site, page, expected, tmp_path):
     import matplotlib.image as mpimg
 
-    browser = _chromium()
-    if browser is None:
-        pytest.skip("no chromium on PATH (Debian: apt-get install chromium; .ci/run installs it)")
+    browser = chromium()
     url = (site / page).as_uri()
     shot = tmp_path / "shot.png"
     with tempfile.TemporaryDirectory() as profile:
-        result = _browser(browser, profile, f"--screenshot={shot}", "--window-size=1400,1200", url)
-        dom = _browser(browser, profile, "--dump-dom", url).stdout
+        result = run_browser(browser, profile, f"--screenshot={shot}", "--window-size=1400,1200", url)
+        dom = run_browser(browser, profile, "--dump-dom", url).stdout
     assert shot.is_file(), f"chromium wrote no screenshot (rc {result.returncode}): {result.stderr[-2000:]}"
     for text in expected:
         assert text in dom, text
