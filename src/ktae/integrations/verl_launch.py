@@ -2,6 +2,7 @@
 
     ktae verl algorithm.adv_estimator=ktae +algorithm.ktae.beta=1.0 data.train_files=... ...   # verl's Hydra args
     ktae verl --check algorithm.adv_estimator=ktae ...    # only the checks: exit 0 when the run would start
+    ktae verl --cpu [--rehearse] ...                       # the same job on this machine's CPU (docs/verl-cpu.md)
     python -m ktae.integrations.verl_launch ...            # the same
 
 Before handing the composed configuration to ``verl.trainer.main_ppo`` (in this process: same Hydra arguments,
@@ -14,6 +15,11 @@ same outputs), it
 3. validates ``algorithm.ktae.*`` with the estimator named by ``algorithm.adv_estimator``;
 4. makes every Ray worker import the plug-in when it imports verl (``VERL_USE_EXTERNAL_MODULES`` in this process
    and in ``ray_kwargs.ray_init.runtime_env.env_vars``), whatever ``VERL_USE_EXTERNAL_PLUGINS`` says.
+
+With ``--cpu`` it also loads ``ktae.integrations.verl_cpu`` (here and in every Ray worker), applies its CPU
+settings to the composed config (printing each value of yours it replaces) and, with ``--rehearse``, swaps the
+model for a tiny random one of its architecture with its tokenizer (``ktae.integrations.verl_rehearsal``). An
+error inside Ray is reported as the user's exception (``user_error``), not as Ray's wrapper.
 
 The plain ``python -m verl.trainer.main_ppo ...`` route keeps working; this one only fails earlier and clearer.
 """
@@ -137,7 +143,7 @@ def _verl_config_dir() -> str:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="ktae verl", formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="ktae verl", formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False,
         usage="ktae verl [--check] [--cpu [--rehearse]] <main_ppo Hydra overrides ...>",
         description=__doc__.split("\n\n", 1)[1],
     )

@@ -72,18 +72,30 @@ def check_verl_version() -> str:
     return version
 
 
+def verl_defaults() -> Any:
+    """verl's composed default ``ppo_trainer`` config (no overrides)."""
+    import verl.trainer.main_ppo as main_ppo
+    from hydra import compose, initialize_config_dir
+
+    folder = os.path.join(os.path.dirname(main_ppo.__file__), "config")
+    with initialize_config_dir(config_dir=folder, version_base=None):
+        return compose(config_name="ppo_trainer")
+
+
 def hydra_overrides(defaults: Any = None) -> list[str]:
-    """:data:`SETTINGS` as Hydra command-line overrides; ``+key=value`` for keys absent from ``defaults`` (verl's
-    composed default config; None: the keys verl 0.9 lacks)."""
+    """:data:`SETTINGS` as Hydra command-line overrides, ``+key=value`` for the keys verl's default config lacks.
+
+    Args:
+        defaults: verl's composed default config (None: :func:`verl_defaults`).
+    """
     from omegaconf import OmegaConf
 
+    defaults = verl_defaults() if defaults is None else defaults
     out = []
     for key, (value, _) in SETTINGS.items():
-        if defaults is not None:
-            new = OmegaConf.select(defaults, key, default="__missing__") == "__missing__"
-        else:
-            new = key.startswith("ray_kwargs.ray_init.") and not key.endswith("num_cpus") or key.endswith(
-                "attn_implementation")
+        parent, leaf = key.rsplit(".", 1)
+        section = OmegaConf.select(defaults, parent)
+        new = section is None or leaf not in section.keys()  # keys() also lists the ones left unset ("???")
         text = str(value).lower() if isinstance(value, bool) else str(value)
         out.append(f"{'+' if new else ''}{key}={text}")
     return out
@@ -101,7 +113,7 @@ def apply(config: Any) -> list[str]:
     with open_dict(config):
         for key, (value, why) in SETTINGS.items():
             old = OmegaConf.select(config, key, default=None)
-            if old is not None and old != value and key.split(".")[-1] not in ("num_cpus",):
+            if old is not None and old != value:
                 changed.append(f"{key}={old} -> {value} ({why})")
             OmegaConf.update(config, key, value, merge=True, force_add=True)
     return changed
