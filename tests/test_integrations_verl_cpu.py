@@ -115,10 +115,12 @@ def v1_run(toy):
 
 @pytest.fixture(scope="module")
 def legacy_run(toy):
-    """Legacy trainer (trainer.use_v1=false), GRPO+KTAE, 3 steps, checkpoints at steps 2 and 3."""
+    """Legacy trainer (trainer.use_v1=false), GRPO+KTAE, 3 steps, checkpoints at steps 2 and 3, greedy validation
+    after step 3."""
     root, model, data = toy
     folder = root / "legacy_grpo"
-    return run_verl(folder, model, data, *DUMP, f"+algorithm.ktae.dump_dir={folder / 'dump'}", v1=False)
+    return run_verl(folder, model, data, *DUMP, f"+algorithm.ktae.dump_dir={folder / 'dump'}", "trainer.test_freq=3",
+                    v1=False)
 
 
 def _ktae_steps(run: Run) -> None:
@@ -195,6 +197,7 @@ def test_rollout_samples_from_the_trained_weights(v1_run):
 def test_legacy_trainer_runs_ktae_steps(legacy_run):
     _ktae_steps(legacy_run)
     _trained_on_ktae(legacy_run)
+    assert any(key.startswith("val-core/") for key in legacy_run.steps[3]), legacy_run.steps[3]  # validated
 
 
 def test_checkpoint_resumes_with_grpo_baseline(toy, legacy_run):

@@ -1,8 +1,13 @@
-"""The two places where verl 0.9 cannot run on a CPU through configuration alone, worked around in place.
+"""The places where verl 0.9 cannot run on a CPU through configuration alone, worked around in place.
 
-Each patch names the verl line it works around, checks that line's function is still the one it wraps (verl
-0.9.x only), acts only when the platform is :mod:`ktae.integrations.verl_cpu`'s ``cpu``, and is installed when
-its verl module is imported (nothing is imported early).
+Each patch names the verl line it works around and checks that the function it wraps is still the one it was
+written for (verl 0.9.x); all are installed only when :mod:`ktae.integrations.verl_cpu` is loaded (selected by
+``VERL_USE_EXTERNAL_MODULES``), each when its verl module is imported (nothing is imported early):
+
+- the trainer's process-group backend (acts only on the ``cpu`` platform);
+- the ``hf`` entries of verl's two rollout registries (used only with ``actor_rollout_ref.rollout.name=hf``);
+- ``is_trl_available`` in verl's model patches (a trl >= 1.x, without ``AutoModelForCausalLMWithValueHead``,
+  otherwise stops verl's FSDP engine on any device).
 """
 from __future__ import annotations
 
@@ -94,7 +99,9 @@ def _trl_value_head(module: Any) -> None:
     original = module.is_trl_available
     if hasattr(original, _WRAPPED):
         return
-    _expect(original, [], "verl.models.transformers.monkey_patch.is_trl_available")
+    if not callable(original) or inspect.signature(original).parameters:
+        raise UnsupportedVerlError("ktae's verl CPU runtime supports verl>=0.9,<0.10: verl.models.transformers."
+                                   "monkey_patch.is_trl_available is not a function of no arguments here")
 
     @functools.wraps(original)
     def is_trl_available() -> bool:
