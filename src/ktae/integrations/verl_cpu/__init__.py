@@ -2,8 +2,8 @@
 on a machine without an accelerator, to rehearse a verl job before the GPUs.
 
 Selected by naming this module in ``VERL_USE_EXTERNAL_MODULES`` (verl imports it in every process, the Ray workers
-included; ``ktae verl --cpu`` does that for you) — importing it anywhere else changes nothing until verl runs.
-It then
+included; ``ktae verl --cpu`` does that for you). Importing it *is* the selection, for the importing process: do
+not import it where verl should use an accelerator. Nothing else in ktae imports it. On import it
 
 1. registers verl's ``cpu`` platform (:mod:`.platform`) and selects it (``VERL_PLATFORM=cpu`` unless set), and
    makes verl's engine registry give the FSDP engine for it (``VERL_ENGINE_DEVICE=cuda``: verl 0.9.1
@@ -11,7 +11,7 @@ It then
    code is device-agnostic);
 2. registers the ``hf`` rollout (:mod:`.rollout`: transformers ``generate()`` in a Ray actor, weights from verl's
    sync);
-3. installs the patches of :mod:`.patches` (the process-group backend, the rollout registry).
+3. installs the patches of :mod:`.patches` (the process-group backend, the rollout registry, verl's trl check).
 
 The configuration a CPU needs is :data:`SETTINGS`; ``ktae verl --cpu`` applies it to the composed config, and
 ``python -m ktae.integrations.verl_cpu`` prints it as Hydra overrides for the plain ``main_ppo`` route.
