@@ -124,7 +124,7 @@ def install() -> None:
     check_verl_version()
     for key, value in ENVIRONMENT.items():
         os.environ.setdefault(key, value)
-    from ktae.integrations.verl_cpu import patches, platform  # noqa: F401 - registers the platform
+    from ktae.integrations.verl_cpu import patches, platform  # noqa: F401 - importing platform registers it
 
     patches.install()
 

@@ -25,7 +25,8 @@ import asyncio
 import logging
 import os
 import threading
-from typing import Any, Generator
+from collections.abc import Generator
+from typing import Any
 
 import ray
 import torch
@@ -214,7 +215,7 @@ class HFServerAdapter(BaseRollout):
 
     def __init__(self, config: Any, model_config: Any, device_mesh: Any, replica_rank: int = -1) -> None:
         super().__init__(config, model_config, device_mesh)
-        rank = int(os.environ.get("RANK", 0))
+        rank = int(os.environ.get("RANK", "0"))
         self.replica_rank = rank if replica_rank == -1 else replica_rank  # one trainer process per replica
         self.server_handle = None
 
