@@ -269,3 +269,24 @@ def test_user_error_unwraps_ray_errors():
     assert verl_launch.user_error(wrapped.as_instanceof_cause()) is cause
     plain = ValueError("x")
     assert verl_launch.user_error(plain) is plain
+
+
+def test_worker_user_error_finds_the_users_exception(tmp_path):
+    """verl's v1 agent loop logs a failing reward function and fails later with its own error: the launcher reads
+    the cause from the Ray workers' logs."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    reward = str(tmp_path / "my_reward.py")
+    site = "/usr/lib/python3.11/site-packages/verl/experimental/agent_loop/agent_loop.py"
+    (logs / "worker-aa-01-1.err").write_text(
+        "Traceback (most recent call last):\n"
+        f'  File "{site}", line 1026, in _compute_score\n    result = await handle.compute_score.remote(data)\n'
+        "ray.exceptions.RayTaskError(KeyError): ray::RewardLoopWorker.compute_score()\n"
+        f'  File "{reward}", line 2, in compute_score\n    return extra_info["answer"]\n'
+        "KeyError: 'answer'\n"
+    )
+    (logs / "worker-bb-01-2.err").write_text(f'Traceback (most recent call last):\n  File "{site}", line 9, in f\n'
+                                             "RuntimeError: verl's own\n")
+    assert verl_launch.worker_user_error(tmp_path) == f"KeyError: 'answer' (raised in {reward}, line 2, in compute_score)"
+    (logs / "worker-aa-01-1.err").unlink()
+    assert verl_launch.worker_user_error(tmp_path) is None  # verl's own errors are not the user's

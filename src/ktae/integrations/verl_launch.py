@@ -27,9 +27,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 import warnings
+from pathlib import Path
 from typing import Any
 
 PLUGIN = "ktae.integrations.verl"
@@ -119,6 +121,48 @@ def _cpu_runtime(config: Any, rehearse: bool) -> list[str]:
     return lines
 
 
+_FRAME = re.compile(r'^\s*File "([^"]+)", line (\d+), in (\S+)')
+_RAISED = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt)): ?(.*)$")
+
+
+def _is_user_file(path: str) -> bool:
+    """Whether a traceback frame's file is the user's code (not Python's, an installed package's, or ktae's)."""
+    import ktae
+
+    return not (path.startswith("<") or "site-packages" in path or "/lib/python3" in path
+                or path.startswith(os.path.dirname(ktae.__file__)))
+
+
+def worker_user_error(session_dir: str | os.PathLike) -> str | None:
+    """The first exception raised in the user's own code (reward function, dataset code, ...) that the Ray workers
+    of a session logged, as ``"KeyError: 'answer' (raised in FILE, line N, in FUNCTION)"``; None when none was.
+
+    verl's v1 agent loop logs a failing reward function and goes on, then stops with an error of its own
+    (``Sync replay buffer selected terminal groups with no materializable trajectories``): this finds the cause.
+    """
+    found: list[tuple[float, str]] = []
+    for path in Path(session_dir, "logs").glob("worker-*.err"):
+        frame = None
+        for line in path.read_text(errors="replace").splitlines():
+            if line.startswith("Traceback (most recent call last)"):
+                frame = None
+            elif (match := _FRAME.match(line)) and _is_user_file(match.group(1)):
+                frame = match.groups()
+            elif frame is not None and (match := _RAISED.match(line)):
+                found.append((path.stat().st_mtime, f"{line} (raised in {frame[0]}, line {frame[1]}, in {frame[2]})"))
+                break  # the first one of this worker
+    return min(found)[1] if found else None
+
+
+def _ray_session_dir() -> str | None:
+    try:
+        import ray
+
+        return ray._private.worker._global_node.get_session_dir_path() if ray.is_initialized() else None
+    except (ImportError, AttributeError):
+        return None
+
+
 def user_error(err: BaseException) -> BaseException:
     """The user's own exception inside a Ray error (a failed task or actor wraps it, often several times)."""
     seen = set()
@@ -195,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as err:  # noqa: BLE001 - a Ray stack is turned into the user's error below
                 outcome["error"] = user_error(err)
                 outcome["trace"] = err
+                session = _ray_session_dir()
+                outcome["cause"] = worker_user_error(session) if session else None
 
     saved = sys.argv
     sys.argv = ["ktae verl", *overrides]
@@ -208,7 +254,11 @@ def main(argv: list[str] | None = None) -> int:
             import traceback
 
             traceback.print_exception(outcome["trace"])
-        print(f"ktae verl: error: {type(err).__name__}: {err}", file=sys.stderr)
+        if outcome.get("cause"):
+            print(f"ktae verl: error in your code, in a Ray worker: {outcome['cause']}", file=sys.stderr)
+            print(f"ktae verl: verl then stopped with {type(err).__name__}: {err}", file=sys.stderr)
+        else:
+            print(f"ktae verl: error: {type(err).__name__}: {err}", file=sys.stderr)
         if "trace" in outcome:
             print("ktae verl: (set KTAE_VERL_TRACEBACK=1 for the whole Ray stack)", file=sys.stderr)
         return 1
