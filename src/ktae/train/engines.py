@@ -1,14 +1,21 @@
-"""vLLM rollouts for the trainer (``--backend vllm``; GPU and ``pip install 'ktae[vllm]'``).
+"""vLLM rollouts for the trainer (``--backend vllm``; on a GPU ``pip install 'ktae[vllm]'``, on a CPU
+``.ci/vllm-cpu-env DIR``: docs/vllm.md).
 
-The engine lives in the training process, on the same GPU ("colocated"), started from the
-policy's initial weights; after every update :meth:`VLLMEngine.sync` copies the policy's
-parameters into it. Sampling goes through :func:`ktae.generation.generate`.
+The engine lives in the training process ("colocated"), started from the policy's initial weights; after every
+update :meth:`VLLMEngine.sync` hands the policy's parameters to vLLM's own in-place reload
+(``reload_weights``), which also redoes whatever the platform does to freshly loaded weights (the CPU backend
+repacks its linear layers). Sampling goes through :func:`ktae.generation.generate`.
 """
 from __future__ import annotations
 
 import os
 import socket
 from pathlib import Path
+from typing import Callable
+
+#: a KV cache for this many sequences of max_model_len tokens at most (CPU; a GPU sizes it from its memory share)
+_CPU_CACHE_SEQUENCES = 256
+_MiB = 2**20
 
 
 def _free_port() -> int:
@@ -17,14 +24,81 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def head_size(config) -> int:
+    """The attention head size of a Hugging Face model ``config`` (``head_dim``, else width / heads)."""
+    explicit = getattr(config, "head_dim", None)
+    return int(explicit) if explicit else config.hidden_size // config.num_attention_heads
+
+
+def check_head_size(config, supported: list[int] | None, embedded: bool) -> None:
+    """Raise before the engine starts when vLLM's attention cannot take the model's head size.
+
+    ``supported`` is the platform's list (``None``: any size); ``embedded`` names the fix for the tiny model.
+    """
+    size = head_size(config)
+    if supported is None or size in supported:
+        return
+    fix = "--backend hf"
+    if embedded:
+        heads = [config.hidden_size // s for s in supported if s <= config.hidden_size and config.hidden_size % s == 0]
+        fix = (f"--tiny_heads {heads[0]} (head size {config.hidden_size // heads[0]}) or --backend hf" if heads
+               else "a --tiny_hidden_size of 32 or more (with --tiny_heads 1), or --backend hf")
+    raise ValueError(f"--backend vllm: the model's attention head size is {size}, and vLLM's attention on this "
+                     f"platform takes head sizes {supported} only; use {fix}")
+
+
+def engine_max_len(asked: int, positions: int | None, longest_prompt: int) -> tuple[int, str | None]:
+    """``(max_model_len, note)``: the length the config asks for, capped at the model's ``positions``.
+
+    ``note`` says so when the cap applies (responses then stop where prompt + response reach it).
+
+    Raises:
+        ValueError: the longest prompt (``longest_prompt`` tokens) leaves no room for a response.
+    """
+    length = min(asked, positions) if positions else asked
+    note = None
+    if positions and asked > positions:
+        note = (f"vLLM: max_model_len {positions} (the model's positions), less than the {asked} that "
+                f"--max_prompt_tokens + max_new_tokens ask for: a response stops where prompt + response reach "
+                f"{positions} tokens")
+    if longest_prompt >= length:
+        raise ValueError(f"--max_prompt_tokens: the longest prompt has {longest_prompt} tokens and the vLLM engine "
+                         f"takes {length} (the model's positions: {positions}); lower --max_prompt_tokens below "
+                         f"{length} so that prompts leave room for a response")
+    return length, note
+
+
+def kv_cache_bytes(config, max_len: int, dtype_bytes: int) -> int:
+    """Bytes of a KV cache for ``_CPU_CACHE_SEQUENCES`` sequences of ``max_len`` tokens (at least 64 MiB)."""
+    kv_heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+    per_token = 2 * config.num_hidden_layers * kv_heads * head_size(config) * dtype_bytes
+    return max(64 * _MiB, per_token * max_len * _CPU_CACHE_SEQUENCES)
+
+
 class VLLMEngine:
     """A colocated ``vllm.LLM`` kept in step with the policy."""
 
-    def __init__(self, model, tokenizer, cfg, source: str, run_dir: Path, dtype=None):
+    def __init__(self, model, tokenizer, cfg, source: str, run_dir: Path, dtype=None, longest_prompt: int = 1,
+                 say: Callable[[str], None] = print):
         try:
             from vllm import LLM
+            from vllm.platforms import current_platform
         except ImportError as exc:
-            raise ImportError("--backend vllm needs vLLM (pip install 'ktae[vllm]'); or use --backend hf") from exc
+            raise ImportError("--backend vllm needs vLLM (GPU: pip install 'ktae[vllm]'; CPU: .ci/vllm-cpu-env "
+                              "DIR, see docs/vllm.md); or use --backend hf") from exc
+        import torch
+
+        on_cpu = current_platform.is_cpu()
+        supported = None
+        if on_cpu:
+            from vllm.v1.attention.backends.cpu_attn import CPUAttentionBackend
+
+            supported = CPUAttentionBackend.get_supported_head_sizes()
+        check_head_size(model.config, supported, embedded=cfg.model.path == "embedded")
+        asked = cfg.data.max_prompt_tokens + max(cfg.rollout.max_new_tokens, cfg.eval.max_new_tokens)
+        max_len, note = engine_max_len(asked, getattr(model.config, "max_position_embeddings", None), longest_prompt)
+        if note:
+            say(note)
         # one in-process worker, as a single-rank "external launcher" (no extra processes)
         for key, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1"), ("MASTER_ADDR", "127.0.0.1"),
                            ("MASTER_PORT", str(_free_port()))):
@@ -35,31 +109,34 @@ class VLLMEngine:
             path = str(Path(run_dir) / "vllm_init")
             model.save_pretrained(path, safe_serialization=True)
             tokenizer.save_pretrained(path)
+        dtype = dtype or next(model.parameters()).dtype
+        extra = {}
+        if on_cpu and not os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
+            # on a CPU, vLLM would otherwise reserve the memory share of the whole machine's RAM
+            extra["kv_cache_memory_bytes"] = kv_cache_bytes(model.config, max_len, torch.finfo(dtype).bits // 8)
         self.cfg = cfg
         self.tokenizer = tokenizer
         self.llm = LLM(
             model=path,
             tokenizer=path if cfg.model.path == "embedded" else (cfg.model.tokenizer or None),
-            dtype=str(dtype or next(model.parameters()).dtype).removeprefix("torch."),
+            dtype=str(dtype).removeprefix("torch."),
             gpu_memory_utilization=cfg.rollout.vllm_gpu_memory_utilization,
-            max_model_len=cfg.data.max_prompt_tokens + max(cfg.rollout.max_new_tokens, cfg.eval.max_new_tokens),
+            max_model_len=max_len,
+            enforce_eager=cfg.rollout.vllm_enforce_eager,
             distributed_executor_backend="external_launcher",
             seed=cfg.seed,
             trust_remote_code=cfg.model.trust_remote_code,
+            **extra,
         )
         self._calls = 0
 
-    def _runner_model(self):
-        executor = self.llm.llm_engine.model_executor
-        worker = executor.driver_worker
-        runner = getattr(worker, "model_runner", None) or getattr(getattr(worker, "worker", None), "model_runner")
-        return runner.model
-
     def sync(self, model) -> None:
-        """Copy the policy's current parameters into the engine."""
-        target = self._runner_model()
-        for name, param in model.named_parameters():
-            target.load_weights([(name.replace("_checkpoint_wrapped_module.", ""), param.data)])
+        """Load the policy's current parameters into the engine (vLLM's in-place reload, checkpoint names)."""
+        weights = ((name.replace("_checkpoint_wrapped_module.", ""), param.detach())
+                   for name, param in model.named_parameters())
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights, "is_checkpoint_format": True})
+        if getattr(model.config, "tie_word_embeddings", False):
+            self.llm.collective_rpc(_tie_output_embeddings)
         self.llm.reset_prefix_cache()
 
     def generate(self, prompts: list[str], n: int, greedy: bool = False, max_new_tokens: int | None = None):
@@ -70,3 +147,20 @@ class VLLMEngine:
         return generate(self.llm, self.tokenizer, prompts, max_new_tokens=max_new_tokens or rollout.max_new_tokens,
                         temperature=0.0 if greedy else rollout.temperature, top_p=rollout.top_p, n=n,
                         backend="vllm", seed=self.cfg.seed * 1_000_003 + self._calls, progress=False)
+
+
+def _tie_output_embeddings(worker) -> None:
+    """Tie the engine's output layer to its (reloaded) input embeddings again and redo its post-load processing.
+
+    vLLM's in-place reload processes a tied weight through its first owner only (a limitation its
+    ``model_loader.reload`` states): the output layer would keep what it derived from the old weight (on a CPU,
+    the repacked copy its matrix product reads), and the logits would come from the old embeddings.
+    """
+    from vllm.model_executor.layers.vocab_parallel_embedding import ParallelLMHead, VocabParallelEmbedding
+
+    modules = list(worker.model_runner.get_model().modules())
+    heads = [m for m in modules if isinstance(m, ParallelLMHead)]
+    embeddings = [m for m in modules if type(m) is VocabParallelEmbedding]
+    if len(heads) == 1 and len(embeddings) == 1:
+        heads[0].tie_weights(embeddings[0])
+        heads[0].quant_method.process_weights_after_loading(heads[0])
