@@ -33,7 +33,10 @@ def options(args: list[str]) -> dict:
 
 
 def run_ktae(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "KTAE_PROGRESS_INTERVAL": "600"}
+    # a fresh process, not a rank of this one's engine (which set RANK, MASTER_PORT, ... here)
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR",
+                                                          "MASTER_PORT")}
+    env.update(VLLM_CPU_KVCACHE_SPACE="1", KTAE_PROGRESS_INTERVAL="600")
     done = subprocess.run([sys.executable, "-m", "ktae", *args], capture_output=True, text=True, timeout=timeout,
                           env=env)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
@@ -116,10 +119,11 @@ def test_ktae_eval_with_vllm(tmp_path, policy):
     data = tmp_path / "math.jsonl"
     data.write_text("".join(json.dumps({"problem": p["problem"], "answer": p["answer"]}) + "\n" for p in problems))
     out = tmp_path / "eval"
-    done = run_ktae("eval", "--model", str(folder), "--backend", "vllm", "--data", str(data), "--benchmarks", "math",
+    run_ktae("eval", "--model", str(folder), "--backend", "vllm", "--data", str(data), "--benchmarks", "math",
                     "--template", "{problem}\n", "--max-new-tokens", str(MAX_NEW), "--output", str(out))
     summary = json.loads((out / "summary.json").read_text())
     assert summary["settings"]["backend"] == "vllm"
+    assert summary["benchmarks"]["math"]["problems"] == 6
     records = [json.loads(line) for line in (out / "generations.jsonl").read_text().splitlines()]
-    assert len(records) == 6
-    assert "math" in done.stdout
+    assert len(records) == 6 and all(0 < r["tokens"] <= MAX_NEW for r in records)
+    assert any(r["finished"] for r in records)
