@@ -62,7 +62,8 @@ class EvalConfig:
     batch_size: int = field(default=16, metadata={"help": "sequences per generate call (HF backend)"})
     backend: str = field(default="hf", metadata={"help": "hf (transformers generate) or vllm"})
     vllm_enforce_eager: bool = field(default=False, metadata={
-        "help": "vLLM: run the model eagerly, no torch.compile or CUDA graphs (starts faster, generates slower)"})
+        "help": "vLLM: run the model eagerly, no torch.compile or CUDA graphs (no compile warm-up: starts faster, "
+                "generates somewhat slower)"})
     dtype: str = field(default="auto", metadata={"help": "model dtype: auto, bfloat16, float16, float32"})
     device: str | None = field(default=None, metadata={"help": "torch device for the HF backend (None: cuda if available)"})
     seed: int = field(default=0, metadata={"help": "random seed for sampling"})
