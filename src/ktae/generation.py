@@ -288,7 +288,17 @@ def load_model(
             from vllm import LLM
         except ImportError as exc:
             raise ImportError("backend='vllm' needs vLLM: pip install 'ktae[vllm]'") from exc
+        from transformers import AutoConfig
+
+        from ktae.vllm_setup import engine_checks
+
+        try:
+            config = AutoConfig.from_pretrained(source.name, trust_remote_code=trust_remote_code)
+        except (OSError, ValueError) as err:
+            raise explain_load_error(source, err) from err
+        length = max_model_len or getattr(config, "max_position_embeddings", None) or 4096
         kwargs = dict(model=name_or_path, dtype=dtype, trust_remote_code=trust_remote_code)
+        kwargs.update(engine_checks(config, length, 4))   # head size refused before the engine starts; CPU KV cache
         if max_model_len is not None:
             kwargs["max_model_len"] = max_model_len
         kwargs.update(vllm_kwargs or {})

@@ -61,6 +61,7 @@ class GenerationOptions:
     n: int = _like("n")
     batch_size: int = _like("batch_size")
     backend: Literal[BACKENDS] = _like("backend")
+    vllm_enforce_eager: bool = _like("vllm_enforce_eager")
     dtype: Literal[DTYPES] = _like("dtype")
     device: str | None = _like("device")
     seed: int = _like("seed")

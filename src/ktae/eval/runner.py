@@ -61,6 +61,9 @@ class EvalConfig:
     n: int = field(default=1, metadata={"help": "samples per problem (> 1 needs temperature > 0; reports pass@k)"})
     batch_size: int = field(default=16, metadata={"help": "sequences per generate call (HF backend)"})
     backend: str = field(default="hf", metadata={"help": "hf (transformers generate) or vllm"})
+    vllm_enforce_eager: bool = field(default=False, metadata={
+        "help": "vLLM: run the model eagerly, no torch.compile or CUDA graphs (no compile warm-up: starts faster, "
+                "generates somewhat slower)"})
     dtype: str = field(default="auto", metadata={"help": "model dtype: auto, bfloat16, float16, float32"})
     device: str | None = field(default=None, metadata={"help": "torch device for the HF backend (None: cuda if available)"})
     seed: int = field(default=0, metadata={"help": "random seed for sampling"})
@@ -220,7 +223,8 @@ def evaluate(config: EvalConfig, *, model: Any = None, tokenizer: Any = None, lo
     n_todo = sum(len(v) for v in todo.values())
     if n_todo and model is None:
         log(f"loading {config.model} ({config.backend})")
-        model, tokenizer = load_model(config.model, backend=config.backend, dtype=config.dtype, device=config.device)
+        model, tokenizer = load_model(config.model, backend=config.backend, dtype=config.dtype, device=config.device,
+                                      vllm_kwargs={"enforce_eager": True} if config.vllm_enforce_eager else None)
     if n_todo and tokenizer is None and config.backend == "vllm":
         tokenizer = model.get_tokenizer()
 

@@ -33,7 +33,8 @@ class TinyModelConfig:
 
     hidden_size: int = field(default=64, metadata={"help": "width of the tiny Llama"})
     num_layers: int = field(default=4, metadata={"help": "transformer blocks of the tiny Llama"})
-    num_heads: int = field(default=4, metadata={"help": "attention heads of the tiny Llama"})
+    num_heads: int = field(default=2, metadata={"help": "attention heads of the tiny Llama (head size = width / heads; "
+                                                        "vLLM's CPU attention needs a head size of at least 32)"})
     intermediate_size: int = field(default=192, metadata={"help": "MLP width of the tiny Llama"})
     max_positions: int = field(default=128, metadata={"help": "longest sequence (prompt + response) in tokens"})
     sft_steps: int = field(default=800, metadata={"help": "supervised warm-start steps"})

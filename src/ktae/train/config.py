@@ -167,8 +167,10 @@ class RolloutConfig(_Section):
     temperature: float = option(1.0, "sampling temperature of the rollouts (also divides the logits in the update)")
     top_p: float = option(1.0, "nucleus sampling threshold of the rollouts")
     generation_batch_size: int = option(128, "sequences per generate() call")
-    backend: str = option("hf", "generation backend: 'hf' (transformers) or 'vllm' (GPU, needs ktae[vllm])")
+    backend: str = option("hf", "generation backend: 'hf' (transformers) or 'vllm' (needs vLLM: docs/vllm.md)")
     vllm_gpu_memory_utilization: float = option(0.4, "vLLM: share of GPU memory for its engine")
+    vllm_enforce_eager: bool = option(False, "vLLM: run the model eagerly, no torch.compile or CUDA graphs (no "
+                                      "compile warm-up: starts faster, generates somewhat slower)")
     dynamic_sampling: bool = option(False, "DAPO: drop groups whose rollouts all have the same accuracy and keep "
                                     "generating until prompts_per_step groups are kept")
     generation_prompts: int = option(0, "prompts per generation batch with dynamic sampling (0 = prompts_per_step)")

@@ -292,7 +292,8 @@ def open_run(cfg: TrainConfig, run_dir: Path, last: Path | None, log: Callable[[
     if cfg.rollout.backend == "vllm":
         from ktae.train.engines import VLLMEngine
 
-        engine = VLLMEngine(model, tokenizer, cfg, source, run_dir, dtype)
+        engine = VLLMEngine(model, tokenizer, cfg, source, run_dir, dtype,
+                            longest_prompt=max(len(prompts.ids[i]) for i in prompts.usable), say=say)
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     np.random.seed(cfg.seed % 2**32)
