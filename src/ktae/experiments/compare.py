@@ -7,7 +7,10 @@ Every (method, seed) is one ordinary ``ktae train`` run, made through :func:`kta
   entropy against the step; per method the mean over seeds with a 95% confidence band (Student t);
 * ``<output>/compare.md`` and ``compare.json``: held-out accuracy and mean response length at fixed
   steps (mean ± 95% CI over seeds), and the paired (same seed) difference of each KTAE variant to the
-  baseline.
+  baseline;
+* ``<output>/curves.csv`` (or ``--csv``): the data behind them, one row per (arm, seed, step) with the columns
+  :data:`CSV_COLUMNS`; comparisons of one study (say GRPO arms, then DAPO arms) can write one file: rows of
+  other arms or studies already there are kept.
 
 A finished run is reused, an interrupted one resumed from its last checkpoint, so stopping
 ``ktae compare`` and running the same command again only does the missing work.
@@ -17,6 +20,7 @@ A finished run is reused, an interrupted one resumed from its last checkpoint, s
 """
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 import math
@@ -32,7 +36,7 @@ from ktae.options import make_parser, option, parse
 from ktae.train.config import TrainConfig, as_flat, load_run_config, make_config, parse_command
 
 __all__ = ["CompareConfig", "Method", "methods", "run_compare", "summarise", "write_figure", "write_table",
-           "mean_ci", "main"]
+           "curve_rows", "write_curves_csv", "read_curves_csv", "mean_ci", "main"]
 
 #: Student t quantiles t_{0.975, df} for df = 1..30 (beyond: the normal 1.96 is within 2%)
 _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
@@ -46,6 +50,10 @@ CURVES = {
     "response_length": "rollout response length (tokens)",
     "entropy": "entropy (nats / token)",
 }
+#: columns of the per-run curves CSV (one row per arm, seed and step; empty where not measured at that step)
+CSV_COLUMNS = ("study", "arm", "seed", "step", "rollout_accuracy", "heldout_accuracy", "response_length")
+#: CSV column -> key in metrics.jsonl (rollout values are the step's raw means, not smoothed)
+CSV_METRICS = {"rollout_accuracy": "accuracy", "heldout_accuracy": "eval_accuracy", "response_length": "response_length"}
 
 
 @dataclass
@@ -72,6 +80,9 @@ class CompareConfig:
     target_accuracy: float = option(0.0, "also report the steps each run took to reach this held-out accuracy "
                                      "(a share, e.g. 0.5; 0 = off)")
     figure: str = option("", "figure path (empty: <output>/compare.png)")
+    study: str = option("", "name of the study in the curves CSV's 'study' column (empty: the --output folder's name)")
+    csv: str = option("", "per-run curves CSV (empty: <output>/curves.csv); rows of other arms or studies already "
+                      "in the file are kept, so the comparisons of one study can share one file")
 
     def __post_init__(self) -> None:
         # comma-separated on the command line ("--ablations alpha,beta"): one item per value
@@ -374,6 +385,59 @@ def steps_to_target(summary: dict, target: float) -> dict:
     return out
 
 
+def curve_rows(runs: dict[str, list[Path]], study: str) -> list[dict]:
+    """One row per (arm, seed, step) of the runs' ``metrics.jsonl``: :data:`CSV_COLUMNS`, ``None`` where a value
+    was not measured at that step (held-out accuracy only at evaluation steps, rollout values not at step 0).
+
+    ``runs`` maps the arm (method key, e.g. ``grpo-ktae``) to its run folders; the seed is read from each run's
+    ``config.yaml``.
+    """
+    rows = []
+    for arm, dirs in runs.items():
+        for run_dir in dirs:
+            seed = load_run_config(Path(run_dir)).seed
+            records = _read_metrics(Path(run_dir))
+            series = {column: _series(records, key) for column, key in CSV_METRICS.items()}
+            for step in sorted(set().union(*(set(s) for s in series.values()))):
+                rows.append({"study": study, "arm": arm, "seed": seed, "step": step,
+                             **{column: series[column].get(step) for column in CSV_METRICS}})
+    return rows
+
+
+def read_curves_csv(path: Path) -> list[dict]:
+    """The rows of a curves CSV (:data:`CSV_COLUMNS`): seed and step as ints, values as floats or ``None``."""
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        if tuple(reader.fieldnames or ()) != CSV_COLUMNS:
+            raise ValueError(f"{path}: not a curves CSV of ktae compare (columns {reader.fieldnames}, expected "
+                             f"{', '.join(CSV_COLUMNS)})")
+        rows = []
+        for row in reader:
+            rows.append({"study": row["study"], "arm": row["arm"], "seed": int(row["seed"]), "step": int(row["step"]),
+                         **{c: float(row[c]) if row[c] != "" else None for c in CSV_METRICS}})
+    return rows
+
+
+def write_curves_csv(path: Path, rows: list[dict]) -> Path:
+    """Write ``rows`` to the curves CSV ``path``, keeping the rows already there of other (study, arm) pairs.
+
+    Written to a temporary file first, then moved into place, so an interruption leaves the old file whole.
+    """
+    path = Path(path)
+    replaced = {(r["study"], r["arm"]) for r in rows}
+    kept = [r for r in read_curves_csv(path) if (r["study"], r["arm"]) not in replaced] if path.is_file() else []
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        for r in kept + rows:
+            writer.writerow({k: ("" if r[k] is None else repr(r[k]) if isinstance(r[k], float) else r[k])
+                             for k in CSV_COLUMNS})
+    tmp.replace(path)
+    return path
+
+
 def _fmt(cell: dict, percent: bool) -> str:
     mean, ci, n = cell["mean"], cell["ci95"], cell["n"]
     if n == 0 or not math.isfinite(mean):
@@ -516,8 +580,10 @@ def main(argv: list[str] | None = None) -> int:
         title = f"{name} vs {name}+KTAE, {where}: mean over {config.seeds} seeds, 95% band"
         write_figure(summary, figure, title)
         write_table(summary, out / "compare.md", out / "compare.json", title)
+        curves = write_curves_csv(Path(config.csv) if config.csv else out / "curves.csv",
+                                  curve_rows(runs, config.study or out.resolve().name))
         print((out / "compare.md").read_text())
-        print(f"figure: {figure}\ntable: {out / 'compare.md'} and {out / 'compare.json'}\n"
+        print(f"figure: {figure}\ntable: {out / 'compare.md'} and {out / 'compare.json'}\ncurves: {curves}\n"
               f"({time.time() - t0:.0f}s this session)")
     except KeyboardInterrupt:
         print("\nstopped; run the same command again to continue (finished runs are reused)", file=sys.stderr)
