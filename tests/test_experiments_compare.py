@@ -175,9 +175,11 @@ def test_curves_csv_keeps_the_rows_of_other_arms_and_studies(tmp_path):
     compare.write_curves_csv(path, [dapo])  # a second comparison of the same study: its arm is added
     compare.write_curves_csv(path, [{**row, "heldout_accuracy": 0.375}])  # rerun of the grpo arm: replaced
     compare.write_curves_csv(path, [{**row, "study": "other"}])
+    compare.write_curves_csv(path, [{**row, "seed": 1}])  # another seed of the same arm: added
     rows = compare.read_curves_csv(path)
-    assert [(r["study"], r["arm"], r["step"], r["heldout_accuracy"]) for r in rows] == [
-        ("s", "dapo", 0, 0.25), ("s", "grpo", 0, 0.375), ("other", "grpo", 0, 0.125)]
+    assert [(r["study"], r["arm"], r["seed"], r["step"], r["heldout_accuracy"]) for r in rows] == [
+        ("other", "grpo", 0, 0, 0.125), ("s", "dapo", 0, 0, 0.25), ("s", "grpo", 0, 0, 0.375),
+        ("s", "grpo", 1, 0, 0.125)]
     assert "s,grpo,0,0,,0.375," in path.read_text()
     (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
     with pytest.raises(ValueError, match="not a curves CSV"):

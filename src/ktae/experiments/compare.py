@@ -9,8 +9,8 @@ Every (method, seed) is one ordinary ``ktae train`` run, made through :func:`kta
   steps (mean ± 95% CI over seeds), and the paired (same seed) difference of each KTAE variant to the
   baseline;
 * ``<output>/curves.csv`` (or ``--csv``): the data behind them, one row per (arm, seed, step) with the columns
-  :data:`CSV_COLUMNS`; comparisons of one study (say GRPO arms, then DAPO arms) can write one file: rows of
-  other arms or studies already there are kept.
+  :data:`CSV_COLUMNS`; comparisons of one study (say GRPO arms, then DAPO arms, or one seed at a time) can
+  write one file: rows of other runs (study, arm, seed) already there are kept.
 
 A finished run is reused, an interrupted one resumed from its last checkpoint, so stopping
 ``ktae compare`` and running the same command again only does the missing work.
@@ -81,8 +81,8 @@ class CompareConfig:
                                      "(a share, e.g. 0.5; 0 = off)")
     figure: str = option("", "figure path (empty: <output>/compare.png)")
     study: str = option("", "name of the study in the curves CSV's 'study' column (empty: the --output folder's name)")
-    csv: str = option("", "per-run curves CSV (empty: <output>/curves.csv); rows of other arms or studies already "
-                      "in the file are kept, so the comparisons of one study can share one file")
+    csv: str = option("", "per-run curves CSV (empty: <output>/curves.csv); rows of other runs (study, arm, seed) "
+                      "already in the file are kept, so the comparisons of one study can share one file")
 
     def __post_init__(self) -> None:
         # comma-separated on the command line ("--ablations alpha,beta"): one item per value
@@ -419,19 +419,22 @@ def read_curves_csv(path: Path) -> list[dict]:
 
 
 def write_curves_csv(path: Path, rows: list[dict]) -> Path:
-    """Write ``rows`` to the curves CSV ``path``, keeping the rows already there of other (study, arm) pairs.
+    """Write ``rows`` to the curves CSV ``path``, keeping the rows already there of other runs (study, arm, seed).
 
-    Written to a temporary file first, then moved into place, so an interruption leaves the old file whole.
+    Rows are sorted by study, arm, seed and step. Written to a temporary file first, then moved into place,
+    so an interruption leaves the old file whole.
     """
     path = Path(path)
-    replaced = {(r["study"], r["arm"]) for r in rows}
-    kept = [r for r in read_curves_csv(path) if (r["study"], r["arm"]) not in replaced] if path.is_file() else []
+    replaced = {(r["study"], r["arm"], r["seed"]) for r in rows}
+    kept = [r for r in read_curves_csv(path) if (r["study"], r["arm"], r["seed"]) not in replaced] \
+        if path.is_file() else []
+    rows = sorted(kept + rows, key=lambda r: (r["study"], r["arm"], r["seed"], r["step"]))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS, lineterminator="\n")
         writer.writeheader()
-        for r in kept + rows:
+        for r in rows:
             writer.writerow({k: ("" if r[k] is None else repr(r[k]) if isinstance(r[k], float) else r[k])
                              for k in CSV_COLUMNS})
     tmp.replace(path)
