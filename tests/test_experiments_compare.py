@@ -116,6 +116,9 @@ def test_word_task_entropy_arm_and_shared_runs_folder():
     assert [m.preset for m in ms] == ["word-grpo", "word-grpo-ktae", "word-grpo-ktae", "word-grpo"]
     assert ms[-1].label == "GRPO (top-20% entropy tokens)" and dict(ms[-1].overrides) == {"top_entropy_quantile": 0.2}
     assert [m.preset for m in compare.methods(dapo=True, task="word")] == ["word-dapo", "word-dapo-ktae"]
+    assert [m.preset for m in compare.methods(dapo=True, task="word-small")] == ["word-small-dapo", "word-small-dapo-ktae"]
+    small = compare.plan(*compare.parse_args(["--task", "word-small", "--seeds", "1"]))
+    assert all(cfg.task.name == "word" and (cfg.task.max_count, cfg.task.max_change) == (50, 9) for _, _, cfg in small)
     config, options = compare.parse_args(["--task", "word", "--entropy_arm", "--runs_dir", "shared", "--seeds", "2"])
     jobs = compare.plan(config, options)
     assert [(m.key, s) for m, s, _ in jobs][:2] == [("grpo", 0), ("grpo", 1)] and len(jobs) == 6

@@ -63,7 +63,8 @@ class CompareConfig:
     output: str = option("runs/compare", "folder of the comparison: runs/, compare.png, compare.md, compare.json")
     dapo: bool = option(False, "compare DAPO vs DAPO+KTAE (presets dapo, dapo-ktae) instead of GRPO vs GRPO+KTAE")
     task: str = option("arithmetic", "task of the runs: 'arithmetic' (presets grpo, grpo-ktae, ...), 'word' (word "
-                   "problems: word-grpo, word-grpo-ktae, ...) or 'smollm2' (smollm2-cpu-grpo, smollm2-cpu; no --dapo)")
+                   "problems: word-grpo, word-grpo-ktae, ...), 'word-small' (word problems with small numbers: "
+                   "word-small-grpo, ...) or 'smollm2' (smollm2-cpu-grpo, smollm2-cpu; no --dapo)")
     entropy_arm: bool = option(False, "add the baseline trained only on its highest-entropy tokens (the top 20 percent, "
                                   "top_entropy_quantile 0.2, Wang et al. 2025)")
     runs_dir: str = option("", "folder of the runs (empty: <output>/runs); comparisons that share it reuse each "
@@ -128,6 +129,8 @@ ENTROPY_ARM_QUANTILE = 0.2
 TASK_PRESETS = {
     "arithmetic": {"grpo": "grpo", "grpo-ktae": "grpo-ktae", "dapo": "dapo", "dapo-ktae": "dapo-ktae"},
     "word": {"grpo": "word-grpo", "grpo-ktae": "word-grpo-ktae", "dapo": "word-dapo", "dapo-ktae": "word-dapo-ktae"},
+    "word-small": {"grpo": "word-small-grpo", "grpo-ktae": "word-small-grpo-ktae", "dapo": "word-small-dapo",
+                   "dapo-ktae": "word-small-dapo-ktae"},
     "smollm2": {"grpo": "smollm2-cpu-grpo", "grpo-ktae": "smollm2-cpu"},
 }
 
@@ -577,7 +580,7 @@ def main(argv: list[str] | None = None) -> int:
         figure = Path(config.figure) if config.figure else out / "compare.png"
         name = "DAPO" if config.dapo else "GRPO"
         where = {"arithmetic": "embedded arithmetic task", "word": "embedded word problems",
-                 "smollm2": "SmolLM2-135M"}[config.task]
+                 "word-small": "word problems with small numbers", "smollm2": "SmolLM2-135M"}[config.task]
         if "model" in train_options or "data" in train_options:
             where = "your model/data"
         title = f"{name} vs {name}+KTAE, {where}: mean over {config.seeds} seeds, 95% band"
