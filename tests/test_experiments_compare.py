@@ -116,6 +116,9 @@ def test_word_task_entropy_arm_and_shared_runs_folder():
     assert [m.preset for m in ms] == ["word-grpo", "word-grpo-ktae", "word-grpo-ktae", "word-grpo"]
     assert ms[-1].label == "GRPO (top-20% entropy tokens)" and dict(ms[-1].overrides) == {"top_entropy_quantile": 0.2}
     assert [m.preset for m in compare.methods(dapo=True, task="word")] == ["word-dapo", "word-dapo-ktae"]
+    assert [m.preset for m in compare.methods(dapo=True, task="word-small")] == ["word-small-dapo", "word-small-dapo-ktae"]
+    small = compare.plan(*compare.parse_args(["--task", "word-small", "--seeds", "1"]))
+    assert all(cfg.task.name == "word" and (cfg.task.max_count, cfg.task.max_change) == (50, 9) for _, _, cfg in small)
     config, options = compare.parse_args(["--task", "word", "--entropy_arm", "--runs_dir", "shared", "--seeds", "2"])
     jobs = compare.plan(config, options)
     assert [(m.key, s) for m, s, _ in jobs][:2] == [("grpo", 0), ("grpo", 1)] and len(jobs) == 6
@@ -145,6 +148,45 @@ def test_word_study_command_runs_two_steps_two_seeds(tmp_path):
     target = summary["steps_to_target"]
     assert target["target"] == 0.5 and target["methods"]["grpo"]["runs"] == 2
     assert "Steps to reach 50% held-out accuracy" in (out / "compare.md").read_text()
+    # the data behind the tables: one row per arm, seed and step, held-out accuracy only where evaluated
+    rows = compare.read_curves_csv(out / "curves.csv")
+    assert (out / "curves.csv").read_text().splitlines()[0] == \
+        "study,arm,seed,step,rollout_accuracy,heldout_accuracy,response_length"
+    assert {(r["arm"], r["seed"]) for r in rows} == {(a, s) for a in ("grpo", "grpo-ktae", "grpo-entropy20")
+                                                     for s in (0, 1)}
+    assert all(r["study"] == "study" for r in rows)
+    by_step = {(r["arm"], r["seed"], r["step"]): r for r in rows}
+    assert sorted(s for a, seed, s in by_step if (a, seed) == ("grpo", 1)) == [0, 1, 2]
+    assert by_step["grpo", 1, 0]["rollout_accuracy"] is None and by_step["grpo", 1, 0]["response_length"] is None
+    assert by_step["grpo", 1, 1]["heldout_accuracy"] is None
+    assert by_step["grpo", 1, 0]["heldout_accuracy"] == by_step["grpo-ktae", 1, 0]["heldout_accuracy"]
+    assert summary["table"]["grpo"]["2"]["accuracy"]["values"] == [by_step["grpo", s, 2]["heldout_accuracy"]
+                                                                   for s in (0, 1)]
+    metrics = [json.loads(line) for line in (out / "runs" / "grpo-ktae-s0" / "metrics.jsonl").read_text().splitlines()]
+    step1 = next(m for m in metrics if m.get("step") == 1 and "accuracy" in m)
+    assert by_step["grpo-ktae", 0, 1]["rollout_accuracy"] == step1["accuracy"]
+    assert by_step["grpo-ktae", 0, 1]["response_length"] == step1["response_length"]
+
+
+def test_curves_csv_keeps_the_rows_of_other_arms_and_studies(tmp_path):
+    path = tmp_path / "curves.csv"
+    row = {"study": "s", "arm": "grpo", "seed": 0, "step": 0, "rollout_accuracy": None, "heldout_accuracy": 0.125,
+           "response_length": None}
+    compare.write_curves_csv(path, [row, {**row, "step": 1, "rollout_accuracy": 0.5, "heldout_accuracy": None,
+                                          "response_length": 40.25}])
+    dapo = {**row, "arm": "dapo", "heldout_accuracy": 0.25}
+    compare.write_curves_csv(path, [dapo])  # a second comparison of the same study: its arm is added
+    compare.write_curves_csv(path, [{**row, "heldout_accuracy": 0.375}])  # rerun of the grpo arm: replaced
+    compare.write_curves_csv(path, [{**row, "study": "other"}])
+    compare.write_curves_csv(path, [{**row, "seed": 1}])  # another seed of the same arm: added
+    rows = compare.read_curves_csv(path)
+    assert [(r["study"], r["arm"], r["seed"], r["step"], r["heldout_accuracy"]) for r in rows] == [
+        ("other", "grpo", 0, 0, 0.125), ("s", "dapo", 0, 0, 0.25), ("s", "grpo", 0, 0, 0.375),
+        ("s", "grpo", 1, 0, 0.125)]
+    assert "s,grpo,0,0,,0.375," in path.read_text()
+    (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match="not a curves CSV"):
+        compare.read_curves_csv(tmp_path / "bad.csv")
 
 
 def test_first_step_reaching():

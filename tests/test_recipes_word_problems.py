@@ -40,8 +40,9 @@ def test_a_known_story():
         operations("3+4*2")
 
 
-def test_teacher_labels_equal_the_labeller_on_sloppy_solutions():
-    task = WordProblemTask()
+@pytest.mark.parametrize("task", [WordProblemTask(), WordProblemTask(max_count=50, max_change=9)],
+                         ids=["default", "small-numbers"])
+def test_teacher_labels_equal_the_labeller_on_sloppy_solutions(task):
     rng = random.Random(0)
     seen = set()
     for _ in range(2000):
@@ -95,7 +96,23 @@ def test_token_labels_follow_the_lines():
     assert set(labels[first_newline + 1:box - 1]) == {"mistake"} and labels[-1] == "answer"
 
 
+def test_small_numbers_stay_in_their_ranges():
+    import re
+
+    task = WordProblemTask(max_count=50, max_change=9)
+    records = task.problems(500, seed=4)
+    changes = [int(m) for r in records for m in re.findall(r"(?:buys|finds|gets|wins|gives away|loses|sells) (\d+) "
+                                                            r"(?!boxes)", r["problem"])]
+    assert changes and min(changes) >= 2 and max(changes) == 9
+    for r in records:
+        values = [int(v) for v in re.findall(r"=(-?\d+)", worked_solution(r["problem"]))]
+        assert 0 <= min(values) and max(values) <= 50 and values[-1] == int(r["answer"])
+    assert max(int(r["answer"]) for r in WordProblemTask().problems(500, seed=4)) > 50  # the default: up to 200
+
+
 def test_task_options_are_checked():
+    with pytest.raises(ValueError, match="max_count"):
+        WordProblemTask(max_count=20, max_change=10)
     with pytest.raises(ValueError, match="min_events"):
         WordProblemTask(min_events=3, max_events=2)
     with pytest.raises(ValueError, match="slip"):

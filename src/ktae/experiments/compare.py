@@ -7,7 +7,10 @@ Every (method, seed) is one ordinary ``ktae train`` run, made through :func:`kta
   entropy against the step; per method the mean over seeds with a 95% confidence band (Student t);
 * ``<output>/compare.md`` and ``compare.json``: held-out accuracy and mean response length at fixed
   steps (mean ± 95% CI over seeds), and the paired (same seed) difference of each KTAE variant to the
-  baseline.
+  baseline;
+* ``<output>/curves.csv`` (or ``--csv``): the data behind them, one row per (arm, seed, step) with the columns
+  :data:`CSV_COLUMNS`; comparisons of one study (say GRPO arms, then DAPO arms, or one seed at a time) can
+  write one file: rows of other runs (study, arm, seed) already there are kept.
 
 A finished run is reused, an interrupted one resumed from its last checkpoint, so stopping
 ``ktae compare`` and running the same command again only does the missing work.
@@ -17,6 +20,7 @@ A finished run is reused, an interrupted one resumed from its last checkpoint, s
 """
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 import math
@@ -32,7 +36,7 @@ from ktae.options import make_parser, option, parse
 from ktae.train.config import TrainConfig, as_flat, load_run_config, make_config, parse_command
 
 __all__ = ["CompareConfig", "Method", "methods", "run_compare", "summarise", "write_figure", "write_table",
-           "mean_ci", "main"]
+           "curve_rows", "write_curves_csv", "read_curves_csv", "mean_ci", "main"]
 
 #: Student t quantiles t_{0.975, df} for df = 1..30 (beyond: the normal 1.96 is within 2%)
 _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
@@ -46,6 +50,10 @@ CURVES = {
     "response_length": "rollout response length (tokens)",
     "entropy": "entropy (nats / token)",
 }
+#: columns of the per-run curves CSV (one row per arm, seed and step; empty where not measured at that step)
+CSV_COLUMNS = ("study", "arm", "seed", "step", "rollout_accuracy", "heldout_accuracy", "response_length")
+#: CSV column -> key in metrics.jsonl (rollout values are the step's raw means, not smoothed)
+CSV_METRICS = {"rollout_accuracy": "accuracy", "heldout_accuracy": "eval_accuracy", "response_length": "response_length"}
 
 
 @dataclass
@@ -55,7 +63,8 @@ class CompareConfig:
     output: str = option("runs/compare", "folder of the comparison: runs/, compare.png, compare.md, compare.json")
     dapo: bool = option(False, "compare DAPO vs DAPO+KTAE (presets dapo, dapo-ktae) instead of GRPO vs GRPO+KTAE")
     task: str = option("arithmetic", "task of the runs: 'arithmetic' (presets grpo, grpo-ktae, ...), 'word' (word "
-                   "problems: word-grpo, word-grpo-ktae, ...) or 'smollm2' (smollm2-cpu-grpo, smollm2-cpu; no --dapo)")
+                   "problems: word-grpo, word-grpo-ktae, ...), 'word-small' (word problems with small numbers: "
+                   "word-small-grpo, ...) or 'smollm2' (smollm2-cpu-grpo, smollm2-cpu; no --dapo)")
     entropy_arm: bool = option(False, "add the baseline trained only on its highest-entropy tokens (the top 20 percent, "
                                   "top_entropy_quantile 0.2, Wang et al. 2025)")
     runs_dir: str = option("", "folder of the runs (empty: <output>/runs); comparisons that share it reuse each "
@@ -72,6 +81,9 @@ class CompareConfig:
     target_accuracy: float = option(0.0, "also report the steps each run took to reach this held-out accuracy "
                                      "(a share, e.g. 0.5; 0 = off)")
     figure: str = option("", "figure path (empty: <output>/compare.png)")
+    study: str = option("", "name of the study in the curves CSV's 'study' column (empty: the --output folder's name)")
+    csv: str = option("", "per-run curves CSV (empty: <output>/curves.csv); rows of other runs (study, arm, seed) "
+                      "already in the file are kept, so the comparisons of one study can share one file")
 
     def __post_init__(self) -> None:
         # comma-separated on the command line ("--ablations alpha,beta"): one item per value
@@ -117,6 +129,8 @@ ENTROPY_ARM_QUANTILE = 0.2
 TASK_PRESETS = {
     "arithmetic": {"grpo": "grpo", "grpo-ktae": "grpo-ktae", "dapo": "dapo", "dapo-ktae": "dapo-ktae"},
     "word": {"grpo": "word-grpo", "grpo-ktae": "word-grpo-ktae", "dapo": "word-dapo", "dapo-ktae": "word-dapo-ktae"},
+    "word-small": {"grpo": "word-small-grpo", "grpo-ktae": "word-small-grpo-ktae", "dapo": "word-small-dapo",
+                   "dapo-ktae": "word-small-dapo-ktae"},
     "smollm2": {"grpo": "smollm2-cpu-grpo", "grpo-ktae": "smollm2-cpu"},
 }
 
@@ -374,6 +388,62 @@ def steps_to_target(summary: dict, target: float) -> dict:
     return out
 
 
+def curve_rows(runs: dict[str, list[Path]], study: str) -> list[dict]:
+    """One row per (arm, seed, step) of the runs' ``metrics.jsonl``: :data:`CSV_COLUMNS`, ``None`` where a value
+    was not measured at that step (held-out accuracy only at evaluation steps, rollout values not at step 0).
+
+    ``runs`` maps the arm (method key, e.g. ``grpo-ktae``) to its run folders; the seed is read from each run's
+    ``config.yaml``.
+    """
+    rows = []
+    for arm, dirs in runs.items():
+        for run_dir in dirs:
+            seed = load_run_config(Path(run_dir)).seed
+            records = _read_metrics(Path(run_dir))
+            series = {column: _series(records, key) for column, key in CSV_METRICS.items()}
+            for step in sorted(set().union(*(set(s) for s in series.values()))):
+                rows.append({"study": study, "arm": arm, "seed": seed, "step": step,
+                             **{column: series[column].get(step) for column in CSV_METRICS}})
+    return rows
+
+
+def read_curves_csv(path: Path) -> list[dict]:
+    """The rows of a curves CSV (:data:`CSV_COLUMNS`): seed and step as ints, values as floats or ``None``."""
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        if tuple(reader.fieldnames or ()) != CSV_COLUMNS:
+            raise ValueError(f"{path}: not a curves CSV of ktae compare (columns {reader.fieldnames}, expected "
+                             f"{', '.join(CSV_COLUMNS)})")
+        rows = []
+        for row in reader:
+            rows.append({"study": row["study"], "arm": row["arm"], "seed": int(row["seed"]), "step": int(row["step"]),
+                         **{c: float(row[c]) if row[c] != "" else None for c in CSV_METRICS}})
+    return rows
+
+
+def write_curves_csv(path: Path, rows: list[dict]) -> Path:
+    """Write ``rows`` to the curves CSV ``path``, keeping the rows already there of other runs (study, arm, seed).
+
+    Rows are sorted by study, arm, seed and step. Written to a temporary file first, then moved into place,
+    so an interruption leaves the old file whole.
+    """
+    path = Path(path)
+    replaced = {(r["study"], r["arm"], r["seed"]) for r in rows}
+    kept = [r for r in read_curves_csv(path) if (r["study"], r["arm"], r["seed"]) not in replaced] \
+        if path.is_file() else []
+    rows = sorted(kept + rows, key=lambda r: (r["study"], r["arm"], r["seed"], r["step"]))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({k: ("" if r[k] is None else repr(r[k]) if isinstance(r[k], float) else r[k])
+                             for k in CSV_COLUMNS})
+    tmp.replace(path)
+    return path
+
+
 def _fmt(cell: dict, percent: bool) -> str:
     mean, ci, n = cell["mean"], cell["ci95"], cell["n"]
     if n == 0 or not math.isfinite(mean):
@@ -510,14 +580,16 @@ def main(argv: list[str] | None = None) -> int:
         figure = Path(config.figure) if config.figure else out / "compare.png"
         name = "DAPO" if config.dapo else "GRPO"
         where = {"arithmetic": "embedded arithmetic task", "word": "embedded word problems",
-                 "smollm2": "SmolLM2-135M"}[config.task]
+                 "word-small": "word problems with small numbers", "smollm2": "SmolLM2-135M"}[config.task]
         if "model" in train_options or "data" in train_options:
             where = "your model/data"
         title = f"{name} vs {name}+KTAE, {where}: mean over {config.seeds} seeds, 95% band"
         write_figure(summary, figure, title)
         write_table(summary, out / "compare.md", out / "compare.json", title)
+        curves = write_curves_csv(Path(config.csv) if config.csv else out / "curves.csv",
+                                  curve_rows(runs, config.study or out.resolve().name))
         print((out / "compare.md").read_text())
-        print(f"figure: {figure}\ntable: {out / 'compare.md'} and {out / 'compare.json'}\n"
+        print(f"figure: {figure}\ntable: {out / 'compare.md'} and {out / 'compare.json'}\ncurves: {curves}\n"
               f"({time.time() - t0:.0f}s this session)")
     except KeyboardInterrupt:
         print("\nstopped; run the same command again to continue (finished runs are reused)", file=sys.stderr)

@@ -46,7 +46,7 @@ ADD_VERBS = ("buys", "finds", "gets", "wins")
 SUB_VERBS = ("gives away", "loses", "sells")
 #: line labels of :func:`label_lines`
 LABELS = ("step", "mistake", "detour", "answer", "other")
-#: values stay in 0..MAX_VALUE
+#: counts stay in 0..MAX_VALUE (the default of ``WordProblemTask.max_count``)
 MAX_VALUE = 200
 
 _EQUATION = re.compile(r"^\s*(-?\d+)\s*([+\-*])\s*(\d+)\s*=\s*(-?\d+)\s*$")
@@ -79,31 +79,38 @@ class WordProblemTask:
     pieces: float = field(default=0.7, metadata={"help": "sloppy teacher: chance to count on in two pieces"})
     slip: float = field(default=0.5, metadata={"help": "sloppy teacher: chance of a slip in the second piece"})
     recheck: float = field(default=0.5, metadata={"help": "sloppy teacher: chance of a check line after a step"})
+    max_count: int = field(default=MAX_VALUE, metadata={"help": "every count of a story stays in 0..max_count"})
+    max_change: int = field(default=19, metadata={"help": "items bought, found or given away in one event: "
+                                                          "2..max_change (a plain start: 5..2*max_change+2)"})
 
     def __post_init__(self) -> None:
         if not (isinstance(self.min_events, int) and 1 <= self.min_events <= self.max_events <= 5):
             raise ValueError(f"WordProblemTask: need 1 <= min_events <= max_events <= 5, got "
                              f"{self.min_events!r}, {self.max_events!r}")
+        if not (isinstance(self.max_change, int) and isinstance(self.max_count, int) and self.max_change >= 2
+                and self.max_count >= 2 * self.max_change + 2):
+            raise ValueError(f"WordProblemTask: need max_change >= 2 and max_count >= 2 * max_change + 2, got "
+                             f"max_change {self.max_change!r}, max_count {self.max_count!r}")
         for name in ("box_mistake", "give_mistake", "pieces", "slip", "recheck"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"WordProblemTask.{name} must be in [0, 1], got {getattr(self, name)!r}")
 
     # ------------------------------------------------------------------ problems
     def sample(self, rng: random.Random) -> str:
-        """One story whose every intermediate value stays in 0..MAX_VALUE."""
+        """One story whose every intermediate value stays in 0..max_count."""
         while True:
             name, item = rng.choice(NAMES), rng.choice(ITEMS)
             if rng.random() < 0.5:
                 a, b = rng.randint(2, 9), rng.randint(2, 9)
                 sentences, value = [f"{name} has {a} boxes of {b} {item}."], a * b
             else:
-                value = rng.randint(5, 40)
+                value = rng.randint(5, 2 * self.max_change + 2)
                 sentences = [f"{name} has {value} {item}."]
-            ok = True
+            ok = value <= self.max_count
             for _ in range(rng.randint(self.min_events, self.max_events)):
                 kind = rng.choice(("add", "sub", "boxes"))
                 if kind == "add":
-                    k = rng.randint(2, 19)
+                    k = rng.randint(2, self.max_change)
                     sentences.append(f"Then {name} {rng.choice(ADD_VERBS)} {k} more {item}.")
                     value += k
                 elif kind == "boxes":
@@ -111,10 +118,10 @@ class WordProblemTask:
                     sentences.append(f"Then {name} buys {k} boxes of {m} more {item}.")
                     value += k * m
                 else:
-                    k = rng.randint(2, 19)
+                    k = rng.randint(2, self.max_change)
                     sentences.append(f"Then {name} {rng.choice(SUB_VERBS)} {k} {item}.")
                     value -= k
-                ok = ok and 0 <= value <= MAX_VALUE
+                ok = ok and 0 <= value <= self.max_count
             if ok:
                 sentences.append(f"How many {item} does {name} have now?")
                 return " ".join(sentences)

@@ -151,9 +151,14 @@ class TaskConfig(_Section):
     min_operands: int = option(3, "embedded arithmetic: fewest operands per expression")
     max_operands: int = option(4, "embedded arithmetic: most operands per expression")
     max_operand: int = option(9, "embedded arithmetic: operands are 1..N")
+    max_count: int = option(200, "embedded word problems: every count of a story stays in 0..N")
+    max_change: int = option(19, "embedded word problems: items bought, found or given away in one event are 2..N "
+                             "(a plain start count 5..2N+2)")
 
     def __post_init__(self) -> None:
         self.need(self.name in TASKS, "name", f"one of {TASKS}")
+        self.need(self.max_change >= 2, "max_change", "an integer >= 2")
+        self.need(self.max_count >= 2 * self.max_change + 2, "max_count", "an integer >= 2 * max_change + 2")
 
 
 @dataclass(frozen=True)

@@ -27,9 +27,10 @@ EMBEDDED_TRAIN_POOL = 20_000
 
 
 def embedded_task(task: TaskConfig) -> ArithmeticTask | WordProblemTask:
-    """The embedded task that ``task.name`` names: ``arithmetic`` (with its operand options) or ``word``."""
+    """The embedded task that ``task.name`` names: ``arithmetic`` (with its operand options) or ``word`` (with its
+    number ranges)."""
     if task.name == "word":
-        return WordProblemTask()
+        return WordProblemTask(max_count=task.max_count, max_change=task.max_change)
     return ArithmeticTask(min_operands=task.min_operands, max_operands=task.max_operands,
                           max_operand=task.max_operand)
 

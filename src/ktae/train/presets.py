@@ -90,6 +90,11 @@ _WORD = {
     "max_new_tokens": 96,
 }
 
+# The learning testbed (docs/study-learning.md): the word task with small numbers (counts 0..50, events of 2..9
+# items), so that the tiny model can do the sums it writes (with counts up to 200 its greedy solutions hold a false
+# equation in 3 of 4 problems) and what RL has to fix are the teacher's habits and the slips of sampling.
+_WORD_SMALL = {**_WORD, "task_max_count": 50, "task_max_change": 9}
+
 PRESETS: dict[str, dict] = {
     "default": {},
     "grpo": {"estimator": "grpo"},
@@ -100,6 +105,10 @@ PRESETS: dict[str, dict] = {
     "word-grpo-ktae": {**_WORD, "estimator": "grpo+ktae"},
     "word-dapo": {**_DAPO_EMBEDDED, **_WORD, "estimator": "grpo"},
     "word-dapo-ktae": {**_DAPO_EMBEDDED, **_WORD, "estimator": "grpo+ktae"},
+    "word-small-grpo": {**_WORD_SMALL, "estimator": "grpo"},
+    "word-small-grpo-ktae": {**_WORD_SMALL, "estimator": "grpo+ktae"},
+    "word-small-dapo": {**_DAPO_EMBEDDED, **_WORD_SMALL, "estimator": "grpo"},
+    "word-small-dapo-ktae": {**_DAPO_EMBEDDED, **_WORD_SMALL, "estimator": "grpo+ktae"},
     "paper-grpo-ktae": {**_PAPER_GRPO, "estimator": "grpo+ktae"},
     "paper-grpo": {**_PAPER_GRPO, "estimator": "grpo"},
     "paper-dapo-ktae": {**_PAPER_DAPO, "estimator": "grpo+ktae"},
@@ -116,6 +125,10 @@ PRESET_HELP: dict[str, str] = {
     "word-grpo-ktae": "word problems, GRPO+KTAE",
     "word-dapo": "word problems, DAPO",
     "word-dapo-ktae": "word problems, DAPO+KTAE",
+    "word-small-grpo": "word problems with small numbers (counts up to 50): the testbed where GRPO learns, GRPO",
+    "word-small-grpo-ktae": "word problems with small numbers, GRPO+KTAE",
+    "word-small-dapo": "word problems with small numbers, DAPO",
+    "word-small-dapo-ktae": "word problems with small numbers, DAPO+KTAE",
     "paper-grpo-ktae": "paper setting: Qwen2.5-Math-7B, MATH levels 3-5, GRPO+KTAE (GPU machine)",
     "paper-grpo": "paper setting, GRPO baseline",
     "paper-dapo-ktae": "paper setting, DAPO+KTAE (clip 0.2/0.24, overlong buffer 512, dynamic sampling)",

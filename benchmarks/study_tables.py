@@ -1,0 +1,229 @@
+"""The tables and figures of a ``ktae compare`` study, from its curves CSV alone (no re-running).
+
+    python benchmarks/study_tables.py docs/data/study-learning.csv --target 0.35 \\
+        --figure docs/images/study_learning.png [--study NAME] [--out runs/study-learning/tables.md]
+
+The CSV is the one ``ktae compare`` writes (``--csv``): one row per (arm, seed, step) with the columns
+``study, arm, seed, step, rollout_accuracy, heldout_accuracy, response_length``. For every run (arm, seed)
+this script computes the outcomes of ``docs/study-learning.md``:
+
+* **AUC**: the area under the held-out accuracy curve (trapezoids over the evaluation steps) divided by the
+  steps it spans, i.e. the run's mean held-out accuracy over training, in percent;
+* **steps to target**: the first evaluation step whose held-out accuracy is at least ``--target`` (runs that
+  never reach it are counted and left out of the mean, not imputed);
+* **final length**: the mean sampled (rollout) response length over the last ``--last`` steps;
+* and, as secondary read-outs, the final held-out accuracy and the rollout accuracy over the first and the
+  last ``--last`` steps.
+
+Per arm it reports mean ± 95% CI over seeds (Student t), and for each pair (KTAE arm, its baseline:
+``grpo-ktae`` - ``grpo``, ``dapo-ktae`` - ``dapo``, ``grpo-ktae-no-gamma`` - ``grpo`` ...) the paired
+same-seed difference with its 95% t-interval over the seeds both arms finished. Runs that did not reach the
+last step of the study are reported as unfinished and left out.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+from ktae.experiments.compare import mean_ci, read_curves_csv
+from ktae.experiments.plot import moving_average
+
+#: arm -> its baseline (paired differences are arm minus baseline, same seed)
+PAIRS = {"grpo-ktae": "grpo", "dapo-ktae": "dapo", "grpo-ktae-no-gamma": "grpo", "grpo-ktae-no-alpha": "grpo",
+         "grpo-ktae-no-beta": "grpo", "dapo": "grpo"}
+LABELS = {"grpo": "GRPO", "grpo-ktae": "GRPO+KTAE", "dapo": "DAPO", "dapo-ktae": "DAPO+KTAE",
+          "grpo-ktae-no-gamma": "GRPO+KTAE (γ=0)", "grpo-ktae-no-alpha": "GRPO+KTAE (α=0)",
+          "grpo-ktae-no-beta": "GRPO+KTAE (β=0)"}
+ORDER = ("grpo", "grpo-ktae", "dapo", "dapo-ktae", "grpo-ktae-no-gamma", "grpo-ktae-no-alpha", "grpo-ktae-no-beta")
+
+
+def runs_of(rows: list[dict], study: str | None) -> dict[tuple[str, int], list[dict]]:
+    """The rows of each run ``(arm, seed)``, sorted by step (only the rows of ``study`` when given)."""
+    out: dict[tuple[str, int], list[dict]] = {}
+    for r in rows:
+        if study is None or r["study"] == study:
+            out.setdefault((r["arm"], r["seed"]), []).append(r)
+    return {k: sorted(v, key=lambda r: r["step"]) for k, v in out.items()}
+
+
+def curve(run: list[dict], column: str) -> list[tuple[int, float]]:
+    """``(step, value)`` of one column where it was measured."""
+    return [(r["step"], r[column]) for r in run if r[column] is not None]
+
+
+def auc(points: list[tuple[int, float]]) -> float:
+    """Trapezoid area under ``points`` divided by the steps they span (the curve's mean height)."""
+    if len(points) < 2:
+        return float("nan")
+    area = sum((t1 - t0) * (v0 + v1) / 2 for (t0, v0), (t1, v1) in zip(points, points[1:]))
+    return area / (points[-1][0] - points[0][0])
+
+
+def outcomes(run: list[dict], target: float, last: int) -> dict[str, float | None]:
+    """The outcomes of one run (see the module docstring); accuracies in percent."""
+    held = curve(run, "heldout_accuracy")
+    roll = curve(run, "rollout_accuracy")
+    length = curve(run, "response_length")
+    reach = next((t for t, v in held if v >= target), None)
+    return {
+        "auc": 100 * auc(held),
+        "steps_to_target": reach,
+        "final_length": sum(v for _, v in length[-last:]) / len(length[-last:]),
+        "final_heldout": 100 * held[-1][1],
+        "first_rollout": 100 * sum(v for _, v in roll[:last]) / len(roll[:last]),
+        "final_rollout": 100 * sum(v for _, v in roll[-last:]) / len(roll[-last:]),
+    }
+
+
+OUTCOMES = {"auc": ("AUC of held-out accuracy (% × steps / steps)", 1), "steps_to_target": ("steps to target", 1),
+            "final_length": ("final sampled length (tokens)", 1), "final_heldout": ("final held-out accuracy (%)", 1),
+            "first_rollout": ("rollout accuracy, first steps (%)", 1),
+            "final_rollout": ("rollout accuracy, last steps (%)", 1)}
+
+
+def fmt(values: list[float]) -> str:
+    mean, ci = mean_ci(values)
+    if not values:
+        return "–"
+    return f"{mean:.1f} ± {ci:.1f}" if len(values) > 1 else f"{mean:.1f}"
+
+
+def tables(runs: dict[tuple[str, int], list[dict]], target: float, last: int) -> str:
+    """The markdown tables: per arm, then paired differences."""
+    final_step = max(r[-1]["step"] for r in runs.values())
+    finished = {k: v for k, v in runs.items() if v[-1]["step"] == final_step and v[-1]["heldout_accuracy"] is not None}
+    unfinished = sorted(set(runs) - set(finished))
+    per = {k: outcomes(v, target, last) for k, v in finished.items()}
+    arms = [a for a in ORDER if any(k[0] == a for k in per)] + sorted({k[0] for k in per} - set(ORDER))
+    lines = [f"Runs finished ({final_step} steps): " + ", ".join(
+        f"{LABELS.get(a, a)} {sum(1 for k in per if k[0] == a)}" for a in arms) + "."]
+    if unfinished:
+        lines.append("Unfinished (left out): " + ", ".join(f"{a} s{s} (step {runs[a, s][-1]['step']})"
+                                                           for a, s in unfinished) + ".")
+    lines += ["", "| arm | seeds | " + " | ".join(name for name, _ in OUTCOMES.values()) + " |",
+              "|---|---:|" + "---:|" * len(OUTCOMES)]
+    for a in arms:
+        seeds = sorted(s for arm, s in per if arm == a)
+        cells = []
+        for key in OUTCOMES:
+            vals = [per[a, s][key] for s in seeds if per[a, s][key] is not None]
+            cell = fmt(vals)
+            if key == "steps_to_target":
+                cell += f" ({len(vals)}/{len(seeds)} reached)"
+            cells.append(cell)
+        lines.append(f"| {LABELS.get(a, a)} | {len(seeds)} | " + " | ".join(cells) + " |")
+    lines += ["", f"Paired same-seed differences (arm − baseline), mean ± 95% t-interval (n = seeds both finished; "
+                  f"steps to {100 * target:.0f}%: seeds where both reached it):", "",
+              "| arm − baseline | n | " + " | ".join(name for name, _ in OUTCOMES.values()) + " |",
+              "|---|---:|" + "---:|" * len(OUTCOMES)]
+    for a in arms:
+        base = PAIRS.get(a)
+        if base is None or base not in arms:
+            continue
+        seeds = sorted(s for arm, s in per if arm == a and (base, s) in per)
+        cells = []
+        for key in OUTCOMES:
+            diffs = [per[a, s][key] - per[base, s][key] for s in seeds
+                     if per[a, s][key] is not None and per[base, s][key] is not None]
+            cells.append(fmt(diffs) + (" *" if significant(diffs) else ""))
+        lines.append(f"| {LABELS.get(a, a)} − {LABELS.get(base, base)} | {len(seeds)} | " + " | ".join(cells) + " |")
+    lines += ["", "`*`: the 95% interval excludes 0."]
+    return "\n".join(lines) + "\n"
+
+
+def significant(diffs: list[float]) -> bool:
+    mean, ci = mean_ci(diffs)
+    return len(diffs) > 1 and math.isfinite(ci) and abs(mean) > ci
+
+
+def step_table(runs: dict[tuple[str, int], list[dict]], column: str, scale: float = 100.0) -> str:
+    """Mean ± 95% CI of ``column`` per arm at the evaluation steps (held-out accuracy) — the curve as a table."""
+    steps = sorted({r["step"] for v in runs.values() for r in v if r[column] is not None})
+    arms = [a for a in ORDER if any(k[0] == a for k in runs)] + sorted({k[0] for k in runs} - set(ORDER))
+    lines = ["| step | " + " | ".join(LABELS.get(a, a) for a in arms) + " |", "|---:|" + "---:|" * len(arms)]
+    for t in steps:
+        cells = []
+        for a in arms:
+            vals = [scale * r[column] for (arm, _), v in runs.items() if arm == a for r in v
+                    if r["step"] == t and r[column] is not None]
+            cells.append(fmt(vals))
+        lines.append(f"| {t} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def figure(runs: dict[tuple[str, int], list[dict]], path: Path, smooth: int, title: str) -> Path:
+    """Held-out accuracy, rollout accuracy (moving average) and sampled length: mean and 95% band per arm."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = (("heldout_accuracy", "held-out accuracy (greedy)", 1),
+              ("rollout_accuracy", f"rollout accuracy ({smooth}-step mean)", smooth),
+              ("response_length", f"sampled response length ({smooth}-step mean)", smooth))
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    arms = [a for a in ORDER if any(k[0] == a for k in runs)] + sorted({k[0] for k in runs} - set(ORDER))
+    for color, a in zip(plt.rcParams["axes.prop_cycle"].by_key()["color"], arms):
+        seeds = [s for arm, s in runs if arm == a]
+        for ax, (column, name, window) in zip(axes, panels):
+            per_step: dict[int, list[float]] = {}
+            for s in seeds:
+                pts = curve(runs[a, s], column)
+                vals = moving_average([v for _, v in pts], window) if window > 1 else [v for _, v in pts]
+                for (t, _), v in zip(pts, vals):
+                    per_step.setdefault(t, []).append(v)
+            steps = sorted(per_step)
+            stats = [mean_ci(per_step[t]) for t in steps]
+            mean = [m for m, _ in stats]
+            ax.plot(steps, mean, color=color, lw=1.6, marker="o" if column == "heldout_accuracy" else None, ms=3,
+                    label=f"{LABELS.get(a, a)} ({len(seeds)} seeds)")
+            ax.fill_between(steps, [m - c for m, c in stats], [m + c for m, c in stats], color=color, alpha=0.15, lw=0)
+            ax.set_title(name, fontsize=10)
+    for ax in axes:
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("csv", type=Path, help="curves CSV written by ktae compare")
+    p.add_argument("--study", default=None, help="only the rows of this study (default: every row)")
+    p.add_argument("--target", type=float, required=True, help="held-out accuracy target of 'steps to target' (share)")
+    p.add_argument("--last", type=int, default=5, help="steps averaged for the final sampled length and rollout accuracy")
+    p.add_argument("--smooth", type=int, default=5, help="moving-average window of the figure's rollout curves")
+    p.add_argument("--figure", type=Path, default=None, help="write the figure here (PNG)")
+    p.add_argument("--title", default="mean over seeds, 95% band", help="figure title")
+    p.add_argument("--out", type=Path, default=None, help="also write the tables to this markdown file")
+    args = p.parse_args(argv)
+    if not 0 < args.target <= 1:
+        p.error(f"--target: expected a share in (0, 1], got {args.target}")
+    if args.last < 1:
+        p.error(f"--last: expected an integer >= 1, got {args.last}")
+    try:
+        runs = runs_of(read_curves_csv(args.csv), args.study)
+    except (OSError, ValueError) as exc:
+        p.error(str(exc))
+    if not runs:
+        p.error(f"{args.csv}: no rows" + (f" of study {args.study!r}" if args.study else ""))
+    text = tables(runs, args.target, args.last) + "\nHeld-out accuracy (%) at the evaluation steps, mean ± 95% CI:\n\n" \
+        + step_table(runs, "heldout_accuracy")
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+    if args.figure:
+        print(f"figure: {figure(runs, args.figure, args.smooth, args.title)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

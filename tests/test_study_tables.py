@@ -1,0 +1,65 @@
+"""benchmarks/study_tables.py: the study's outcomes and paired differences from a curves CSV alone."""
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from ktae.experiments.compare import mean_ci, write_curves_csv
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "study_tables.py"
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("study_tables", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_rows(arm, seed, held, roll, length, every=5, study="s"):
+    """Rows of one run: held-out accuracy every ``every`` steps from 0, rollout values at steps 1..N."""
+    rows = [{"study": study, "arm": arm, "seed": seed, "step": 0, "rollout_accuracy": None,
+             "heldout_accuracy": held[0], "response_length": None}]
+    for t, (r, n) in enumerate(zip(roll, length), start=1):
+        rows.append({"study": study, "arm": arm, "seed": seed, "step": t, "rollout_accuracy": r,
+                     "heldout_accuracy": held[t // every] if t % every == 0 else None, "response_length": n})
+    return rows
+
+
+def test_outcomes_of_one_run():
+    st = load_script()
+    run = run_rows("grpo", 0, [0.1, 0.3, 0.5], [0.1] * 5 + [0.5] * 5, [50.0] * 8 + [40.0, 30.0])
+    out = st.outcomes(run, target=0.3, last=2)
+    # trapezoids: (0.1+0.3)/2*5 + (0.3+0.5)/2*5 = 3.0 over 10 steps -> 30%
+    assert out["auc"] == pytest.approx(30.0)
+    assert out["steps_to_target"] == 5
+    assert out["final_length"] == pytest.approx(35.0)
+    assert out["final_heldout"] == pytest.approx(50.0)
+    assert out["first_rollout"] == pytest.approx(10.0) and out["final_rollout"] == pytest.approx(50.0)
+    assert st.outcomes(run, target=0.6, last=2)["steps_to_target"] is None
+
+
+def test_tables_pair_same_seeds_and_leave_out_unfinished_runs(tmp_path, capsys):
+    st = load_script()
+    rows = []
+    gains = {0: 0.1, 1: 0.2, 2: 0.0}
+    for seed, gain in gains.items():
+        rows += run_rows("grpo", seed, [0.1, 0.2, 0.3], [0.2] * 10, [50.0] * 10)
+        rows += run_rows("grpo-ktae", seed, [0.1, 0.2 + gain, 0.3 + gain], [0.2] * 10, [45.0] * 10)
+    rows += run_rows("dapo", 0, [0.1, 0.2], [0.2] * 5, [50.0] * 5)  # stopped at step 5 of 10
+    path = write_curves_csv(tmp_path / "curves.csv", rows)
+    assert st.main([str(path), "--target", "0.25", "--out", str(tmp_path / "t.md"),
+                    "--figure", str(tmp_path / "f.png")]) == 0
+    text = (tmp_path / "t.md").read_text()
+    assert "Unfinished (left out): dapo s0 (step 5)" in text
+    # paired AUC differences: gain * (5/2 + 5) / 10 = 0.75 gain -> 7.5, 15, 0 points
+    mean, ci = mean_ci([7.5, 15.0, 0.0])
+    paired = next(line for line in text.splitlines() if line.startswith("| GRPO+KTAE − GRPO"))
+    assert f"{mean:.1f} ± {ci:.1f}" in paired
+    assert "-5.0 ± 0.0 *" in paired  # final length 45 vs 50 in every seed
+    assert "(3/3 reached)" in text and (tmp_path / "f.png").stat().st_size > 10_000
+    assert "| 10 | 30.0 ± 0.0 |" in text
+    with pytest.raises(SystemExit):
+        st.main([str(path), "--target", "0.25", "--study", "nope"])
+    with pytest.raises(SystemExit):
+        st.main([str(path), "--target", "2"])
