@@ -210,6 +210,32 @@ def across_runs(per_run: dict[str, dict], fraction: float) -> tuple[dict, str]:
     return summary, "\n".join(lines)
 
 
+def by_step(per_run: dict[str, dict], target: str = "wrong step, mixed groups") -> tuple[dict, str]:
+    """Per dumped step, mean ± 95% CI over runs of the AUROC (pooled and within a rollout) of each score for
+    ``target``: does K point at the mistakes better as training goes on? Steps dumped by every run only."""
+    from ktae.experiments.compare import mean_ci
+
+    steps = sorted(set.intersection(*({int(k) for k in r if k != "all"} for r in per_run.values())))
+    summary: dict = {}
+    lines = [f"Per dumped step, tokens of {target.replace('wrong step, ', 'wrong rollouts of ')} (mean ± 95% CI over "
+             f"{len(per_run)} runs; labelled: tokens of wrong steps):", "",
+             "| step | labelled share | " + " | ".join(f"{name} AUROC (pooled / within)" for name in SCORES if name != "random")
+             + " |", "|---:|---:|" + "---:|" * (len(SCORES) - 1)]
+    for step in steps:
+        cells = []
+        for name in SCORES:
+            if name == "random":
+                continue
+            pooled, within = (mean_ci([r[str(step)][target][name][m] for r in per_run.values()
+                                       if not math.isnan(r[str(step)][target][name][m])])
+                              for m in ("auroc", "auroc_within"))
+            summary.setdefault(str(step), {})[name] = {"auroc": pooled, "auroc_within": within}
+            cells.append(f"{pooled[0]:.3f} ± {pooled[1]:.3f} / {within[0]:.3f} ± {within[1]:.3f}")
+        base = mean_ci([r[str(step)][target]["data"]["base_rate"] for r in per_run.values()])
+        lines.append(f"| {step} | {base[0]:.3f} | " + " | ".join(cells) + " |")
+    return summary, "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dirs", type=Path, nargs="+", help="word-task runs made with --dump_key_tokens_every N")
@@ -237,7 +263,9 @@ def main(argv: list[str] | None = None) -> int:
         text = table(results, args.fraction)
     else:
         summary, text = across_runs(per_run, args.fraction)
-        results = {"runs": per_run, "across_runs": summary,
+        steps_summary, steps_text = by_step(per_run)
+        text += "\n\n" + steps_text
+        results = {"runs": per_run, "across_runs": summary, "by_step": steps_summary,
                    "mean_K": score_tokens(together, args.fraction)["mean_K"]}
         text += "\n\nPer run, all dumped steps:\n\n" + table({name: r["all"] for name, r in per_run.items()},
                                                               args.fraction)

@@ -32,7 +32,7 @@ from ktae.experiments.plot import moving_average
 
 #: arm -> its baseline (paired differences are arm minus baseline, same seed)
 PAIRS = {"grpo-ktae": "grpo", "dapo-ktae": "dapo", "grpo-ktae-no-gamma": "grpo", "grpo-ktae-no-alpha": "grpo",
-         "grpo-ktae-no-beta": "grpo", "dapo": "grpo"}
+         "grpo-ktae-no-beta": "grpo"}
 LABELS = {"grpo": "GRPO", "grpo-ktae": "GRPO+KTAE", "dapo": "DAPO", "dapo-ktae": "DAPO+KTAE",
           "grpo-ktae-no-gamma": "GRPO+KTAE (γ=0)", "grpo-ktae-no-alpha": "GRPO+KTAE (α=0)",
           "grpo-ktae-no-beta": "GRPO+KTAE (β=0)"}
@@ -77,7 +77,7 @@ def outcomes(run: list[dict], target: float, last: int) -> dict[str, float | Non
     }
 
 
-OUTCOMES = {"auc": ("AUC of held-out accuracy (% × steps / steps)", 1), "steps_to_target": ("steps to target", 1),
+OUTCOMES = {"auc": ("AUC of held-out accuracy (mean %)", 1), "steps_to_target": ("steps to target", 1),
             "final_length": ("final sampled length (tokens)", 1), "final_heldout": ("final held-out accuracy (%)", 1),
             "first_rollout": ("rollout accuracy, first steps (%)", 1),
             "final_rollout": ("rollout accuracy, last steps (%)", 1)}

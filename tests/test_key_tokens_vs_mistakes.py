@@ -62,7 +62,7 @@ def test_script_scores_the_dumped_rollouts(tmp_path):
 
 
 def test_script_over_several_runs(tmp_path):
-    runs = [fake_run(tmp_path / f"run{i}", steps=(10,), groups=3, seed=i) for i in range(3)]
+    runs = [fake_run(tmp_path / f"run{i}", steps=(10, 20), groups=3, seed=i) for i in range(3)]
     assert load_script().main([*map(str, runs), "--out", str(tmp_path / "out")]) == 0
     results = json.loads((tmp_path / "out" / "mistakes.json").read_text())
     assert set(results["runs"]) == {"run0", "run1", "run2"}
@@ -70,6 +70,11 @@ def test_script_over_several_runs(tmp_path):
     values = [r["all"]["wrong step, mixed groups"]["-K"]["auroc"] for r in results["runs"].values()]
     assert cell["mean"] == pytest.approx(sum(values) / 3) and cell["ci95"] > 0
     assert "Over 3 runs" in (tmp_path / "out" / "mistakes.md").read_text()
+    # per dumped step, over the runs: the secondary outcome of docs/study-learning.md
+    assert set(results["by_step"]) == {"10", "20"}
+    at10 = [r["10"]["wrong step, mixed groups"]["-K"]["auroc"] for r in results["runs"].values()]
+    assert results["by_step"]["10"]["-K"]["auroc"][0] == pytest.approx(sum(at10) / 3)
+    assert "| 20 |" in (tmp_path / "out" / "mistakes.md").read_text()
 
 
 def test_script_refuses_runs_it_cannot_read(tmp_path, capsys):
