@@ -2,12 +2,13 @@
 a part fails, and a clear non-zero exit without CUDA."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+from benchmark_scripts import load_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "gpu_acceptance.py"
@@ -18,10 +19,7 @@ def env():
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("gpu_acceptance", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("gpu_acceptance")
 
 
 def test_dry_run_runs_every_part(tmp_path):

@@ -1,22 +1,18 @@
 """benchmarks/key_tokens_vs_mistakes.py on a run folder holding the teacher's solutions as dumped rollouts."""
-import importlib.util
 import json
 import random
 from pathlib import Path
 
 import pytest
+from benchmark_scripts import load_benchmark
 
 from ktae.train.config import make_config, save_yaml
 from ktae.recipes.word_problems import WordProblemTask, answer_of, build_tokenizer
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "key_tokens_vs_mistakes.py"
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("key_tokens_vs_mistakes", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("key_tokens_vs_mistakes")
 
 
 def fake_run(folder: Path, steps=(10, 20), groups=6, n=8, seed=0) -> Path:

@@ -1,19 +1,13 @@
 """benchmarks/study_tables.py: the study's outcomes and paired differences from a curves CSV alone."""
-import importlib.util
-from pathlib import Path
 
 import pytest
+from benchmark_scripts import load_benchmark
 
 from ktae.experiments.compare import mean_ci, write_curves_csv
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "study_tables.py"
-
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("study_tables", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("study_tables")
 
 
 def run_rows(arm, seed, held, roll, length, every=5, study="s"):
