@@ -64,7 +64,8 @@ class CompareConfig:
     dapo: bool = option(False, "compare DAPO vs DAPO+KTAE (presets dapo, dapo-ktae) instead of GRPO vs GRPO+KTAE")
     task: str = option("arithmetic", "task of the runs: 'arithmetic' (presets grpo, grpo-ktae, ...), 'word' (word "
                    "problems: word-grpo, word-grpo-ktae, ...), 'word-small' (word problems with small numbers: "
-                   "word-small-grpo, ...) or 'smollm2' (smollm2-cpu-grpo, smollm2-cpu; no --dapo)")
+                   "word-small-grpo, ...), 'word-easy' (easy word problems: word-easy-grpo, ...) or 'smollm2' "
+                   "(smollm2-cpu-grpo, smollm2-cpu; no --dapo)")
     entropy_arm: bool = option(False, "add the baseline trained only on its highest-entropy tokens (the top 20 percent, "
                                   "top_entropy_quantile 0.2, Wang et al. 2025)")
     runs_dir: str = option("", "folder of the runs (empty: <output>/runs); comparisons that share it reuse each "
@@ -131,6 +132,8 @@ TASK_PRESETS = {
     "word": {"grpo": "word-grpo", "grpo-ktae": "word-grpo-ktae", "dapo": "word-dapo", "dapo-ktae": "word-dapo-ktae"},
     "word-small": {"grpo": "word-small-grpo", "grpo-ktae": "word-small-grpo-ktae", "dapo": "word-small-dapo",
                    "dapo-ktae": "word-small-dapo-ktae"},
+    "word-easy": {"grpo": "word-easy-grpo", "grpo-ktae": "word-easy-grpo-ktae", "dapo": "word-easy-dapo",
+                  "dapo-ktae": "word-easy-dapo-ktae"},
     "smollm2": {"grpo": "smollm2-cpu-grpo", "grpo-ktae": "smollm2-cpu"},
 }
 
@@ -580,7 +583,8 @@ def main(argv: list[str] | None = None) -> int:
         figure = Path(config.figure) if config.figure else out / "compare.png"
         name = "DAPO" if config.dapo else "GRPO"
         where = {"arithmetic": "embedded arithmetic task", "word": "embedded word problems",
-                 "word-small": "word problems with small numbers", "smollm2": "SmolLM2-135M"}[config.task]
+                 "word-small": "word problems with small numbers",
+                 "word-easy": "easy word problems", "smollm2": "SmolLM2-135M"}[config.task]
         if "model" in train_options or "data" in train_options:
             where = "your model/data"
         title = f"{name} vs {name}+KTAE, {where}: mean over {config.seeds} seeds, 95% band"

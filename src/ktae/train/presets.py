@@ -95,6 +95,13 @@ _WORD = {
 # equation in 3 of 4 problems) and what RL has to fix are the teacher's habits and the slips of sampling.
 _WORD_SMALL = {**_WORD, "task_max_count": 50, "task_max_change": 9}
 
+#: share of careful solutions of the word-easy teacher (the word presets' teacher: 0.3)
+CAREFUL_EASY = 0.2
+# The second learning testbed (docs/study-learning.md, study 2): counts 0..30 and events of 2..5 items, so that the
+# tiny model's sampled sums are mostly right and what sets a rollout's reward is the habit it follows; the teacher
+# is careful in fewer of its solutions (CAREFUL_EASY), so the warm start begins sloppy and GRPO has far to go.
+_WORD_EASY = {**_WORD, "task_max_count": 30, "task_max_change": 5, "tiny_correct_fraction": CAREFUL_EASY}
+
 PRESETS: dict[str, dict] = {
     "default": {},
     "grpo": {"estimator": "grpo"},
@@ -109,6 +116,10 @@ PRESETS: dict[str, dict] = {
     "word-small-grpo-ktae": {**_WORD_SMALL, "estimator": "grpo+ktae"},
     "word-small-dapo": {**_DAPO_EMBEDDED, **_WORD_SMALL, "estimator": "grpo"},
     "word-small-dapo-ktae": {**_DAPO_EMBEDDED, **_WORD_SMALL, "estimator": "grpo+ktae"},
+    "word-easy-grpo": {**_WORD_EASY, "estimator": "grpo"},
+    "word-easy-grpo-ktae": {**_WORD_EASY, "estimator": "grpo+ktae"},
+    "word-easy-dapo": {**_DAPO_EMBEDDED, **_WORD_EASY, "estimator": "grpo"},
+    "word-easy-dapo-ktae": {**_DAPO_EMBEDDED, **_WORD_EASY, "estimator": "grpo+ktae"},
     "paper-grpo-ktae": {**_PAPER_GRPO, "estimator": "grpo+ktae"},
     "paper-grpo": {**_PAPER_GRPO, "estimator": "grpo"},
     "paper-dapo-ktae": {**_PAPER_DAPO, "estimator": "grpo+ktae"},
@@ -125,10 +136,14 @@ PRESET_HELP: dict[str, str] = {
     "word-grpo-ktae": "word problems, GRPO+KTAE",
     "word-dapo": "word problems, DAPO",
     "word-dapo-ktae": "word problems, DAPO+KTAE",
-    "word-small-grpo": "word problems with small numbers (counts up to 50): the testbed where GRPO learns, GRPO",
+    "word-small-grpo": "word problems with small numbers (counts up to 50): the first learning study's testbed, GRPO",
     "word-small-grpo-ktae": "word problems with small numbers, GRPO+KTAE",
     "word-small-dapo": "word problems with small numbers, DAPO",
     "word-small-dapo-ktae": "word problems with small numbers, DAPO+KTAE",
+    "word-easy-grpo": "easy word problems (counts up to 30, sloppy teacher): the testbed where GRPO learns, GRPO",
+    "word-easy-grpo-ktae": "easy word problems, GRPO+KTAE",
+    "word-easy-dapo": "easy word problems, DAPO",
+    "word-easy-dapo-ktae": "easy word problems, DAPO+KTAE",
     "paper-grpo-ktae": "paper setting: Qwen2.5-Math-7B, MATH levels 3-5, GRPO+KTAE (GPU machine)",
     "paper-grpo": "paper setting, GRPO baseline",
     "paper-dapo-ktae": "paper setting, DAPO+KTAE (clip 0.2/0.24, overlong buffer 512, dynamic sampling)",
