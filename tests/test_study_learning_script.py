@@ -44,6 +44,6 @@ def test_studies_differ_in_testbed(tmp_path):
 
 def test_unknown_study_or_part_is_refused(tmp_path):
     for env, part in (({"STUDY": "3"}, "grpo"), ({}, "nope")):
-        done = subprocess.run(["bash", str(SCRIPT), part, str(tmp_path)], env={**os.environ, **env},
+        done = subprocess.run(["bash", str(SCRIPT), part, str(tmp_path)], env={**os.environ, **env}, check=False,
                               capture_output=True, text=True)
         assert done.returncode == 2 and "study_learning.sh: unknown" in done.stderr
