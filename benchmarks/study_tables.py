@@ -27,7 +27,7 @@ import math
 import sys
 from pathlib import Path
 
-from ktae.experiments.compare import mean_ci, read_curves_csv
+from ktae.experiments.compare import first_step_reaching, mean_ci, read_curves_csv
 from ktae.experiments.plot import moving_average
 
 #: arm -> its baseline (paired differences are arm minus baseline, same seed)
@@ -66,10 +66,9 @@ def outcomes(run: list[dict], target: float, last: int) -> dict[str, float | Non
     held = curve(run, "heldout_accuracy")
     roll = curve(run, "rollout_accuracy")
     length = curve(run, "response_length")
-    reach = next((t for t, v in held if v >= target), None)
     return {
         "auc": 100 * auc(held),
-        "steps_to_target": reach,
+        "steps_to_target": first_step_reaching(dict(held), target),
         "final_length": sum(v for _, v in length[-last:]) / len(length[-last:]),
         "final_heldout": 100 * held[-1][1],
         "first_rollout": 100 * sum(v for _, v in roll[:last]) / len(roll[:last]),
