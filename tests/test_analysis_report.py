@@ -77,7 +77,7 @@ def rollouts_file(tok, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def analysis(tok, rollouts_file):
-    return analyze(load_rollouts(rollouts_file), tok, top=5, progress=False)
+    return analyze(load_rollouts(rollouts_file), tok, num_tokens=5, progress=False)
 
 
 def _batch(analysis):
@@ -307,7 +307,7 @@ def test_cli_end_to_end(tok, rollouts_file, tmp_path, capsys):
     pngs = sorted(os.listdir(png_dir))
     assert len(pngs) == 2 and all(name.endswith(".png") for name in pngs)
     # the printed top token of prompt 1 is the core's
-    analysis = analyze(load_rollouts(rollouts_file), tok, top=3, progress=False)
+    analysis = analyze(load_rollouts(rollouts_file), tok, num_tokens=3, progress=False)
     first = analysis.groups[0].positive[0]
     assert f"{first['value']:+.3f}" in out
 

@@ -153,7 +153,7 @@ def test_explain_agrees_with_values_and_reference():
         if record["n_correct"] and record["n_wrong"]:
             assert record["p_value"] == pytest.approx(ref["p_value"], abs=1e-9)
             assert record["info_gain"] == pytest.approx(ref["info_gain"], abs=1e-12)
-    positive, negative = table.top(0, 3)
+    positive, negative = table.strongest(0, 3)
     assert all(r["value"] > 0 for r in positive) and all(r["value"] < 0 for r in negative)
     assert [r["value"] for r in positive] == sorted((r["value"] for r in positive), reverse=True)
 

@@ -14,47 +14,13 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Any
-
-import torch
-
-from ktae.core.advantages import group_index
+from ktae.frontend.outcomes import mixed_groups  # noqa: F401 - the count the watch is fed with
 
 __all__ = ["MixedGroupWatch", "NoMixedGroupsWarning", "mixed_groups"]
 
 
 class NoMixedGroupsWarning(UserWarning):
     """K has been zero for several consecutive steps: no group had both correct and wrong rollouts."""
-
-
-def mixed_groups(
-    scores: Any, group: Any, threshold: float = 0.0, response_mask: torch.Tensor | None = None
-) -> tuple[int, int]:
-    """Count the groups KTAE can learn from, with the core's rules.
-
-    Args:
-        scores: [B] outcome rewards (a rollout is correct when its score is > ``threshold``).
-        group: [B] prompt ids (tensor, numpy array or sequence of hashables).
-        threshold: the correctness threshold (``KTAEConfig.threshold``).
-        response_mask: optional [B, L] 0/1; rows with no unmasked token are not members of their group.
-
-    Returns:
-        (mixed, groups): groups with at least one correct and one wrong member, and groups with any member.
-    """
-    scores = torch.as_tensor(scores).detach().to(torch.float64).reshape(-1)
-    if scores.numel() == 0:
-        return 0, 0
-    ids, keys = group_index(group, scores.shape[0], scores.device)
-    member = torch.ones_like(scores, dtype=torch.bool)
-    if response_mask is not None:
-        member = torch.as_tensor(response_mask).to(scores.device).reshape(scores.shape[0], -1).ne(0).any(dim=1)
-    correct = (scores > threshold) & member
-    wrong = (scores <= threshold) & member
-    n = len(keys)
-    zeros = torch.zeros(n, dtype=torch.int64, device=scores.device)
-    n_correct = zeros.clone().index_add_(0, ids, correct.long())
-    n_wrong = zeros.clone().index_add_(0, ids, wrong.long())
-    return int(((n_correct > 0) & (n_wrong > 0)).sum()), int(((n_correct + n_wrong) > 0).sum())
 
 
 @dataclass

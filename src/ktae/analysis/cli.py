@@ -4,10 +4,11 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
-from dataclasses import MISSING, dataclass
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from ktae.core.config import KTAEConfig
+from ktae.frontend.options import ktae_config, parse_estimator
 from ktae.options import make_parser, option, parse
 
 _CONFIG_FIELDS = {f.name: f for f in dataclasses.fields(KTAEConfig)}
@@ -17,23 +18,24 @@ def _config_help() -> str:
     return "; ".join(f"{name}: {f.metadata.get('help', '')} (default {f.default!r})" for name, f in _CONFIG_FIELDS.items())
 
 
-def _convert(name: str, raw: Any) -> Any:
-    default = _CONFIG_FIELDS[name].default
-    if name == "ignore_token_ids":
-        if isinstance(raw, str):
-            return tuple(int(x) for x in raw.replace(",", " ").split())
-        return tuple(raw) if isinstance(raw, (list, tuple)) else (raw,)
-    if isinstance(default, float) and isinstance(raw, str):
-        try:
-            return float(raw)
-        except ValueError:
-            raise ValueError(f"--config {name} must be a number, got {raw!r}") from None
-    return raw
+def _options_file(path: str) -> dict[str, Any]:
+    """The KTAE options of a YAML file: KTAEConfig fields at the top, or a run's ``config.yaml`` (its ``ktae``
+    section, and the rollout estimator of its ``algorithm.estimator``)."""
+    import yaml
+
+    with open(path, encoding="utf-8") as handle:
+        data = yaml.safe_load(handle) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"--config {path}: expected a mapping of KTAE options")
+    if isinstance(data.get("ktae"), dict):  # a trainer's run config.yaml
+        algorithm = data.get("algorithm") if isinstance(data.get("algorithm"), dict) else {}
+        rollout = parse_estimator(algorithm["estimator"])[0] if algorithm.get("estimator") else None
+        data = {**({"rollout": rollout} if rollout else {}), **data["ktae"]}
+    return data
 
 
 def parse_config(items: list[str], tokenizer_ignore: tuple[int, ...], base: dict | None = None) -> KTAEConfig:
-    """KTAEConfig from ``KEY=VALUE`` items and/or YAML files (KTAEConfig fields at the top or under ``ktae:``,
-    as in a run's ``config.yaml``, whose ``algorithm.estimator`` then gives the rollout estimator).
+    """KTAEConfig from ``KEY=VALUE`` items and/or YAML files (see :func:`_options_file`).
 
     ``ignore_token_ids`` defaults to the tokenizer's pad and EOS ids; ``base`` (the options a trainer's dump
     recorded) replaces those defaults and the items override it.
@@ -42,40 +44,25 @@ def parse_config(items: list[str], tokenizer_ignore: tuple[int, ...], base: dict
     for item in items:
         if "=" in item and not os.path.isfile(item):
             key, _, raw = item.partition("=")
-            key = key.strip().replace("-", "_")
-            if key not in _CONFIG_FIELDS:
-                raise ValueError(f"--config: unknown option {key!r}; known: {', '.join(_CONFIG_FIELDS)}")
-            values[key] = _convert(key, raw.strip())
-            continue
-        if not os.path.isfile(item):
+            values[key.strip().replace("-", "_")] = raw.strip()
+        elif os.path.isfile(item):
+            values.update(_options_file(item))
+        else:
             raise ValueError(f"--config: {item!r} is neither KEY=VALUE nor an existing YAML file")
-        import yaml
-
-        with open(item, encoding="utf-8") as handle:
-            data = yaml.safe_load(handle) or {}
-        if isinstance(data, dict) and isinstance(data.get("ktae"), dict):  # a trainer's run config.yaml
-            algorithm = data.get("algorithm") if isinstance(data.get("algorithm"), dict) else {}
-            estimator = str(algorithm.get("estimator", ""))  # "rloo+ktae": the rollout part is rloo
-            data = {**({"rollout": estimator.split("+")[0]} if estimator else {}), **data["ktae"]}
-        if not isinstance(data, dict):
-            raise ValueError(f"--config {item}: expected a mapping of KTAE options")
-        unknown = sorted(set(data) - set(_CONFIG_FIELDS))
-        if unknown:
-            raise ValueError(f"--config {item}: unknown option(s) {unknown}; known: {', '.join(_CONFIG_FIELDS)}")
-        values.update({key: _convert(key, value) for key, value in data.items()})
-    return KTAEConfig(**values)
+    return ktae_config(values, where="--config")
 
 
 @dataclass
 class AnalyzeOptions:
     """Options of ``ktae analyze`` (the rollouts file or folder is its positional argument)."""
 
-    tokenizer: str = option(MISSING, "Hugging Face tokenizer name or folder with tokenizer files")
+    tokenizer: str = option("", "Hugging Face tokenizer name or folder with tokenizer files (default: the one the "
+                            "trainer's dump records, or the run folder's model)")
     steps: str | None = option(None, "only these training steps of a folder or file, e.g. '10,20,100-120' "
                                "(None: all)")
     html: str | None = option(None, "write the HTML report here")
     png: str | None = option(None, "write one PNG figure per rollout into this folder")
-    top: int = option(20, "key tokens listed per prompt and sign")
+    num_tokens: int = option(20, "key tokens listed per prompt and sign", aliases=("--top",))
     config: list[str] = option([], "KTAE option KEY=VALUE or a YAML file of options (repeatable). " + _config_help(),
                                action="append")
     label: Literal["reward", "correct"] = option(
@@ -89,7 +76,7 @@ class AnalyzeOptions:
     quiet: bool = option(False, "no progress bars", action="store_true")
 
     def __post_init__(self) -> None:
-        for name in ("top", "page_size", "page_tokens", "png_limit", "print_groups"):
+        for name in ("num_tokens", "page_size", "page_tokens", "png_limit", "print_groups"):
             low = 1 if name.startswith("page") else 0
             if getattr(self, name) < low:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= {low}, got {getattr(self, name)!r}")
@@ -102,7 +89,7 @@ def build_parser():
     parser = make_parser([AnalyzeOptions], prog="ktae analyze", description=(
         "Group rollouts by prompt, compute KTAE key-token values with the core, print the top positive and "
         "negative tokens of each prompt, and optionally write an HTML heat-map report and PNG figures."))
-    parser.add_argument("rollouts", help="a rollouts file or a folder of step files: ktae's own jsonl (group/prompt, "
+    parser.add_argument("rollouts", help="a rollouts file, a folder of step files or a run folder (its key_tokens dumps): ktae's own jsonl (group/prompt, "
                         "response or token_ids, reward or correct, optional reference; the verl/TRL dump options), "
                         "or verl's trainer.rollout_data_dir / validation_data_dir files, recognised without flags")
     return parser
@@ -125,12 +112,15 @@ def main(argv: list[str] | None = None) -> int:
     progress = not args.quiet
     try:
         source = load_source(positional.rollouts, prefer=args.label, steps=args.steps)
-        tokenizer = load_tokenizer(args.tokenizer)
+        if not (args.tokenizer or source.tokenizer):
+            raise ValueError(f"{positional.rollouts}: the rollouts do not say which tokenizer made them; give "
+                             "--tokenizer NAME_OR_FOLDER")
+        tokenizer = load_tokenizer(args.tokenizer or source.tokenizer)
         config = parse_config(args.config, special_token_ids(tokenizer), config_from_rollouts(source.rollouts))
     except (OSError, ValueError, TypeError) as err:
         print(f"ktae analyze: error: {err}", file=sys.stderr)
         return 2
-    analysis = analyze(source.rollouts, tokenizer, config, top=args.top, progress=progress, notes=source.notes)
+    analysis = analyze(source.rollouts, tokenizer, config, num_tokens=args.num_tokens, progress=progress, notes=source.notes)
     for note in analysis.notes:
         print(f"note: {note}")
     if len(source.steps) > 1:

@@ -188,7 +188,7 @@ def analyze(
     rollouts: Sequence[Rollout],
     tokenizer: Any,
     config: KTAEConfig | None = None,
-    top: int = 20,
+    num_tokens: int = 20,
     progress: bool = True,
     notes: Sequence[str] = (),
 ) -> Analysis:
@@ -199,7 +199,7 @@ def analyze(
         tokenizer: a tokenizer object (or a name / folder for ``AutoTokenizer``).
         config: KTAE options; None -> the options recorded in the rollouts (``ktae_config`` of a trainer's dump),
             else defaults with the tokenizer's pad and EOS ids ignored.
-        top: how many positive and negative tokens to keep per group.
+        num_tokens: how many positive and negative tokens to keep per group.
         progress: show tqdm progress bars.
         notes: what the report should say about where the rollouts came from (`RolloutSource.notes`).
 
@@ -208,8 +208,8 @@ def analyze(
     """
     if not rollouts:
         raise ValueError("rollouts must not be empty")
-    if isinstance(top, bool) or not isinstance(top, int) or top < 0:
-        raise ValueError(f"top must be a non-negative integer, got {top!r}")
+    if isinstance(num_tokens, bool) or not isinstance(num_tokens, int) or num_tokens < 0:
+        raise ValueError(f"num_tokens must be a non-negative integer, got {num_tokens!r}")
     tokenizer = load_tokenizer(tokenizer)
     dumped_options = config_from_rollouts(rollouts)
     if config is None and dumped_options is not None:
@@ -263,7 +263,7 @@ def analyze(
     notes = list(notes) + group_size_notes(groups)
     labels: dict[int, str] = {}
     for g, summary in enumerate(groups):
-        summary.positive, summary.negative = table.top(g, top)
+        summary.positive, summary.negative = table.strongest(g, num_tokens)
         for record in summary.positive + summary.negative:
             if record["token"] not in labels:
                 labels[record["token"]] = token_label(tokenizer, record["token"])

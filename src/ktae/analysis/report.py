@@ -20,7 +20,7 @@ def write_report(
     html_path: str | os.PathLike,
     *,
     config: KTAEConfig | None = None,
-    top: int = 20,
+    num_tokens: int = 20,
     page_size: int = 10,
     page_tokens: int = 200_000,
     progress: bool = True,
@@ -35,14 +35,14 @@ def write_report(
         html_path: the HTML file to write (an index plus pages in ``<stem>_pages/`` when the prompts do
             not fit on one page).
         config: KTAE options (default: the paper's, with the tokenizer's pad and EOS ids ignored).
-        top: key tokens listed per prompt and sign.
+        num_tokens: key tokens listed per prompt and sign.
         page_size: most prompts per page. page_tokens: most tokens per page.
         progress: show progress bars.
     Returns:
         the HTML files written, the main one first.
     """
     source = load_source(rollouts_jsonl_path)
-    analysis = analyze(source.rollouts, load_tokenizer(tokenizer), config, top=top, progress=progress,
+    analysis = analyze(source.rollouts, load_tokenizer(tokenizer), config, num_tokens=num_tokens, progress=progress,
                        notes=source.notes)
     return write_html(analysis, html_path, page_size=page_size, page_tokens=page_tokens, progress=progress)
 

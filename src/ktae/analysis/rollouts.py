@@ -8,11 +8,10 @@ A record needs
 Optional: the prompt (``prompt`` / ``question`` / ``problem``) and the reference answer
 (``reference`` / ``answer`` / ``ground_truth`` / ``solution``).
 
-Optional too: ``step``, and, in the dumps the verl and TRL integrations write, ``key_token_values`` (K at each
-token as the trainer used it) and ``ktae_config`` (the trainer's KTAE options).
-
-This is the format ``ktae train --dump-key-tokens-every`` writes (group, prompt, response, token_ids,
-reward, correct, reference). Folders and verl's own dumps: see `ktae.analysis.sources`.
+Optional too: ``step``, and, in the dumps every trainer writes (``ktae train``, the verl and TRL integrations:
+`ktae.frontend.records`), ``key_token_values`` (K at each token as the trainer used it), ``ktae_config`` (the
+trainer's KTAE options) and ``tokenizer`` (where its tokenizer loads from). Folders and verl's own dumps: see
+`ktae.analysis.sources`.
 """
 from __future__ import annotations
 
@@ -20,6 +19,8 @@ import json
 import math
 from dataclasses import dataclass
 from typing import Any, Hashable, Iterable
+
+from ktae.frontend.outcomes import require_verdict
 
 GROUP_FIELDS = ("group", "uid", "prompt_id", "group_id", "index")
 PROMPT_FIELDS = ("prompt", "question", "problem")
@@ -46,6 +47,7 @@ class Rollout:
     step: int | None = None
     key_token_values: list[float] | None = None
     ktae_config: dict | None = None
+    tokenizer: str | None = None  # where the trainer's tokenizer loads from (the trainers' dumps)
 
 
 def _first(record: dict, names: Iterable[str]) -> tuple[str | None, Any]:
@@ -61,16 +63,6 @@ def _hashable(value: Any) -> Hashable:
     if isinstance(value, dict):
         return json.dumps(value, sort_keys=True)
     return value
-
-
-def _as_bool(value: Any, where: str, name: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, (int, float)) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0", "yes", "no"):
-        return value.strip().lower() in ("true", "1", "yes")
-    raise ValueError(f"{where}: field {name!r} must be a boolean (or 0/1), got {value!r}")
 
 
 def rollout_from_record(record: Any, where: str = "record", prefer: str = "reward") -> Rollout:
@@ -114,7 +106,7 @@ def rollout_from_record(record: Any, where: str = "record", prefer: str = "rewar
             raise ValueError(f"{where}: field {reward_name!r} must be a finite number, got {reward!r}")
         reward = float(reward)
     if correct is not None:
-        correct = _as_bool(correct, where, correct_name)
+        correct = require_verdict(correct, where, correct_name)
     if reward is None and correct is None:
         raise ValueError(
             f"{where}: needs the outcome: a reward (one of {', '.join(REWARD_FIELDS)}) "
@@ -137,6 +129,9 @@ def rollout_from_record(record: Any, where: str = "record", prefer: str = "rewar
         if ids is None or not isinstance(values, list) or len(values) != len(ids):
             raise ValueError(f"{where}: field 'key_token_values' must be a list of numbers, one per token id")
         values = [float(v) for v in values]
+    tokenizer = record.get("tokenizer")
+    if tokenizer is not None and not isinstance(tokenizer, str):
+        raise ValueError(f"{where}: field 'tokenizer' must be a tokenizer name or folder, got {tokenizer!r}")
     config = record.get("ktae_config")
     if config is not None and not isinstance(config, dict):
         raise ValueError(f"{where}: field 'ktae_config' must be an object of KTAE options")
@@ -153,4 +148,5 @@ def rollout_from_record(record: Any, where: str = "record", prefer: str = "rewar
         step=step,
         key_token_values=values,
         ktae_config=config,
+        tokenizer=tokenizer,
     )

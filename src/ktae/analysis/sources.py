@@ -26,7 +26,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from ktae.analysis.rollouts import Rollout, _as_bool, rollout_from_record
+from ktae.analysis.rollouts import Rollout, rollout_from_record
+from ktae.frontend.outcomes import require_verdict
+from ktae.frontend.records import DUMP_FOLDER
 
 #: Fields every line of a verl rollout / validation dump has (``_write_generations``).
 VERL_FIELDS = ("input", "output", "score", "step")
@@ -45,6 +47,37 @@ class RolloutSource:
     files: list[str]
     steps: list[int] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    tokenizer: str | None = None  # where the trainer's tokenizer loads from, when the records or the run say
+
+
+def dump_folder(path: str) -> str:
+    """The folder of rollout files that ``path`` names: ``path`` itself, or its ``key_tokens`` folder for a run
+    folder (``ktae train``'s run_dir, TRL's output_dir) that holds no rollout file itself."""
+    inner = os.path.join(path, DUMP_FOLDER)
+    if os.path.isdir(inner) and not rollout_files(path):
+        return inner
+    return path
+
+
+def run_tokenizer(path: str, rollouts: list[Rollout]) -> str | None:
+    """Where the tokenizer of these rollouts loads from: the one the records name (the trainers' dumps), else,
+    for a ``ktae train`` run folder (``path`` or its parent), its ``final`` model or its configured model."""
+    named = {r.tokenizer for r in rollouts if r.tokenizer}
+    if len(named) == 1:
+        return named.pop()
+    for run_dir in (path, os.path.dirname(os.path.normpath(path))):
+        final = os.path.join(run_dir, "final")
+        if os.path.isfile(os.path.join(final, "tokenizer_config.json")):
+            return final
+        config = os.path.join(run_dir, "config.yaml")
+        if os.path.isfile(config):
+            import yaml
+
+            with open(config, encoding="utf-8") as handle:
+                model = (yaml.safe_load(handle) or {}).get("model") or {}
+            name = model.get("tokenizer") or model.get("path") if isinstance(model, dict) else None
+            return name if name and name != "embedded" else None
+    return None
 
 
 def parse_steps(text: str | Iterable[int] | None) -> set[int] | None:
@@ -171,7 +204,7 @@ def verl_rollout(record: dict, where: str, group: str) -> Rollout:
     if isinstance(acc, (int, float)) and not isinstance(acc, bool) and math.isfinite(acc):
         correct = acc > 0
     elif acc is not None:
-        correct = _as_bool(acc, where, "acc")
+        correct = require_verdict(acc, where, "acc")
     split = (1.0 if correct else 0.0) if correct is not None else float(score)
     reference = record.get("gts")
     if reference is not None and not isinstance(reference, str):
@@ -252,7 +285,9 @@ def load_source(path: str | os.PathLike, prefer: str = "reward", steps: str | It
         raise ValueError(f"prefer must be 'reward' or 'correct', got {prefer!r}")
     path = os.fspath(path)
     wanted = parse_steps(steps)
+    given = path
     if os.path.isdir(path):
+        path = dump_folder(path)
         files = rollout_files(path)
         if not files:
             raise ValueError(f"{path}: no .jsonl, .json or .parquet rollout files in this folder")
@@ -292,7 +327,8 @@ def load_source(path: str | os.PathLike, prefer: str = "reward", steps: str | It
             "has no reward weights); token ids come from re-tokenising the completion text with the given tokenizer. "
             "For the trainer's exact ids and K values use KTAEGRPOConfig(ktae_dump_every=N)."
         )
-    return RolloutSource(rollouts=rollouts, format=kind, files=files, steps=found, notes=notes)
+    return RolloutSource(rollouts=rollouts, format=kind, files=files, steps=found, notes=notes,
+                         tokenizer=run_tokenizer(given if os.path.isdir(given) else os.path.dirname(given), rollouts))
 
 
 def load_rollouts(path: str | os.PathLike, prefer: str = "reward", steps: Any = None) -> list[Rollout]:

@@ -384,7 +384,7 @@ def _row_statistics(rows: _Rows, n_true: torch.Tensor, n_false: torch.Tensor, to
     return out
 
 
-def _group_totals(
+def group_totals(
     lengths: torch.Tensor, correct: torch.Tensor, ids: torch.Tensor, num_groups: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per group [G] int64: correct rollouts nT, wrong rollouts nF, unmasked tokens in correct (NT) / wrong (NF).
@@ -424,7 +424,7 @@ def _prepare(responses, response_mask, scores, group, config: KTAEConfig):
     responses, mask, scores, ids, keys = _check_batch(responses, response_mask, scores, group)
     correct = scores > config.threshold
     lengths = mask.sum(dim=1, dtype=torch.int32).to(torch.int64)
-    totals = _group_totals(lengths, correct, ids, len(keys))
+    totals = group_totals(lengths, correct, ids, len(keys))
     return responses, mask, ids, keys, correct, lengths, totals
 
 
@@ -580,7 +580,7 @@ class KeyTokenTable:
             out.append(record)
         return out
 
-    def top(self, group_index: int, k: int = 10) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    def strongest(self, group_index: int, k: int = 10) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """The k most positive and the k most negative tokens of one group, as records.
 
         Ranked by the score ``s`` (K is monotone in it but saturates at +-top, where ranking by K would tie).

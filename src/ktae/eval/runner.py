@@ -19,6 +19,7 @@ from typing import Any
 
 from ktae.eval.benchmarks import Example, benchmark_names, canonical_benchmark, load_benchmark
 from ktae.eval.metrics import summarize
+from ktae.frontend.outcomes import as_verdict
 from ktae.generation import BACKENDS
 
 __all__ = [
@@ -339,16 +340,6 @@ class RegradeResult:
         return (100.0 * self.agreed / self.compared) if self.compared else None
 
 
-def _as_verdict(value: Any) -> bool | None:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, (int, float)) and value in (0, 1, -1):
-        return value == 1
-    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0"):
-        return value.strip().lower() in ("true", "1")
-    return None
-
-
 def regrade(
     path: str,
     *,
@@ -395,7 +386,7 @@ def regrade(
         pid = problem_ids.setdefault((s.benchmark, key), len(problem_ids))
         now.setdefault(s.record, []).append(bool(ok))
         normalized.append({"benchmark": s.benchmark, "index": pid, "correct": bool(ok), "tokens": s.tokens})
-        previous = _as_verdict(s.previous)
+        previous = as_verdict(s.previous)
         if previous is None:
             continue
         result.compared += 1

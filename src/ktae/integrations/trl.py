@@ -24,7 +24,7 @@ batches in a row without a group holding both correct and wrong completions, a `
 that K is 0 and what to set.
 
 A plain ``GRPOConfig`` works too (KTAE with the paper's settings). Statistics of ``K`` are logged with TRL's
-metrics under ``ktae/`` (see :func:`ktae.integrations._common.key_token_stats`).
+metrics under ``ktae/`` (see :mod:`ktae.frontend.metrics`).
 """
 from __future__ import annotations
 
@@ -68,28 +68,39 @@ def _check_trl(version: str, trainer: type) -> None:
 _check_trl(trl.__version__, GRPOTrainer)
 
 from ktae.core.advantages import key_token_values
-from ktae.core.config import FISHER_AT_ONE, KTAEConfig
-from ktae.integrations._common import key_token_stats
+from ktae.core.config import KTAEConfig
+from ktae.frontend.metrics import key_token_metrics
+from ktae.frontend.options import ktae_config, ktae_fields
+from ktae.frontend.outcomes import mixed_groups
+from ktae.frontend.records import DUMP_FOLDER, KeyTokenDumper
+from ktae.monitoring import MixedGroupWatch
 from ktae.special_tokens import special_token_ids
-from ktae.monitoring import MixedGroupWatch, mixed_groups
 
 __all__ = ["ROLLOUT_ADVANTAGES", "SUPPORTED_TRL", "KTAEGRPOConfig", "KTAEGRPOTrainer", "local_key_token_values"]
 
+#: the KTAEConfig fields TRL has no use for: it computes the rollout-level advantage A_i itself
+_TRL_OWNS = ("rollout", "eps")
+_PREFIX = "ktae_"
+_HELP = {"threshold": "a completion is correct when its correctness reward (see ktae_correctness_reward) is > this",
+         "ignore_token_ids": "token ids with K = 0; default (None): the tokenizer's pad id and the model's EOS ids"}
+
+
+def _with_ktae_fields(cls: type) -> type:
+    """Add a ``ktae_<name>`` field for each KTAEConfig field (but :data:`_TRL_OWNS`), before ``@dataclass``."""
+    for name, kind, default in ktae_fields(_PREFIX, skip=_TRL_OWNS, help_of=_HELP):
+        cls.__annotations__[name] = kind
+        setattr(cls, name, default)
+    return cls
+
 
 @dataclass
+@_with_ktae_fields
 class KTAEGRPOConfig(GRPOConfig):
-    """TRL's ``GRPOConfig`` plus the KTAE options (prefixed ``ktae_``; see :class:`ktae.KTAEConfig`)."""
+    """TRL's ``GRPOConfig`` plus the KTAE options: ``ktae_<name>`` for each field of :class:`ktae.KTAEConfig`
+    (but ``rollout`` and ``eps``: TRL computes the rollout-level advantage), and the options of this adapter."""
 
     use_ktae: bool = field(
         default=True, metadata={"help": "add key-token values to the advantages (False: plain TRL GRPO)"}
-    )
-    ktae_alpha: float = field(default=1.0, metadata={"help": "weight of the Fisher association strength"})
-    ktae_beta: float = field(default=1.0, metadata={"help": "weight of the information gain"})
-    ktae_gamma: float = field(default=1.0, metadata={"help": "weight of the BM25 term-frequency direction part"})
-    ktae_top: float = field(default=1.0, metadata={"help": "bound of the key-token value: K in (-top, top)"})
-    ktae_threshold: float = field(
-        default=0.0,
-        metadata={"help": "a completion is correct when its correctness reward (see ktae_correctness_reward) is > this"},
     )
     ktae_correctness_reward: str | None = field(
         default=None,
@@ -103,28 +114,18 @@ class KTAEGRPOConfig(GRPOConfig):
         metadata={"help": "warn after this many consecutive generation batches without a group that has both "
                   "correct and wrong completions (K is then 0); 0: never"},
     )
-    ktae_fisher_at_one: str = field(
-        default="exp", metadata={"help": f"Fisher strength when p = 1, one of {list(FISHER_AT_ONE)}"}
-    )
-    ktae_ignore_token_ids: list[int] | None = field(
-        default=None,
-        metadata={"help": "token ids with K = 0; default (None): the tokenizer's pad id and the model's EOS ids"},
-    )
     ktae_dump_every: int = field(
         default=0,
         metadata={"help": "every N steps write the generation batch with its token ids, rewards, groups and K values "
                   "to ktae_dump_dir (for `ktae analyze`); 0: never"},
     )
     ktae_dump_dir: str | None = field(
-        default=None, metadata={"help": "folder of the key-token dumps (default: <output_dir>/key_tokens)"}
+        default=None, metadata={"help": f"folder of the key-token dumps (default: <output_dir>/{DUMP_FOLDER})"}
     )
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        try:
-            self.ktae_config(())
-        except ValueError as err:
-            raise ValueError(f"invalid KTAE option in KTAEGRPOConfig (ktae_* fields): {err}") from err
+        self.ktae_config(())
         if isinstance(self.ktae_warn_after, bool) or not isinstance(self.ktae_warn_after, int) or self.ktae_warn_after < 0:
             raise ValueError(f"KTAEGRPOConfig.ktae_warn_after must be an integer >= 0, got {self.ktae_warn_after!r}")
         if self.ktae_correctness_reward is not None and not (
@@ -136,30 +137,22 @@ class KTAEGRPOConfig(GRPOConfig):
             )
 
     def ktae_config(self, default_ignore_token_ids: tuple[int, ...]) -> KTAEConfig:
-        """The :class:`KTAEConfig` of these options; ``default_ignore_token_ids`` apply when
+        """The :class:`KTAEConfig` of the ``ktae_*`` fields; ``default_ignore_token_ids`` apply when
         ``ktae_ignore_token_ids`` is None."""
-        ids = self.ktae_ignore_token_ids
-        return KTAEConfig(
-            alpha=self.ktae_alpha,
-            beta=self.ktae_beta,
-            gamma=self.ktae_gamma,
-            top=self.ktae_top,
-            threshold=self.ktae_threshold,
-            fisher_at_one=self.ktae_fisher_at_one,
-            ignore_token_ids=tuple(default_ignore_token_ids if ids is None else ids),
-        )
+        names = [name[len(_PREFIX):] for name, _, _ in ktae_fields(_PREFIX, skip=_TRL_OWNS)]
+        return ktae_config({name: getattr(self, _PREFIX + name) for name in names},
+                           where="KTAEGRPOConfig (ktae_* fields)",
+                           defaults={"ignore_token_ids": tuple(default_ignore_token_ids)})
 
 
 def _make_dumper(args: Any, tokenizer: Any) -> Any:
     """The `KeyTokenDumper` that ``ktae_dump_every`` / ``ktae_dump_dir`` ask for, or None."""
-    from ktae.integrations._dump import KeyTokenDumper
-
     every = getattr(args, "ktae_dump_every", 0)
     if isinstance(every, bool) or not isinstance(every, int) or every < 0:
         raise ValueError(f"KTAEGRPOConfig.ktae_dump_every must be an integer >= 0 (0: no dumps), got {every!r}")
     if not every:
         return None
-    folder = getattr(args, "ktae_dump_dir", None) or os.path.join(args.output_dir, "key_tokens")
+    folder = getattr(args, "ktae_dump_dir", None) or os.path.join(args.output_dir, DUMP_FOLDER)
     return KeyTokenDumper(folder, every, tokenizer)
 
 
@@ -292,7 +285,7 @@ class KTAEGRPOTrainer(GRPOTrainer):
 
     def _ktae_dump(self, inputs, all_ids, all_mask, scores, all_values, num_generations: int) -> None:
         """Every ``ktae_dump_every`` steps: the main process queues the whole generation batch (gathered ids,
-        scores, K) with its prompts and references for writing in the background (`ktae.integrations._dump`)."""
+        scores, K) with its prompts and references for writing in the background (`ktae.frontend.records`)."""
         dumper, step = self._ktae_dumper, self.state.global_step
         if dumper is None or not self.model.training or not dumper.due(step):
             return
@@ -347,11 +340,11 @@ class KTAEGRPOTrainer(GRPOTrainer):
         keep = ~torch.isnan(scores)
         group = torch.arange(scores.shape[0], device=scores.device) // num_generations
         if bool(keep.any()):
-            stats = key_token_stats(
+            metrics = key_token_metrics(
                 all_values[keep], all_mask[keep], scores[keep], group[keep], self.ktae_config.threshold
             )
-            for key, value in stats.items():
-                self._metrics[mode][f"ktae/{key}"].append(value)
+            for key, value in metrics.items():
+                self._metrics[mode][key].append(value)
         if mode == "train":
             mixed, groups = mixed_groups(scores[keep], group[keep], self.ktae_config.threshold, all_mask[keep])
             self._ktae_watch.update(mixed, groups, self.state.global_step)

@@ -36,14 +36,16 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
-from ktae.core.config import ROLLOUT_ESTIMATORS, KTAEConfig
+from ktae.core.config import KTAEConfig
 from ktae.core.losses import KL_KINDS, LOSS_AGG_MODES
+from ktae.frontend.options import ESTIMATOR_NAMES, parse_estimator
 from ktae.generation import BACKENDS, DTYPES
 from ktae.options import make_parser, option, parse
 from ktae.recipes.tiny_model import TinyModelConfig
 
-#: a rollout-level estimator of the core, alone or with key-token values
-ESTIMATORS = tuple(e + suffix for e in ROLLOUT_ESTIMATORS for suffix in ("", "+ktae"))
+#: a rollout-level estimator of the core, alone or with key-token values (``grpo+ktae``; verl's ``grpo_ktae`` and
+#: ``ktae``, GRPO with key-token values, are accepted too)
+ESTIMATORS = ESTIMATOR_NAMES
 REWARDS = ("math", "dapo")
 LR_SCHEDULES = ("constant", "cosine")
 TASKS = ("arithmetic", "word")
@@ -339,11 +341,11 @@ class TrainConfig(_Section):
 
     @property
     def uses_ktae(self) -> bool:
-        return self.algorithm.estimator.endswith("+ktae")
+        return parse_estimator(self.algorithm.estimator)[1]
 
     @property
     def rollout_estimator(self) -> str:
-        return self.algorithm.estimator.split("+")[0]
+        return parse_estimator(self.algorithm.estimator)[0] or "grpo"
 
     def ktae_config(self, ignore_token_ids: tuple[int, ...] = ()) -> KTAEConfig:
         """The core's :class:`~ktae.KTAEConfig` of this run: ``ktae`` with the rollout estimator and ignored ids."""

@@ -11,6 +11,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from ktae.frontend.metrics import PREFIX, upgrade_record
+
 #: console columns: (header, metric key, format)
 COLUMNS = [
     ("step", "step", "{:>5d}"),
@@ -22,7 +24,7 @@ COLUMNS = [
     ("kl", "kl", "{:>7.4f}"),
     ("clip", "clip_fraction", "{:>6.3f}"),
     ("gnorm", "grad_norm", "{:>7.3f}"),
-    ("|K|", "ktae_abs_mean", "{:>6.3f}"),
+    ("|K|", PREFIX + "abs_mean", "{:>6.3f}"),
     ("K+/K-", None, None),
     ("s/step", "time_step", "{:>6.2f}"),
     ("gen/rew/adv/upd %", None, None),
@@ -30,7 +32,8 @@ COLUMNS = [
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
-    """All records of ``<run_dir>/metrics.jsonl`` (a torn last line, from a crash, is ignored)."""
+    """All records of ``<run_dir>/metrics.jsonl`` (a torn last line, from a crash, is ignored), with the metric
+    names of older runs replaced by the shared ones (:func:`ktae.frontend.metrics.upgrade_record`)."""
     path = Path(run_dir) / "metrics.jsonl"
     if not path.is_file():
         raise ValueError(f"{str(run_dir)!r} is not a run folder (no metrics.jsonl in it)")
@@ -40,7 +43,7 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
         if not line:
             continue
         try:
-            out.append(json.loads(line))
+            out.append(upgrade_record(json.loads(line)))
         except json.JSONDecodeError:
             continue
     return out
@@ -112,7 +115,7 @@ class MetricsLogger:
         cells = []
         for head, key, fmt in COLUMNS:
             if head == "K+/K-":
-                pos, neg = record.get("ktae_pos_frac"), record.get("ktae_neg_frac")
+                pos, neg = record.get(PREFIX + "positive_fraction"), record.get(PREFIX + "negative_fraction")
                 text = f"{pos:.2f}/{neg:.2f}" if pos is not None and neg is not None else "-"
                 cells.append(text.rjust(len(head) if len(head) > 9 else 9))
                 continue

@@ -32,7 +32,10 @@ import numpy as np
 import torch
 
 import ktae
-from ktae.monitoring import MixedGroupWatch, mixed_groups
+from ktae.frontend.metrics import MIXED_GROUP_FRACTION, key_token_metrics
+from ktae.frontend.outcomes import mixed_groups
+from ktae.frontend.records import DUMP_FOLDER, KeyTokenDumper
+from ktae.monitoring import MixedGroupWatch
 from ktae.special_tokens import special_token_ids
 from ktae.train import checkpoint as ckpt
 from ktae.train.config import PPOConfig, TrainConfig, make_config, resume_config, save_yaml, with_options
@@ -86,6 +89,7 @@ class Run:
     start_step: int
     elapsed_before: float
     t_setup: float
+    dumper: KeyTokenDumper | None = None  # --dump_key_tokens_every
     t_start: float = 0.0
     skipped_total: int = 0
 
@@ -114,7 +118,7 @@ def train(config: TrainConfig | dict | None = None, *, resume: str | Path | None
     run = open_run(*run_config(config, resume, overrides), log=log or _print)
     cfg, state = run.cfg, run.state
     watch = MixedGroupWatch(  # K is 0 when no group has both right and wrong rollouts: say so
-        patience=5 if cfg.uses_ktae else 0, warn=False, metric="mixed_groups",
+        patience=5 if cfg.uses_ktae else 0, warn=False, metric=MIXED_GROUP_FRACTION,
         correctness=f"its reward is > {run.ktae_config.threshold} (--ktae_threshold)",
         advice="set --ktae_threshold between the rewards of wrong and right answers, or use a --reward that says "
                "whether the answer is right")
@@ -149,10 +153,8 @@ def train(config: TrainConfig | dict | None = None, *, resume: str | Path | None
                                                           batch.response_mask) if batch else (0, 0)), step)
                     if warning:
                         run.log(f"warning: {warning}")
-                    dump_every = cfg.log.dump_key_tokens_every
-                    if batch is not None and dump_every and step % dump_every == 0:
-                        dump_rollouts(run.run_dir / "key_tokens" / f"step_{step:04d}.jsonl", batch, run.tokenizer,
-                                      step, run.ktae_config)
+                    if batch is not None and run.dumper is not None and step % run.dumper.every == 0:
+                        dump_rollouts(run.dumper, batch, key_values, step, run.ktae_config)
                     state = RunState.now(step, bool(cfg.eval.every) and (step % cfg.eval.every == 0
                                                                          or step == cfg.steps), run.sampler)
     except BaseException as exc:
@@ -204,11 +206,11 @@ def step_record(step: int, generated: dict[str, float], update: dict[str, float]
                 batch: Rollouts | None, times: dict[str, float], step_time: float, run: Run) -> dict[str, Any]:
     """The step's metrics: rollouts generated, the update, the key-token values' shares, timings."""
     record: dict[str, Any] = {"step": step, **generated, **update}
-    if key_values is not None:
-        key = key_values[batch.response_mask.bool()]
-        record.update(ktae_abs_mean=float(key.abs().mean()) if key.numel() else 0.0,
-                      ktae_pos_frac=float((key > 0).float().mean()) if key.numel() else 0.0,
-                      ktae_neg_frac=float((key < 0).float().mean()) if key.numel() else 0.0)
+    if batch is None:
+        record[MIXED_GROUP_FRACTION] = 0.0
+    else:
+        record.update(key_token_metrics(key_values, batch.response_mask, batch.rewards, batch.group,
+                                        run.ktae_config.threshold))
     record["time_step"] = step_time
     for phase in PHASES:
         record[f"time_{phase}"] = times[phase]
@@ -313,8 +315,13 @@ def open_run(cfg: TrainConfig, run_dir: Path, last: Path | None, log: Callable[[
         f"per step, {cfg.steps} steps "
         f"(setup {time.time() - t_setup:.0f}s)")
     state = RunState(start_step, eval_pending, ckpt.rng_state(), sampler.state())
+    dumper = None
+    if cfg.log.dump_key_tokens_every:
+        embedded_folder = cfg.model.path == "embedded" and Path(source).is_dir()
+        dumper = KeyTokenDumper(run_dir / DUMP_FOLDER, cfg.log.dump_key_tokens_every, tokenizer,
+                                source=cfg.model.tokenizer or (source if embedded_folder else cfg.model.path))
     return Run(cfg, run_dir, model, ref_model, tokenizer, optimizer, scheduler, sampler, prompts, eval_problems,
-               ktae_config, engine, logger, amp, say, log, state, start_step, elapsed, t_setup)
+               ktae_config, engine, logger, amp, say, log, state, start_step, elapsed, t_setup, dumper)
 
 
 def restore(last: Path, model, optimizer, scheduler, sampler: PromptSampler, engine) -> tuple[int, bool, float]:

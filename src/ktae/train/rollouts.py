@@ -56,8 +56,7 @@ class Generated:
     batches: int = 0
 
     def metrics(self, kept: list[Group]) -> dict[str, float]:
-        """Reward, accuracy, lengths, share cut, kept and mixed groups, generation batches."""
-        mixed = sum(1 for g in kept if any(g.correct) and not all(g.correct))
+        """Reward, accuracy, lengths, share cut, kept groups, generation batches."""
         return {
             "reward": sum(self.rewards) / len(self.rewards),
             "accuracy": sum(self.correct) / len(self.correct),
@@ -65,7 +64,6 @@ class Generated:
             "response_length_max": max(self.lengths),
             "clipped_fraction": 1.0 - sum(self.finished) / len(self.finished),
             "groups": len(kept),
-            "mixed_groups": mixed / max(len(kept), 1),
             "generation_batches": self.batches,
             "rollouts_generated": len(self.rewards),
         }
@@ -194,28 +192,20 @@ def pad(rows: list[list[int]], pad_id: int, left: bool = False) -> tuple[torch.T
     return ids, mask
 
 
-def dump_rollouts(path: Path, batch: Rollouts, tokenizer, step: int, ktae_config) -> None:
-    """Write the step's rollouts as jsonl (fields: group, prompt, response, token_ids, reward, correct, reference)
-    and, when ``ktae.analysis`` is available, its HTML key-token report next to it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        for i in range(len(batch.texts)):
-            ids = batch.responses[i][batch.response_mask[i].bool()].tolist()
-            ref = batch.references[i]
-            f.write(json.dumps({
-                "group": f"step{step}-{int(batch.group[i])}",
-                "prompt": batch.problems[i],
-                "response": batch.texts[i],
-                "token_ids": ids,
-                "reward": float(batch.rewards[i]),
-                "correct": bool(batch.correct[i]),
-                "reference": ref if isinstance(ref, (str, list)) else str(ref),
-            }) + "\n")
+def dump_rollouts(dumper, batch: Rollouts, key_values: torch.Tensor | None, step: int, ktae_config) -> None:
+    """Write the step's rollouts with ``dumper`` (:class:`ktae.frontend.records.KeyTokenDumper`: the records of
+    every trainer, K included; K = 0 without KTAE) and, when ``ktae.analysis`` is available, the HTML key-token
+    report next to the file."""
+    values = key_values if key_values is not None else torch.zeros(batch.responses.shape)
+    group = [f"step{step}-{int(g)}" for g in batch.group]
+    dumper.submit(step, batch.responses, batch.response_mask, batch.rewards, group, values, ktae_config,
+                  prompts=batch.problems, references=batch.references)
+    path = Path(dumper.flush()[-1])
     try:
         from ktae.analysis import write_report
     except ImportError:
         return
     try:
-        write_report(path, tokenizer, path.with_suffix(".html"), config=ktae_config, progress=False)
+        write_report(path, dumper.tokenizer, path.with_suffix(".html"), config=ktae_config, progress=False)
     except Exception as exc:  # the report is a convenience; the rollouts file is what matters
         print(f"warning: no key-token report for {path.name}: {type(exc).__name__}: {exc}", flush=True)

@@ -11,7 +11,7 @@ not import it where verl should use an accelerator. Nothing else in ktae imports
    code is device-agnostic);
 2. registers the ``hf`` rollout (:mod:`.rollout`: transformers ``generate()`` in a Ray actor, weights from verl's
    sync);
-3. installs the patches of :mod:`.patches` (the process-group backend, the rollout registry, verl's trl check).
+3. installs the patches of :mod:`.patches` (the process-group backend, the rollout registry).
 
 The configuration a CPU needs is :data:`SETTINGS`; ``ktae verl --cpu`` applies it to the composed config, and
 ``python -m ktae.integrations.verl_cpu`` prints it as Hydra overrides for the plain ``main_ppo`` route.

@@ -5,9 +5,10 @@ written for (verl 0.9.x); all are installed only when :mod:`ktae.integrations.ve
 ``VERL_USE_EXTERNAL_MODULES``), each when its verl module is imported (nothing is imported early):
 
 - the trainer's process-group backend (acts only on the ``cpu`` platform);
-- the ``hf`` entries of verl's two rollout registries (used only with ``actor_rollout_ref.rollout.name=hf``);
-- ``is_trl_available`` in verl's model patches (a trl >= 1.x, without ``AutoModelForCausalLMWithValueHead``,
-  otherwise stops verl's FSDP engine on any device).
+- the ``hf`` entries of verl's two rollout registries (used only with ``actor_rollout_ref.rollout.name=hf``).
+
+(verl's ``is_trl_available`` with trl >= 1 concerns every device: the plug-in itself fixes it,
+:mod:`ktae.integrations.verl.trl_compat`.)
 """
 from __future__ import annotations
 
@@ -85,46 +86,9 @@ def _replica_registry(module: Any) -> None:
     module.RolloutReplicaRegistry.register(ROLLOUT, load)
 
 
-def _trl_value_head(module: Any) -> None:
-    """verl 0.9.1 ``models/transformers/monkey_patch.py`` lines 352-356, ``apply_monkey_patch``::
-
-        if is_trl_available():
-            try: from trl.experimental.ppo import AutoModelForCausalLMWithValueHead
-            except ImportError: from trl import AutoModelForCausalLMWithValueHead
-
-    fails on every model when a trl without that class is installed (trl >= 1.x, e.g. with ``ktae[trl]``): the
-    FSDP engine cannot build the actor. The class is only there to be patched; without it there is nothing to
-    patch, so this module's ``is_trl_available`` also asks whether trl still has it.
-    """
-    original = module.is_trl_available
-    if hasattr(original, _WRAPPED):
-        return
-    if not callable(original) or inspect.signature(original).parameters:
-        raise UnsupportedVerlError("ktae's verl CPU runtime supports verl>=0.9,<0.10: verl.models.transformers."
-                                   "monkey_patch.is_trl_available is not a function of no arguments here")
-
-    @functools.wraps(original)
-    def is_trl_available() -> bool:
-        if not original():
-            return False
-        import importlib
-
-        for name in ("trl.experimental.ppo", "trl"):
-            try:
-                if hasattr(importlib.import_module(name), "AutoModelForCausalLMWithValueHead"):
-                    return True
-            except ImportError:
-                continue
-        return False
-
-    setattr(is_trl_available, _WRAPPED, original)
-    module.is_trl_available = is_trl_available
-
-
 #: verl module -> what to do once it is imported
 PATCHES = {
     "verl.workers.engine_workers": _gloo_process_group,
-    "verl.models.transformers.monkey_patch": _trl_value_head,
     "verl.workers.rollout.base": _rollout_registry,
     "verl.workers.rollout.replica": _replica_registry,
 }

@@ -1,16 +1,18 @@
-"""Key-token dumps from inside a trainer (verl plug-in, TRL subclass): the rollouts of a step with the exact token ids,
-rewards, group ids and key-token values K the trainer used, in the project's rollouts format, so that
-``ktae analyze DIR --tokenizer NAME`` shows them (and checks that it recomputes the same K).
+"""The rollout record and the key-token dump writer of every trainer (``ktae train``, the verl plug-in, the TRL
+trainer): the rollouts of a step with the exact token ids, rewards, group ids and key-token values K the trainer
+used, the KTAE options and where the tokenizer came from, so that ``ktae analyze DIR`` shows them with no flag
+(and checks that it recomputes the same K).
 
-One file per dumped step, ``<folder>/step_<step>.jsonl``, one line per rollout::
+One file per dumped step, ``<folder>/step_<step:06d>.jsonl`` (:data:`DUMP_FILE`), one line per rollout::
 
     {"group", "step", "prompt", "response", "token_ids", "reward", "correct", "reference",
-     "key_token_values": [K of each token id], "ktae_config": {KTAEConfig fields}}
+     "key_token_values": [K of each token id], "ktae_config": {KTAEConfig fields}, "tokenizer": name or folder}
 
 The caller hands over CPU copies of the batch; decoding the texts and writing happen in one background thread,
 so a training step waits only for the copy. A file appears whole or not at all (written to a temporary name, then
 renamed). Only the process that constructs a `KeyTokenDumper` and calls `submit` writes: the integrations call it
-on verl's driver and on TRL's main process only.
+on verl's driver and on TRL's main process only. ``correct`` is :func:`ktae.frontend.outcomes.is_correct` of the
+reward, the rule the trainer split on.
 """
 from __future__ import annotations
 
@@ -26,10 +28,19 @@ from typing import Any, Sequence
 import torch
 
 from ktae.core.config import KTAEConfig
+from ktae.frontend.outcomes import is_correct
 
-__all__ = ["KeyTokenDumper", "DUMP_FILE"]
+__all__ = ["KeyTokenDumper", "DUMP_FILE", "DUMP_FOLDER", "tokenizer_source"]
 
 DUMP_FILE = "step_{step:06d}.jsonl"
+#: the dump folder inside a run folder (``ktae train``'s run_dir, TRL's output_dir), where ``ktae analyze`` looks
+DUMP_FOLDER = "key_tokens"
+
+
+def tokenizer_source(tokenizer: Any) -> str | None:
+    """The name or folder a tokenizer was loaded from (``name_or_path``), or None when it does not say."""
+    name = getattr(tokenizer, "name_or_path", None)
+    return str(name) if name else None
 
 
 def _rows(ids: torch.Tensor, mask: torch.Tensor) -> list[list[int]]:
@@ -61,9 +72,11 @@ class KeyTokenDumper:
         folder: where the ``step_<step>.jsonl`` files go (created when needed).
         every: dump interval in steps (>= 1).
         tokenizer: decodes prompts and responses for the report (None: token ids only).
+        source: where the tokenizer loads from, written in every record for ``ktae analyze`` (default: the
+            tokenizer's ``name_or_path``).
     """
 
-    def __init__(self, folder: str | os.PathLike, every: int, tokenizer: Any = None):
+    def __init__(self, folder: str | os.PathLike, every: int, tokenizer: Any = None, source: str | None = None):
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise ValueError(f"dump_every must be a positive number of steps, got {every!r}")
         if not folder:
@@ -71,6 +84,7 @@ class KeyTokenDumper:
         self.folder = os.fspath(folder)
         self.every = every
         self.tokenizer = tokenizer
+        self.source = source or tokenizer_source(tokenizer)
         self._window: int | None = None
         self._executor: ThreadPoolExecutor | None = None  # started by the first submit
         self._futures: list[Future] = []
@@ -134,6 +148,7 @@ class KeyTokenDumper:
         options["ignore_token_ids"] = list(options["ignore_token_ids"])
         os.makedirs(self.folder, exist_ok=True)
         path = os.path.join(self.folder, DUMP_FILE.format(step=step))
+        correct = is_correct(scores, config.threshold).tolist()
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".jsonl", dir=self.folder)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -143,9 +158,9 @@ class KeyTokenDumper:
                         prompt = self._decode(list(prompt))
                     record = {
                         "group": group[i], "step": step, "prompt": prompt, "response": self._decode(row),
-                        "token_ids": row, "reward": scores[i], "correct": scores[i] > config.threshold,
+                        "token_ids": row, "reward": scores[i], "correct": bool(correct[i]),
                         "reference": references[i] if references is not None else None,
-                        "key_token_values": values[i], "ktae_config": options,
+                        "key_token_values": values[i], "ktae_config": options, "tokenizer": self.source,
                     }
                     handle.write(json.dumps({k: v for k, v in record.items() if v is not None}, ensure_ascii=False)
                                  + "\n")
