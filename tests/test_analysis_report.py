@@ -414,11 +414,11 @@ def test_cli_bad_values_name_the_option(argv, message, capsys):
     assert f"ktae analyze: error: {message}" in capsys.readouterr().err
 
 
-def test_cli_help_shows_defaults_and_requires_the_tokenizer(capsys):
-    with pytest.raises(SystemExit) as exc:
-        analyze_main(["r.jsonl"])
-    assert exc.value.code == 2
-    assert "ktae analyze: error: the following arguments are required: --tokenizer" in capsys.readouterr().err
+def test_cli_help_shows_defaults_and_asks_for_a_tokenizer_only_when_unknown(capsys, tmp_path):
+    plain = tmp_path / "r.jsonl"
+    plain.write_text('{"group": "a", "response": "x", "reward": 1.0}\n')
+    assert analyze_main([str(plain), "--quiet"]) == 2
+    assert "do not say which tokenizer made them; give --tokenizer" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
         analyze_main(["--help"])
     assert exc.value.code == 0
@@ -427,7 +427,7 @@ def test_cli_help_shows_defaults_and_requires_the_tokenizer(capsys):
                   "(default: 200000)", "0 for all (default: 50)", "--quiet no progress bars (default: False)",
                   "--label {reward,correct}", "(default: reward)", "fisher_at_one", "rollouts"):
         assert shown in text
-    assert "--tokenizer TOKENIZER Hugging Face tokenizer name or folder with tokenizer files --" in text
+    assert "--tokenizer TOKENIZER Hugging Face tokenizer name or folder with tokenizer files (default: the one" in text
 
 
 # ---------------------------------------------------------------------------------------------------------------

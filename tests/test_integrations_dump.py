@@ -17,7 +17,8 @@ from ktae.analysis import analyze
 from ktae.analysis.cli import main as analyze_main
 from ktae.analysis.sources import load_source
 from ktae.integrations import verl as kv
-from ktae.integrations._dump import KeyTokenDumper
+from ktae.frontend.records import KeyTokenDumper
+from ktae.integrations.verl.options import dump_options
 
 from test_analysis_report import byte_level_tokenizer
 from test_analysis_sources import PROMPTS, RESPONSES, ANSWERS
@@ -25,8 +26,13 @@ from test_integrations_verl import FakeTransferQueue, _Meta
 
 
 @pytest.fixture(scope="module")
-def tok():
-    return byte_level_tokenizer()
+def tok(tmp_path_factory):
+    """The byte-level tokenizer loaded from a folder, as a trainer's is: the dumps record where it loads from."""
+    from transformers import PreTrainedTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tokenizer")
+    byte_level_tokenizer().save_pretrained(folder)
+    return PreTrainedTokenizerFast.from_pretrained(folder)
 
 
 def text_batch(tok, shift: int = 0):
@@ -104,10 +110,11 @@ def test_v1_trainer_dumps_exact_key_tokens(tok, tmp_path, monkeypatch):
         assert "ktae/abs_mean" in metrics
         assert (["prompts"] in fake.requests and ["reward_model"] in fake.requests) == (step in (1, 2, 4))
         batches[step] = (responses, mask, scores, uids)
-    kv.dumper_from_verl(trainer.config.algorithm).flush()
+    kv.state_of(trainer_base.PPOTrainer._compute_advantage).dumper(trainer.config.algorithm).flush()
     assert sorted(p.name for p in folder.iterdir()) == ["step_000001.jsonl", "step_000002.jsonl", "step_000004.jsonl"]
     cfg = ktae.KTAEConfig(beta=0.5, ignore_token_ids=(tok.pad_token_id, tok.eos_token_id))
     check_dump_reproduces(tok, folder, [1, 2, 4], batches, cfg)
+    assert analyze_main([str(folder), "--quiet"]) == 0  # the records say which tokenizer and which options
 
 
 def test_legacy_trainer_dumps_and_logs_metrics(tok, tmp_path, monkeypatch):
@@ -116,10 +123,11 @@ def test_legacy_trainer_dumps_and_logs_metrics(tok, tmp_path, monkeypatch):
 
     folder = tmp_path / "legacy"
     config = algorithm(folder, every=3)
-    monkeypatch.setattr(kv, "_LEGACY_TOKENIZER", [tok])
+    state = kv.state_of(ray_trainer.compute_advantage)
+    monkeypatch.setattr(state, "tokenizer", tok)
     step_owner = types.SimpleNamespace(global_steps=0)
-    monkeypatch.setattr(kv, "_LEGACY_TRAINER", [lambda: step_owner])
-    monkeypatch.setattr(kv, "_LEGACY_METRICS", {})
+    monkeypatch.setattr(state, "trainer", lambda: step_owner)
+    monkeypatch.setattr(state, "pending_metrics", {})
     batches = {}
     for step in (3, 4, 6):
         responses, mask, scores, uids, rewards, prompts, gts = text_batch(tok, shift=step)
@@ -135,9 +143,9 @@ def test_legacy_trainer_dumps_and_logs_metrics(tok, tmp_path, monkeypatch):
         ray_trainer.compute_advantage(data, adv_estimator="ktae", num_repeat=4, config=config)
         logged = ray_trainer.compute_data_metrics.__ktae_wrapped__  # the real one stays underneath
         assert callable(logged)
-        assert "ktae/abs_mean" in kv._LEGACY_METRICS and kv._LEGACY_METRICS["ktae/mixed_group_fraction"] == 1.0
+        assert "ktae/abs_mean" in state.pending_metrics and state.pending_metrics["ktae/mixed_group_fraction"] == 1.0
         batches[step] = (responses, mask, scores, uids)
-    kv.dumper_from_verl(config).flush()
+    state.dumper(config).flush()
     cfg = ktae.KTAEConfig(ignore_token_ids=(tok.pad_token_id, tok.eos_token_id))
     check_dump_reproduces(tok, folder, [3, 6], batches, cfg)
 
@@ -150,9 +158,8 @@ def test_legacy_metrics_reach_the_step_metrics():
 
     stub = types.SimpleNamespace(compute_advantage=lambda data, adv_estimator, **kw: data, RayPPOTrainer=Trainer,
                                  compute_data_metrics=lambda batch, use_critic: {"critic/score/mean": 1.0})
-    kv._patch_ray_trainer(stub)
-    kv._LEGACY_METRICS.clear()  # other tests ran legacy advantage computations before this one
-    kv._LEGACY_METRICS.update({"ktae/abs_mean": 0.25})
+    kv.patch_ray_trainer(stub)
+    kv.state_of(stub.compute_data_metrics).pending_metrics.update({"ktae/abs_mean": 0.25})
     assert stub.compute_data_metrics(batch=None, use_critic=False) == {"critic/score/mean": 1.0, "ktae/abs_mean": 0.25}
     assert stub.compute_data_metrics(batch=None, use_critic=False) == {"critic/score/mean": 1.0}
     from verl.trainer.ppo import ray_trainer
@@ -162,10 +169,10 @@ def test_legacy_metrics_reach_the_step_metrics():
 
 def test_dump_options_are_checked(tmp_path):
     with pytest.raises(ValueError, match=r"add \+algorithm.ktae.dump_dir=DIR"):
-        kv.dumper_from_verl(OmegaConf.create({"ktae": {"dump_every": 5}}))
+        dump_options(OmegaConf.create({"ktae": {"dump_every": 5}}))
     with pytest.raises(ValueError, match="dump_every must be an integer >= 0"):
-        kv.dumper_from_verl(OmegaConf.create({"ktae": {"dump_every": "often", "dump_dir": str(tmp_path)}}))
-    assert kv.dumper_from_verl(OmegaConf.create({"ktae": {"beta": 2.0}})) is None
+        dump_options(OmegaConf.create({"ktae": {"dump_every": "often", "dump_dir": str(tmp_path)}}))
+    assert dump_options(OmegaConf.create({"ktae": {"beta": 2.0}})) == (0, None)
     # the dump keys are not KTAE options
     cfg = kv.ktae_config_from_verl(OmegaConf.create({"ktae": {"dump_every": 5, "dump_dir": "x", "beta": 2.0}}))
     assert cfg.beta == 2.0
@@ -202,7 +209,11 @@ def test_trl_trainer_dumps_exact_key_tokens(tmp_path, capsys):
     from ktae.integrations.trl import KTAEGRPOConfig, KTAEGRPOTrainer
     from test_integrations_trl import tiny_model, tiny_tokenizer
 
-    tokenizer = tiny_tokenizer()
+    from transformers import AutoTokenizer
+
+    folder_tok = tmp_path / "tok"
+    tiny_tokenizer().save_pretrained(folder_tok)
+    tokenizer = AutoTokenizer.from_pretrained(folder_tok)  # loaded from a folder: the dumps say which
     model = tiny_model(tokenizer)
 
     def even_digits(completions, **kwargs):
@@ -229,9 +240,7 @@ def test_trl_trainer_dumps_exact_key_tokens(tmp_path, capsys):
         assert r.prompt in dataset["prompt"] and r.reference == dataset["answer"][dataset["prompt"].index(r.prompt)]
         assert r.reward == float(sum(ch.isdigit() for ch in r.response) % 2 == 0)
     assert len({r.group for r in source.rollouts if r.step == 0}) == 2
-    folder_tok = tmp_path / "tok"
-    tokenizer.save_pretrained(folder_tok)
-    assert analyze_main([str(folder), "--tokenizer", str(folder_tok), "--quiet"]) == 0
+    assert analyze_main([str(tmp_path), "--quiet"]) == 0  # the run folder (output_dir): no flag needed
     out = capsys.readouterr().out
     assert "recomputed with the dump's KTAE options, equal to the trainer's dumped values" in out
 

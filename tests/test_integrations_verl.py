@@ -191,9 +191,12 @@ def test_legacy_trainer_tokenizer_gives_the_ignored_ids(monkeypatch):
             self.tokenizer = tokenizer
 
     stub = types.SimpleNamespace(compute_advantage=lambda data, adv_estimator, **kw: data, RayPPOTrainer=Trainer)
-    kv._patch_ray_trainer(stub)
-    monkeypatch.setattr(kv, "_LEGACY_TOKENIZER", [None])
-    Trainer(types.SimpleNamespace(pad_token_id=PAD, eos_token_id=EOS))
+    kv.patch_ray_trainer(stub)
+    tokenizer = types.SimpleNamespace(pad_token_id=PAD, eos_token_id=EOS)
+    Trainer(tokenizer)
+    assert kv.state_of(stub.compute_advantage).tokenizer is tokenizer  # each patched trainer holds its own state
+    assert kv.state_of(stub.compute_advantage) is not kv.state_of(ray_trainer.compute_advantage)
+    monkeypatch.setattr(kv.state_of(ray_trainer.compute_advantage), "tokenizer", tokenizer)
     responses, mask, scores, uids, rewards, _ = make_batch(seed=11)
     data = DataProto.from_dict(
         tensors={"responses": responses, "response_mask": mask, "token_level_rewards": rewards},
@@ -234,8 +237,8 @@ def test_install_is_idempotent():
     wrapped = ray_trainer.compute_advantage
     v1 = trainer_base.PPOTrainer._compute_advantage
     kv.install()
-    kv._patch_ray_trainer(ray_trainer)
-    kv._patch_v1_trainer(trainer_base)
+    kv.patch_ray_trainer(ray_trainer)
+    kv.patch_v1_trainer(trainer_base)
     assert ray_trainer.compute_advantage is wrapped and trainer_base.PPOTrainer._compute_advantage is v1
     assert not hasattr(wrapped.__ktae_wrapped__, "__ktae_wrapped__")
     assert core_algos.get_adv_estimator_fn("ktae").__ktae_estimator__ == "ktae"

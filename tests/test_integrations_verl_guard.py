@@ -44,7 +44,7 @@ def test_changed_private_names_are_refused_before_any_wrapping():
 
     legacy = types.SimpleNamespace(compute_advantage=compute_advantage, RayPPOTrainer=type("T", (), {}))
     with pytest.raises(kv.UnsupportedVerlError, match=r"ray_trainer.compute_advantage\(data, adv_estimator"):
-        kv._patch_ray_trainer(legacy)
+        kv.patch_ray_trainer(legacy)
     assert legacy.compute_advantage is compute_advantage  # untouched
 
     class PPOTrainer:
@@ -53,19 +53,21 @@ def test_changed_private_names_are_refused_before_any_wrapping():
 
     v1 = types.SimpleNamespace(PPOTrainer=PPOTrainer, tq=types.SimpleNamespace())
     with pytest.raises(kv.UnsupportedVerlError) as err:
-        kv._patch_v1_trainer(v1)
+        kv.patch_v1_trainer(v1)
     assert "_compute_advantage(self, batch, metrics)" in str(err.value) and "tq.kv_batch_get" in str(err.value)
     assert "verl 0.9.1" in str(err.value) and "verl>=0.9,<0.10" in str(err.value)
     assert not hasattr(PPOTrainer._compute_advantage, "__ktae_wrapped__")
     with pytest.raises(kv.UnsupportedVerlError, match="register_adv_est"):
-        kv._check_core_algos(types.SimpleNamespace(ADV_ESTIMATOR_REGISTRY={}))
-    kv._check_core_algos()  # the installed verl passes
+        kv.check_core_algos(types.SimpleNamespace(ADV_ESTIMATOR_REGISTRY={}))
+    kv.check_core_algos()  # the installed verl passes
 
 
 def test_a_failed_check_fails_the_import_of_the_trainer_module():
     code = (
         "import ktae.integrations.verl as kv\n"
-        "kv._check_v1_trainer = lambda module: kv._require({'PPOTrainer._compute_advantage(self, batch, metrics)': False})\n"
+        "from ktae.integrations.verl.version import require\n"
+        "import ktae.integrations.verl.patches as patches\n"
+        "patches.check_v1_trainer = lambda module: require({'PPOTrainer._compute_advantage(self, batch, metrics)': False})\n"
         "try:\n    import verl.trainer.ppo.v1.trainer_base\nexcept kv.UnsupportedVerlError as err:\n    print('refused', err)\n"
     )
     env = {**os.environ, "VERL_USE_EXTERNAL_PLUGINS": "none", "PYTHONPATH": SRC}

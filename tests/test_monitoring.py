@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from ktae.integrations._common import key_token_stats
+from ktae.frontend.metrics import key_token_metrics
 from ktae.monitoring import MixedGroupWatch, NoMixedGroupsWarning, mixed_groups
 
 
@@ -25,8 +25,8 @@ def test_mixed_groups_follows_the_core_rules():
 def test_key_token_stats_fraction_ignores_masked_rollouts():
     values = torch.zeros(4, 2)
     mask = torch.tensor([[1, 1], [0, 0], [1, 1], [1, 0]])
-    stats = key_token_stats(values, mask, torch.tensor([1.0, 0.0, 1.0, 0.0]), [0, 0, 1, 1], 0.0)
-    assert stats["mixed_group_fraction"] == 0.5
+    stats = key_token_metrics(values, mask, torch.tensor([1.0, 0.0, 1.0, 0.0]), [0, 0, 1, 1], 0.0)
+    assert stats["ktae/mixed_group_fraction"] == 0.5
 
 
 def test_watch_fires_after_patience_then_on_doubling_and_resets():

@@ -45,9 +45,9 @@ def test_steps_run_and_log_every_metric(tmp_path, cache, preset):
                 assert math.isfinite(r[key]), key
     if preset == "grpo":
         assert all(r["kl"] >= 0 for r in steps if r["groups"])     # GRPO: KL loss against the reference
-        assert all("ktae_abs_mean" not in r for r in steps)
+        assert all("ktae/abs_mean" not in r and "ktae/mixed_group_fraction" in r for r in steps)
     if preset == "grpo-ktae":
-        assert all(0 <= r["ktae_pos_frac"] + r["ktae_neg_frac"] <= 1 for r in steps)
+        assert all(0 <= r["ktae/positive_fraction"] + r["ktae/negative_fraction"] <= 1 for r in steps)
     if preset == "dapo":
         assert all("kl" not in r for r in steps)
         assert all(r["generation_batches"] >= 1 for r in steps)
@@ -55,11 +55,12 @@ def test_steps_run_and_log_every_metric(tmp_path, cache, preset):
     # checkpoint, final model and the rollout dump
     assert (run_dir / "checkpoints" / "step_000002" / "trainer_state.pt").is_file()
     assert (run_dir / "final" / "config.json").is_file()
-    dump = run_dir / "key_tokens" / "step_0002.jsonl"
+    dump = run_dir / "key_tokens" / "step_000002.jsonl"
     if steps[-1]["groups"]:
         rows = [json.loads(line) for line in dump.read_text().splitlines()]
         assert len(rows) == steps[-1]["groups"] * 4
-        assert set(rows[0]) >= {"group", "prompt", "response", "token_ids", "reward", "correct", "reference"}
+        assert set(rows[0]) >= {"group", "prompt", "response", "token_ids", "reward", "correct", "reference",
+                                "key_token_values", "ktae_config", "tokenizer"}
 
 
 def test_update_changes_the_policy(tmp_path, cache):
@@ -68,7 +69,7 @@ def test_update_changes_the_policy(tmp_path, cache):
     run_dir = train(cfg)
     rec = [r for r in read_metrics(run_dir) if "reward" in r][0]
     assert rec["optimizer_steps"] == 1 and rec["skipped_updates"] == 0
-    assert rec["grad_norm"] > 0 or rec["mixed_groups"] == 0
+    assert rec["grad_norm"] > 0 or rec["ktae/mixed_group_fraction"] == 0
 
 
 def test_non_finite_step_is_skipped_and_reported(tmp_path, cache, monkeypatch, capsys):
