@@ -335,7 +335,7 @@ def test_cli_and_loader_errors(tok, tmp_path, capsys):
     good = tmp_path / "good.jsonl"
     good.write_text('{"group": 1, "response": "x", "reward": 1}\n', encoding="utf-8")
     assert analyze_main([str(good), "--tokenizer", str(folder), "--config", "alpah=1"]) == 2
-    assert "unknown option 'alpah'" in capsys.readouterr().err
+    assert "unknown option(s) ['alpah']" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         analyze_main([str(good), "--tokenizer", str(folder), "--top", "-1"])
     with pytest.raises(TypeError, match="config"):
@@ -349,7 +349,7 @@ def test_config_from_pairs_and_yaml(tmp_path):
     yaml_file.write_text("ktae:\n  beta: 2.0\n  ignore_token_ids: [1, 2]\n", encoding="utf-8")
     cfg = parse_config([str(yaml_file), "threshold=0.5"], ())
     assert (cfg.beta, cfg.threshold, cfg.ignore_token_ids) == (2.0, 0.5, (1, 2))
-    with pytest.raises(ValueError, match="must be a number"):
+    with pytest.raises(ValueError, match="--config.alpha: expected a number"):
         parse_config(["alpha=x"], ())
 
 
@@ -395,11 +395,11 @@ def test_cli_options_spellings_and_flags():
     assert options.config == ["alpha=0", "c.yaml"]
     options, _ = parsed("r.jsonl", "--tokenizer", "t")
     assert options == AnalyzeOptions(tokenizer="t")
-    assert (options.quiet, options.config, options.top, options.label, options.vmax) == (False, [], 20, "reward", None)
+    assert (options.quiet, options.config, options.num_tokens, options.label, options.vmax) == (False, [], 20, "reward", None)
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--top", "x"], "argument --top: invalid int value: 'x'"),
+    (["--top", "x"], "argument --num_tokens/--num-tokens/--top: invalid int value: 'x'"),
     (["--vmax", "big"], "argument --vmax: invalid float value: 'big'"),
     (["--label", "score"], "argument --label: invalid choice: 'score'"),
     (["--page-size", "0"], "--page-size must be >= 1, got 0"),

@@ -122,14 +122,14 @@ def _supported_verl() -> str:
     """The supported verl range, read without importing the plug-in (which refuses other versions)."""
     import ast
 
-    spec = importlib.util.find_spec(PLUGIN)
+    spec = importlib.util.find_spec(f"{PLUGIN}.version")
     tree = ast.parse(open(spec.origin, encoding="utf-8").read())
     for node in tree.body:
         if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", "") == "SUPPORTED_VERL":
             return ast.literal_eval(node.value)
         if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "SUPPORTED_VERL" for t in node.targets):
             return ast.literal_eval(node.value)
-    raise RuntimeError(f"{PLUGIN} does not define SUPPORTED_VERL")
+    raise RuntimeError(f"{PLUGIN}.version does not define SUPPORTED_VERL")
 
 
 def _ray_check() -> Check:
