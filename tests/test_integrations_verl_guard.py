@@ -166,3 +166,30 @@ def test_bad_warn_after_is_refused():
     assert kv.warn_after(OmegaConf.create({})) == 5
     assert np.isclose(kv.ktae_config_from_verl(OmegaConf.create({"ktae": {"warn_after": 3, "top": 0.5}}), "ktae",
                                                tokenizer=types.SimpleNamespace(pad_token_id=0, eos_token_id=1)).top, 0.5)
+
+
+BUILD_MODEL = '''
+import sys
+if sys.argv[1] == "plugin":
+    import ktae.integrations.verl  # noqa: F401 - what verl's plug-in entry point loads in every process
+import trl, torch
+from transformers import LlamaConfig, LlamaForCausalLM
+from verl.models.transformers.monkey_patch import apply_monkey_patch
+assert int(trl.__version__.split(".")[0]) >= 1 and not hasattr(trl, "AutoModelForCausalLMWithValueHead")
+config = LlamaConfig(vocab_size=16, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                     num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=32)
+apply_monkey_patch(LlamaForCausalLM(config), use_remove_padding=False)
+print("model built")
+'''
+
+
+@pytest.mark.parametrize("plugin", [True, False])
+def test_verl_builds_a_model_with_trl_1_installed_only_with_the_plugin(plugin):
+    """verl 0.9's apply_monkey_patch (the model-building path of its FSDP engine) imports a class trl >= 1 lacks;
+    the plug-in makes it build, on any device; without the plug-in it fails (the control)."""
+    env = {**os.environ, "VERL_USE_EXTERNAL_PLUGINS": "none", "PYTHONPATH": SRC}
+    out = subprocess.run([sys.executable, "-c", BUILD_MODEL, "plugin" if plugin else "bare"], capture_output=True,
+                         text=True, env=env, timeout=300)
+    assert ("model built" in out.stdout) == plugin, out.stdout + out.stderr[-3000:]
+    if not plugin:
+        assert "AutoModelForCausalLMWithValueHead" in out.stderr
