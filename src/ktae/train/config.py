@@ -283,7 +283,7 @@ class LogConfig(_Section):
     tensorboard: bool = option(False, "also log to tensorboard (<run_dir>/tensorboard; needs ktae[tensorboard])")
     wandb: bool = option(False, "also log to Weights & Biases (needs ktae[wandb])")
     wandb_project: str = option("ktae", "W&B project")
-    dump_key_tokens_every: int = option(0, "every N steps write the step's rollouts to key_tokens/step_XXXX.jsonl (and "
+    dump_key_tokens_every: int = option(0, "every N steps write the step's rollouts to key_tokens/step_XXXXXX.jsonl (and "
                                         "an HTML key-token report; 0 = never)")
 
     def __post_init__(self) -> None:
