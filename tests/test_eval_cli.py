@@ -127,7 +127,7 @@ def test_eval_help_lists_options(capsys):
 
 def test_evaluate_from_python_with_sampling(tiny_model, tmp_path):
     """n > 1 samples: mean accuracy and pass@k, data from a jsonl file, a model passed in."""
-    from ktae.eval import EvalConfig, evaluate, format_tables
+    from ktae.eval import EvalConfig, run_benchmarks, format_tables
     from ktae.generation import load_model
 
     data = tmp_path / "math.jsonl"
@@ -135,7 +135,7 @@ def test_evaluate_from_python_with_sampling(tiny_model, tmp_path):
     model, tokenizer = load_model(tiny_model, device="cpu")
     config = EvalConfig(model=tiny_model, benchmarks=("MATH500",), data=str(tmp_path), output=str(tmp_path / "o"),
                         max_new_tokens=4, temperature=1.0, n=4, grading_workers=1, progress=False)
-    summary = evaluate(config, model=model, tokenizer=tokenizer)
+    summary = run_benchmarks(config, model=model, tokenizer=tokenizer)
     entry = summary["benchmarks"]["math"]
     assert entry["problems"] == 2 and entry["samples"] == 8
     assert set(entry["pass@k"]) == {"1", "2", "4"}

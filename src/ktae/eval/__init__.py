@@ -2,15 +2,15 @@
 
 From Python::
 
-    from ktae.eval import EvalConfig, evaluate, format_tables
-    summary = evaluate(EvalConfig(model="Qwen/Qwen2.5-Math-7B", data="evaluation_suite", output="eval/q7b"))
+    from ktae.eval import EvalConfig, run_benchmarks, format_tables
+    summary = run_benchmarks(EvalConfig(model="Qwen/Qwen2.5-Math-7B", data="evaluation_suite", output="eval/q7b"))
     print(format_tables(summary, "Qwen2.5-Math-7B"))
 
 From the shell: ``ktae eval --model PATH_OR_ID`` (see ``ktae eval --help``).
 """
 from ktae.eval.benchmarks import BENCHMARKS, Example, benchmark_names, load_benchmark
 from ktae.eval.metrics import format_tables, pass_at_k, summarize
-from ktae.eval.runner import EvalConfig, RegradeResult, evaluate, read_generations, regrade
+from ktae.eval.runner import EvalConfig, RegradeResult, run_benchmarks, read_generations, regrade
 
 __all__ = [
     "BENCHMARKS",
@@ -18,7 +18,7 @@ __all__ = [
     "benchmark_names",
     "load_benchmark",
     "EvalConfig",
-    "evaluate",
+    "run_benchmarks",
     "regrade",
     "RegradeResult",
     "read_generations",

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal, NamedTuple
 
 from ktae.eval.metrics import format_tables
-from ktae.eval.runner import GENERATIONS_FILE, SUMMARY_FILE, EvalConfig, evaluate, regrade
+from ktae.eval.runner import GENERATIONS_FILE, SUMMARY_FILE, EvalConfig, run_benchmarks, regrade
 from ktae.generation import BACKENDS, DTYPES
 from ktae.options import make_parser, option, parse
 
@@ -166,7 +166,7 @@ def _evaluate(args: EvalArgs) -> int:
     names = {f.name for f in fields(EvalConfig)}
     values = {k: v for group in (args.source, args.generation, args.grading) for k, v in asdict(group).items()
               if k in names}
-    summary = evaluate(EvalConfig(**{**values, "output": output, "progress": not args.report.no_progress}))
+    summary = run_benchmarks(EvalConfig(**{**values, "output": output, "progress": not args.report.no_progress}))
     note = f"(first {args.source.limit} problems of each benchmark)" if args.source.limit else None
     print()
     print(format_tables(summary, args.report.label or os.path.basename(os.path.normpath(model)),

@@ -1,6 +1,6 @@
 """Run the benchmarks with a model (resumable), or re-grade saved generations.
 
-Output folder of :func:`evaluate`:
+Output folder of :func:`run_benchmarks`:
 
 * ``generations.jsonl`` - one line per response (benchmark, index, sample,
   problem, reference, response, answer, tokens, finished, correct), appended
@@ -24,7 +24,7 @@ from ktae.generation import BACKENDS
 
 __all__ = [
     "EvalConfig",
-    "evaluate",
+    "run_benchmarks",
     "regrade",
     "RegradeResult",
     "read_generations",
@@ -43,7 +43,7 @@ _GENERATION_KEYS = ("model", "template", "max_new_tokens", "temperature", "top_p
 
 @dataclass
 class EvalConfig:
-    """Settings of ``ktae eval`` (also usable from Python with :func:`evaluate`)."""
+    """Settings of ``ktae eval`` (also usable from Python with :func:`run_benchmarks`)."""
 
     model: str | None = field(default=None, metadata={"help": "local folder or Hub id of a causal LM"})
     benchmarks: tuple[str, ...] = field(
@@ -188,7 +188,7 @@ def _model_label(model: str | None) -> str:
     return os.path.basename(os.path.normpath(model)) or model
 
 
-def evaluate(config: EvalConfig, *, model: Any = None, tokenizer: Any = None, log=print) -> dict[str, Any]:
+def run_benchmarks(config: EvalConfig, *, model: Any = None, tokenizer: Any = None, log=print) -> dict[str, Any]:
     """Generate, grade and summarise ``config.benchmarks``; resumes from ``config.output``.
 
     ``model``/``tokenizer`` may be passed in (an already loaded HF model or
@@ -198,7 +198,7 @@ def evaluate(config: EvalConfig, *, model: Any = None, tokenizer: Any = None, lo
     from ktae.generation import load_model
 
     if model is None and not config.model:
-        raise ValueError("evaluate needs config.model (a folder or Hub id) or a loaded model")
+        raise ValueError("run_benchmarks needs config.model (a folder or Hub id) or a loaded model")
     os.makedirs(config.output, exist_ok=True)
     settings = asdict(config)
     settings["benchmarks"] = list(config.benchmarks)

@@ -43,7 +43,7 @@ from ktae.train.data import PromptSampler, load_problems
 from ktae.train.logger import MetricsLogger
 from ktae.train.modeling import load_policy, resolve_device, resolve_dtype
 from ktae.train.rollouts import Prompts, Rollouts, collect_rollouts, dump_rollouts, prepare_prompts
-from ktae.train.update import evaluate, ppo_update
+from ktae.train.update import greedy_accuracy, ppo_update
 
 PHASES = ("generation", "reward", "advantage", "update")
 #: a callback receives every record the run logs: a step's metrics, or an evaluation (``eval_*`` keys)
@@ -230,7 +230,7 @@ def evaluate_and_log(run: Run, step: int, callbacks) -> None:
     """Greedy held-out accuracy of the current policy, logged as an ``eval_*`` record."""
     t0 = time.time()
     with run.amp():
-        results = evaluate(run.model, run.tokenizer, run.eval_problems, run.cfg, run.engine)
+        results = greedy_accuracy(run.model, run.tokenizer, run.eval_problems, run.cfg, run.engine)
     record = {"step": step, **results, "time_eval": time.time() - t0}
     if "eval_accuracy" not in record:
         return

@@ -187,7 +187,7 @@ def micro_batch_backward(model, batch: Rollouts, advantages: torch.Tensor, idx: 
 
 
 @torch.no_grad()
-def evaluate(model, tokenizer, problems: list[dict], cfg: TrainConfig, engine=None) -> dict[str, float]:
+def greedy_accuracy(model, tokenizer, problems: list[dict], cfg: TrainConfig, engine=None) -> dict[str, float]:
     """Greedy held-out accuracy and response length (``eval_*`` metrics)."""
     from ktae.generation import generate
 
