@@ -1,8 +1,10 @@
-"""The trainer's behaviour is locked: short fixed-seed CPU runs give exactly the recorded metrics.
+"""The trainer's behaviour is locked: short fixed-seed CPU runs give the recorded metrics, on any CPU.
 
-The files in tests/data/golden were written by ``tests/data/golden/record.py`` before the trainer was remodelled
-into named steps; a refactoring must reproduce them bit for bit (timings aside). Re-record them only for an
-intended change of behaviour, and say so in the commit.
+The files in tests/data/golden were written by ``tests/data/golden/record.py`` (float64 runs, whose rollouts do
+not depend on the CPU's SIMD kernels); a refactoring must reproduce them: every count, accuracy, length and reward
+exactly, the continuous training statistics (losses, KL, entropy, gradient norm) to the 3rd significant digit
+(what float64 leaves CPU-specific moves them in the 4th-6th). Re-record them only for an intended change of
+behaviour, and say so in the commit.
 """
 import importlib.util
 import json
@@ -28,18 +30,20 @@ def expected(name: str) -> list[dict]:
     return [json.loads(line) for line in (GOLDEN / f"{name}.jsonl").read_text().splitlines()]
 
 
-def same(records: list[dict], golden: list[dict]) -> bool:
-    """Equal record by record; the key-token statistics (``ktae_*``) to 1e-6, the rest exactly.
+#: statistics of the update, computed through float32 kernels somewhere in transformers' model: not bit-portable
+CONTINUOUS = ("loss", "kl", "entropy", "approx_kl", "grad_norm", "clip_fraction")
 
-    The recorded K statistics came from ``(A + K) - A``; the trainer now reads K itself (``ktae.ktae_parts``),
-    which changes them in the last bits only.
-    """
+
+def same(records: list[dict], golden: list[dict]) -> bool:
+    """Equal record by record: the update's statistics to 1e-3 relative (1e-5 absolute), the key-token statistics
+    (``ktae_*``, functions of token counts) to 1e-6, everything else exactly."""
     assert [sorted(r) for r in records] == [sorted(g) for g in golden]
     for r, g in zip(records, golden):
-        assert {k: v for k, v in r.items() if not k.startswith("ktae_")} == \
-            {k: v for k, v in g.items() if not k.startswith("ktae_")}
-        for k in (k for k in g if k.startswith("ktae_")):
-            assert r[k] == pytest.approx(g[k], rel=1e-6, abs=1e-9), k
+        close = {k for k in g if k in CONTINUOUS or k.startswith("ktae_")}
+        assert {k: v for k, v in r.items() if k not in close} == {k: v for k, v in g.items() if k not in close}
+        for k in close:
+            tolerance = dict(rel=1e-6, abs=1e-9) if k.startswith("ktae_") else dict(rel=1e-3, abs=1e-5)
+            assert r[k] == pytest.approx(g[k], **tolerance), (g["step"], k)
     return True
 
 

@@ -38,7 +38,7 @@ from ktae.train import checkpoint as ckpt
 from ktae.train.config import PPOConfig, TrainConfig, make_config, resume_config, save_yaml, with_options
 from ktae.train.data import PromptSampler, load_problems
 from ktae.train.logger import MetricsLogger
-from ktae.train.modeling import load_policy, resolve_device, resolve_dtype
+from ktae.train.modeling import load_policy, parameter_dtype, resolve_device, resolve_dtype
 from ktae.train.rollouts import Prompts, Rollouts, collect_rollouts, dump_rollouts, prepare_prompts
 from ktae.train.update import evaluate, ppo_update
 
@@ -271,11 +271,12 @@ def open_run(cfg: TrainConfig, run_dir: Path, last: Path | None, log: Callable[[
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # no bar per checkpoint write; the console shows one row per step
-    dtype = resolve_dtype(cfg.model.dtype, device)   # compute dtype; trained parameters stay float32 (mixed precision)
-    amp = contextlib.nullcontext if dtype == torch.float32 else \
+    dtype = resolve_dtype(cfg.model.dtype, device)   # compute dtype; trained parameters float32 (mixed precision)
+    weights = parameter_dtype(dtype)                 # ... or float64 for a float64 run
+    amp = contextlib.nullcontext if dtype == weights else \
         (lambda: torch.autocast(device_type=device.type, dtype=dtype))
     t_setup = time.time()
-    model, tokenizer, source = load_policy(cfg, device, torch.float32, progress=not cfg.log.quiet)
+    model, tokenizer, source = load_policy(cfg, device, weights, progress=not cfg.log.quiet)
     model.eval()
     ref_model = None
     if cfg.ppo.kl_coef > 0:
