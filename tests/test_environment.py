@@ -73,3 +73,27 @@ def test_describe_environment_has_every_field():
     assert env["torch_threads"] == torch.get_num_threads() and env["cuda"] == torch.version.cuda
     assert env["git"] is None or (len(env["git"]["commit"]) == 40 and isinstance(env["git"]["dirty"], bool))
     assert isinstance(env["gpus"], list)
+
+
+def test_the_estimator_benchmark_json_records_its_environment(tmp_path, monkeypatch):
+    """benchmarks/bench_estimator.py --json: the numbers and the environment (timings stubbed: no benchmark runs)."""
+    import json
+
+    from benchmark_scripts import load_benchmark
+
+    bench = load_benchmark("bench_estimator")
+    numbers = {"unmasked_tokens": 10, "ktae_s": 0.01, "sort_s": 0.01, "released_style_s": 1.0,
+               "released_style_groups_timed": 16, "speedup_vs_released": 100.0, "ratio_to_sort": 1.0,
+               "ktae_advantages_s": 0.02, "grpo_advantages_s": 0.01, "median_abs_diff_vs_released": 0.0,
+               "share_within_1e-3_of_released": 1.0}
+    monkeypatch.setattr(bench, "bench_small", lambda groups: numbers)
+    out = tmp_path / "estimator.json"
+    threads = torch.get_num_threads()
+    try:
+        assert bench.main(["--quick", "--threads", "1", "--json", str(out)]) == 0
+    finally:
+        torch.set_num_threads(threads)                    # --threads set them for the whole test process
+    written = json.loads(out.read_text())
+    assert written["small"] == numbers and written["args"] == {"quick": True, "threads": 1}
+    assert written["environment"]["torch_threads"] == 1   # what the benchmark ran with
+    assert set(written["environment"]["packages"]) == set(environment.PACKAGES)

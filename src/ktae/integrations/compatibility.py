@@ -85,10 +85,11 @@ def check_transformers_kernels(transformers: str | None, transformers_requires: 
     wanted = declared_range(transformers_requires, "kernels", extra="kernels")
     if wanted is None:
         return name, True, f"transformers {transformers} declares no requirement on kernels; kernels {kernels}"
+    said = f"transformers {transformers} wants kernels{range_text(wanted)}"
     if allows(wanted, kernels):
-        return name, True, f"transformers {transformers} wants kernels{range_text(wanted)}; kernels {kernels}"
-    return name, False, (f"transformers {transformers} wants kernels{range_text(wanted)}, but kernels {kernels} is installed "
-                         f"(transformers then fails at import): {_pin('kernels', wanted)}")
+        return name, True, f"{said}; kernels {kernels}"
+    return name, False, (f"{said}, but kernels {kernels} is installed (transformers then fails at import): "
+                         f"{_pin('kernels', wanted)}")
 
 
 def check_transformers_verl_extra(transformers: str | None, verl: str | None,
@@ -104,8 +105,8 @@ def check_transformers_verl_extra(transformers: str | None, verl: str | None,
         return name, None, "ktae's metadata declares no transformers range for the verl extra (ktae not installed?)"
     if allows(wanted, transformers):
         return name, True, f"ktae[verl] wants transformers{range_text(wanted)}; transformers {transformers}"
-    return name, False, (f"ktae[verl] (verl {verl}) wants transformers{range_text(wanted)}, but transformers {transformers} is "
-                         f"installed: {_pin('transformers', wanted)}")
+    return name, False, (f"ktae[verl] (verl {verl}) wants transformers{range_text(wanted)}, but transformers "
+                         f"{transformers} is installed: {_pin('transformers', wanted)}")
 
 
 def check_transformers_vllm(transformers: str | None, vllm: str | None, vllm_requires: list[str] | None) -> Check:
@@ -118,10 +119,10 @@ def check_transformers_vllm(transformers: str | None, vllm: str | None, vllm_req
     wanted = declared_range(vllm_requires, "transformers")
     if wanted is None:
         return name, True, f"vllm {vllm} declares no requirement on transformers; transformers {transformers}"
+    said = f"vllm {vllm} wants transformers{range_text(wanted)}"
     if allows(wanted, transformers):
-        return name, True, f"vllm {vllm} wants transformers{range_text(wanted)}; transformers {transformers}"
-    return name, False, (f"vllm {vllm} wants transformers{range_text(wanted)}, but transformers {transformers} is installed: "
-                         f"{_pin('transformers', wanted)}")
+        return name, True, f"{said}; transformers {transformers}"
+    return name, False, f"{said}, but transformers {transformers} is installed: {_pin('transformers', wanted)}"
 
 
 def check_torch_build(torch: str | None, cuda: str | None, cuda_available: bool, nvidia_driver: bool) -> Check:

@@ -6,9 +6,10 @@
 Each line says ok / FAIL / warn / skip and what to do about a failure or a warning; the exit status is 1 when a
 check failed. Checks: installed versions that do not go together (transformers and kernels, transformers and the
 ``verl`` extra's range, vLLM and transformers, a CUDA build of torch on a machine without CUDA; read from the
-packages' metadata, see :mod:`ktae.integrations.compatibility`), the verl version against the supported range; the ``verl.plugins`` entry point ``ktae`` and
-``VERL_USE_EXTERNAL_PLUGINS``; that ``import verl`` loads the plug-in and registers the estimators; that the
-trainer wrappers install (legacy and v1); the same inside a Ray worker; the TRL version and adapter.
+packages' metadata, see :mod:`ktae.integrations.compatibility`); the verl version against the supported range;
+the ``verl.plugins`` entry point ``ktae`` and ``VERL_USE_EXTERNAL_PLUGINS``; that ``import verl`` loads the
+plug-in and registers the estimators; that the trainer wrappers install (legacy and v1); the same inside a Ray
+worker; the TRL version and adapter.
 """
 from __future__ import annotations
 
