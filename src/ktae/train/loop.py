@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import json
 import math
 import random
 import signal
@@ -32,6 +33,7 @@ import numpy as np
 import torch
 
 import ktae
+from ktae.environment import describe_environment
 from ktae.monitoring import MixedGroupWatch, mixed_groups
 from ktae.special_tokens import special_token_ids
 from ktae.train import checkpoint as ckpt
@@ -43,6 +45,8 @@ from ktae.train.rollouts import Prompts, Rollouts, collect_rollouts, dump_rollou
 from ktae.train.update import evaluate, ppo_update
 
 PHASES = ("generation", "reward", "advantage", "update")
+#: the run folder's record of the versions and machine each start of the run ran on
+ENVIRONMENT_FILE = "environment.json"
 #: a callback receives every record the run logs: a step's metrics, or an evaluation (``eval_*`` keys)
 Callback = Callable[[dict], None]
 
@@ -103,7 +107,7 @@ class Run:
 # ============================================================================ the loop
 def train(config: TrainConfig | dict | None = None, *, resume: str | Path | None = None, log=None,
           callbacks: list[Callback] | tuple[Callback, ...] = (), **overrides) -> Path:
-    """Run RL training and return the run folder (metrics.jsonl, config.yaml, checkpoints/, final/).
+    """Run RL training and return the run folder (metrics.jsonl, config.yaml, environment.json, checkpoints/, final/).
 
     ``config``: a :class:`TrainConfig`, a dict of options, or ``None`` (defaults); ``overrides`` are option
     values applied on top (``train(steps=10, estimator="grpo")``). ``resume``: a run folder to continue from
@@ -302,6 +306,7 @@ def open_run(cfg: TrainConfig, run_dir: Path, last: Path | None, log: Callable[[
     if last is not None:
         start_step, eval_pending, elapsed = restore(last, model, optimizer, scheduler, sampler, engine)
         say(f"resuming {run_dir} from step {start_step}")
+    record_environment(run_dir, start_step if last is not None else None)
     logger = MetricsLogger(run_dir, cfg.to_dict(), resume_step=start_step if last is not None else None,
                            tensorboard=cfg.log.tensorboard, wandb=cfg.log.wandb, wandb_project=cfg.log.wandb_project,
                            quiet=cfg.log.quiet)
@@ -316,6 +321,23 @@ def open_run(cfg: TrainConfig, run_dir: Path, last: Path | None, log: Callable[[
     state = RunState(start_step, eval_pending, ckpt.rng_state(), sampler.state())
     return Run(cfg, run_dir, model, ref_model, tokenizer, optimizer, scheduler, sampler, prompts, eval_problems,
                ktae_config, engine, logger, amp, say, log, state, start_step, elapsed, t_setup)
+
+
+def record_environment(run_dir: Path, resumed_at: int | None) -> Path:
+    """Write what this start of the run runs on into ``run_dir/environment.json`` (beside config.yaml, which
+    resuming reads back): ``{"start": environment}`` for a new run; a resumed run keeps that and appends
+    ``{"step": resumed_at, "environment": ...}`` to ``"resumes"``. See :func:`ktae.environment.describe_environment`."""
+    path = run_dir / ENVIRONMENT_FILE
+    environment = describe_environment()
+    if resumed_at is None:
+        record: dict[str, Any] = {"start": environment, "resumes": []}
+    else:
+        record = json.loads(path.read_text()) if path.is_file() else {"start": None, "resumes": []}
+        record.setdefault("resumes", []).append({"step": resumed_at, "environment": environment})
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(record, indent=1) + "\n")
+    tmp.replace(path)
+    return path
 
 
 def restore(last: Path, model, optimizer, scheduler, sampler: PromptSampler, engine) -> tuple[int, bool, float]:
