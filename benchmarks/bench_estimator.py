@@ -2,6 +2,7 @@
 
     python benchmarks/bench_estimator.py            # all three benchmarks (about 2 minutes on 2 cores)
     python benchmarks/bench_estimator.py --quick    # smaller baseline sample, skips the paper-scale batch
+    python benchmarks/bench_estimator.py --json out.json   # also the numbers and the environment as JSON
 
 1. 128 prompts x 16 rollouts x 1024 tokens (Zipf ids over a 151,936-token vocabulary, random lengths, half
    correct): `ktae.key_token_values` against a per-group, per-token implementation in the style of the
@@ -152,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="time the baseline on 16 groups and skip the paper batch")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
+    parser.add_argument("--json", default="", help="also write the numbers and the environment to this JSON file")
     parser.add_argument("--paper-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.threads:
@@ -193,6 +195,11 @@ def main(argv: list[str] | None = None) -> int:
         paper = results["paper"]
         print(f"   1024x16x3072: ktae {paper['ktae_advantages_s']:8.2f} s,  grpo {paper['grpo_advantages_s']:6.2f} s "
               f"  -> KTAE costs {paper['ktae_advantages_s'] / paper['grpo_advantages_s']:.1f}x the GRPO advantage")
+    if args.json:
+        from ktae.environment import describe_environment
+
+        results.update(args={"quick": args.quick, "threads": args.threads}, environment=describe_environment())
+        Path(args.json).write_text(json.dumps(results, indent=1))
     return 0
 
 

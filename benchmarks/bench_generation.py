@@ -44,7 +44,7 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--train_steps", type=int, default=4, help="ktae train steps per backend (default 4)")
     p.add_argument("--skip", nargs="*", default=[], choices=[*MODELS, "train"], help="parts to leave out")
     p.add_argument("--workdir", default="", help="folder for the SmolLM2 HF folder and the runs (default: a temp one)")
-    p.add_argument("--json", default="", help="also write the numbers to this JSON file")
+    p.add_argument("--json", default="", help="also write the numbers (and the environment) to this JSON file")
     p.add_argument("--one", nargs=2, metavar=("MODEL", "BACKEND"), help=argparse.SUPPRESS)   # a child process
     return p.parse_args(argv)
 
@@ -179,6 +179,9 @@ def main(argv=None) -> None:
         results["train"] = rows
     print(f"\nload average {os.getloadavg()[0]:.1f} at the end")
     if args.json:
+        from ktae.environment import describe_environment
+
+        results["environment"] = describe_environment()  # the parent's; each row has its child's torch threads
         Path(args.json).write_text(json.dumps(results, indent=1))
 
 

@@ -47,7 +47,7 @@ def parse() -> argparse.Namespace:
                    help="torch CPU threads of both trainers (default 1: what ktae train uses for the embedded model)")
     p.add_argument("--rounds", type=int, default=2, help="runs of each trainer, alternating which goes first (default 2)")
     p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
-    p.add_argument("--json", default="", help="also write the numbers to this JSON file")
+    p.add_argument("--json", default="", help="also write the numbers (and the environment) to this JSON file")
     return p.parse_args()
 
 
@@ -253,9 +253,12 @@ def main() -> int:
           f"= {100 * share:.3f}% of ktae's step")
     print(f"(median over {len(ours['step'])} timed steps each; TRL / ktae > 1 means ktae is faster)")
     if args.json:
+        from ktae.environment import describe_environment
+
         Path(args.json).write_text(json.dumps({"args": vars(args), "ktae": ours, "trl": theirs,
                                                "ratios": {p: r for p, _, _, r in rows},
-                                               "ktae_share_of_step": share}, indent=1))
+                                               "ktae_share_of_step": share,
+                                               "environment": describe_environment()}, indent=1))
     return 0
 
 

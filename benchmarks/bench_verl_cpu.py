@@ -99,8 +99,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {r['trainer']} | {r['estimator']} | {r['first_step_s']:.1f} | {r['step_s']:.2f} ± {r['step_ci']:.2f} "
               f"| {1e3 * r['adv_s']:.1f} ± {1e3 * r['adv_ci']:.1f} | {100 * r['adv_share']:.1f}% ± "
               f"{100 * r['adv_share_ci']:.1f}% | {r['run_wall_s']:.0f} |")
+    from ktae.environment import describe_environment
+
     (out / "results.json").write_text(json.dumps({"rows": rows, "load_before": load_before,
-                                                  "load_after": load_after, "cpus": os.cpu_count()}, indent=1))
+                                                  "load_after": load_after, "cpus": os.cpu_count(),
+                                                  "environment": describe_environment()}, indent=1))
     print(f"\nlogs and results.json in {out}")
     return 0
 

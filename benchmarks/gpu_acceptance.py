@@ -46,7 +46,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -58,6 +57,7 @@ from typing import Any, Callable
 import torch
 
 import ktae
+from ktae.environment import describe_environment
 
 VOCAB = 151_936
 PARTS = ("equality", "paper_batch", "trainer", "trl")
@@ -323,17 +323,12 @@ def part_trl(device: str, dry: bool, work: Path) -> dict[str, Any]:
 
 
 def environment(device: str) -> dict[str, Any]:
-    info = {"python": platform.python_version(), "torch": torch.__version__, "ktae": getattr(ktae, "__version__", None),
-            "device": device}
+    """ktae's record of the environment (versions, git commit, CPU, torch threads, GPUs), the device the parts
+    run on and, on a GPU, its name and memory."""
+    info = {**describe_environment(), "device": device}
     if device.startswith("cuda"):
-        info.update(gpu=torch.cuda.get_device_name(0), cuda=torch.version.cuda,
+        info.update(gpu=torch.cuda.get_device_name(0),
                     gpu_memory_gib=torch.cuda.get_device_properties(0).total_memory / 2**30)
-    try:
-        import transformers
-
-        info["transformers"] = transformers.__version__
-    except ImportError:
-        pass
     return info
 
 

@@ -32,6 +32,7 @@ import torch
 
 import ktae
 from ktae.analysis.mistakes import mistake_metrics
+from ktae.environment import describe_environment
 from ktae.train.rollouts import pad
 from ktae.recipes.word_problems import token_labels
 
@@ -269,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
                    "mean_K": score_tokens(together, args.fraction)["mean_K"]}
         text += "\n\nPer run, all dumped steps:\n\n" + table({name: r["all"] for name, r in per_run.items()},
                                                               args.fraction)
-    (out / "mistakes.json").write_text(json.dumps(results, indent=1))
+    (out / "mistakes.json").write_text(json.dumps({**results, "environment": describe_environment()}, indent=1))
     (out / "mistakes.md").write_text(text + "\n")
     names = args.run_dirs[0].name if len(per_run) == 1 else f"{len(per_run)} runs"
     figure(together, out / "mistakes.png", f"{names}: K vs labelled wrong steps (tokens of wrong rollouts)")

@@ -144,6 +144,14 @@ def test_evaluate_from_python_with_sampling(tiny_model, tmp_path):
     assert "pass@4" in text and "mean accuracy" in text
     records = _records(str(tmp_path / "o"))
     assert sorted((r["index"], r["sample"]) for r in records) == [(i, s) for i in range(2) for s in range(4)]
+    # the summary records what made it: versions, the CPU, torch's threads
+    import torch
+
+    written = json.loads((tmp_path / "o" / "summary.json").read_text())
+    assert written["environment"] == summary["environment"]
+    assert written["environment"]["packages"]["torch"] == torch.__version__
+    assert written["environment"]["torch_threads"] == torch.get_num_threads()
+    assert written["environment"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
 
 
 def test_eval_cli_spellings_and_bare_flags():

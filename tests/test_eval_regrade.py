@@ -39,7 +39,11 @@ def test_regrade_reports_agreement_and_disagreements(tmp_path):
     assert result.summary["average"]["accuracy"] == pytest.approx((50 + 100 + 100) / 3)
     written = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert written[0]["previous_correct"] is False and written[0]["correct"] is True
-    assert json.loads((tmp_path / "out.summary.json").read_text())["agreement"]["agreed"] == 2
+    written_summary = json.loads((tmp_path / "out.summary.json").read_text())
+    assert written_summary["agreement"]["agreed"] == 2
+    assert written_summary["environment"]["packages"]["ktae"] == result.summary["environment"]["packages"]["ktae"]
+    assert set(written_summary["environment"]) >= {"python", "packages", "git", "cpu_model", "cpu_count",
+                                                   "cpu_capability", "torch_threads"}
 
 
 def test_regrade_cli_prints_tables_and_disagreements(tmp_path, capsys):

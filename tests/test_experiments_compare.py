@@ -2,8 +2,10 @@
 interrupted and continued (finished runs reused, the interrupted one resumed from its checkpoint)."""
 import json
 import math
+import platform
 
 import pytest
+import torch
 
 from ktae.experiments import compare
 from ktae.train import loop as loop_module
@@ -103,6 +105,12 @@ def test_compare_runs_resumes_and_summarises(tmp_path, monkeypatch, capsys):
         assert [row[0] for row in summary["curves"][key]["accuracy"]] == [1, 2]
     # step 0 is the same model for both methods (same seed, same warm start): a zero paired difference
     assert summary["paired"]["grpo-ktae"]["0"]["accuracy"]["mean"] == 0.0
+    # what made the summary, and each run's own record beside its config.yaml
+    assert summary["environment"]["python"] == platform.python_version()
+    assert summary["environment"]["packages"]["torch"] == torch.__version__
+    assert summary["environment"]["cpu_count"] >= 1 and summary["environment"]["torch_threads"] >= 1
+    assert all(json.loads((runs / name / "environment.json").read_text())["start"]["python"]
+               for name in ("grpo-s0", "grpo-s1", "grpo-ktae-s1"))
 
     # running it again reuses everything; other options for the same folder are refused
     calls.clear()

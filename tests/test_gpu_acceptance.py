@@ -58,6 +58,9 @@ def test_summary_is_written_when_a_part_fails(tmp_path, monkeypatch):
     assert summary["parts"]["paper_batch"]["status"] == "error"
     assert "out of memory (simulated)" in summary["parts"]["paper_batch"]["error"]
     assert summary["parts"]["equality"]["status"] == "ok"
+    environment = summary["environment"]  # ktae.environment's record, and the device the parts ran on
+    assert environment["device"] == "cpu" and environment["packages"]["torch"] == script.torch.__version__
+    assert environment["cpu_capability"] == script.torch.backends.cpu.get_cpu_capability()
 
 
 def test_without_cuda_it_stops_at_once(tmp_path):

@@ -41,7 +41,8 @@ def test_script_scores_the_dumped_rollouts(tmp_path):
     run = fake_run(tmp_path / "run")
     assert load_script().main([str(run), "--out", str(tmp_path / "out")]) == 0
     results = json.loads((tmp_path / "out" / "mistakes.json").read_text())
-    assert set(results) == {"10", "20", "all"}
+    assert set(results) == {"10", "20", "all", "environment"}
+    assert results["environment"]["packages"]["torch"] and results["environment"]["cpu_count"] >= 1
     together = results["all"]
     for target in ("wrong step, all wrong rollouts", "wrong step, mixed groups",
                    "from the first wrong step on, all wrong rollouts", "from the first wrong step on, mixed groups"):

@@ -72,6 +72,23 @@ def test_update_changes_the_policy(tmp_path, cache):
     assert rec["grad_norm"] > 0 or rec["ktae/mixed_group_fraction"] == 0
 
 
+def test_the_run_folder_records_its_environment(tmp_path, cache):
+    """environment.json beside config.yaml: versions, the checkout's commit, the CPU and the threads the run used."""
+    from ktae.train.config import load_run_config
+
+    run_dir = train(tiny_config(tmp_path, cache, steps=1, eval_every=0, save_every=0, save_model=False))
+    record = json.loads((run_dir / "environment.json").read_text())
+    assert record["resumes"] == []
+    env = record["start"]
+    assert env["packages"]["torch"] == torch.__version__ and env["python"].count(".") == 2
+    assert set(env["packages"]) == {"torch", "transformers", "vllm", "verl", "trl", "ktae"}
+    assert env["torch_threads"] == 1                      # what the run set (threads=1), not the process default
+    assert env["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert env["cpu_count"] >= 1 and env["cpu_model"]
+    assert env["git"] is None or len(env["git"]["commit"]) == 40
+    assert load_run_config(run_dir).steps == 1           # config.yaml is still the options alone
+
+
 def test_non_finite_step_is_skipped_and_reported(tmp_path, cache, monkeypatch, capsys):
     real = update_module.policy_loss
     calls = {"n": 0}

@@ -1,4 +1,5 @@
 """Stopping and resuming a run gives the same metrics as never stopping it (CPU, fixed seed)."""
+import json
 import os
 import signal
 
@@ -39,6 +40,9 @@ def test_stop_after_k_steps_then_resume(tmp_path, cache, reference):
     train(resume=run, steps=4)
     assert comparable(read_metrics(run)) == reference
     assert any(r.get("accuracy") is not None for r in reference)
+    environment = json.loads((run / "environment.json").read_text())  # the first start, then each resume
+    assert environment["start"]["packages"]["ktae"] == environment["resumes"][0]["environment"]["packages"]["ktae"]
+    assert [r["step"] for r in environment["resumes"]] == [2]
 
 
 def test_ctrl_c_while_generating_saves_and_resumes_exactly(tmp_path, cache, reference, monkeypatch):

@@ -16,7 +16,8 @@ from typing import Any, Callable, Sequence
 #: generation backends: transformers' ``generate`` or a vLLM engine
 BACKENDS = ("hf", "vllm")
 #: model dtypes a command accepts (``auto``: bfloat16 on a GPU, float32 on a CPU, or the checkpoint's own)
-DTYPES = ("auto", "float32", "bfloat16", "float16")
+#: ``float64``: slow, but a run then gives the same numbers on CPUs with different SIMD kernels (docs/reproducing.md)
+DTYPES = ("auto", "float32", "bfloat16", "float16", "float64")
 
 __all__ = ["Generation", "generate", "load_model", "eos_token_ids"]
 
@@ -309,7 +310,8 @@ def load_model(
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    dtypes = {"auto": "auto", "bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+    dtypes = {"auto": "auto", "bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32,
+              "float64": torch.float64}
     if dtype not in dtypes:
         raise ValueError(f"dtype must be one of {sorted(dtypes)}, got {dtype!r}")
     if device is None:

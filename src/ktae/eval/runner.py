@@ -7,7 +7,8 @@ Output folder of :func:`run_benchmarks`:
   and flushed after every generation batch, so an interrupted run loses at most
   one batch and resumes where it stopped;
 * ``run.json`` - the generation settings (a resumed run must use the same);
-* ``summary.json`` - per-benchmark accuracy / pass@k / mean length, average.
+* ``summary.json`` - per-benchmark accuracy / pass@k / mean length, average, and the environment that made
+  them (``environment``: versions, git commit, CPU; see :func:`ktae.environment.describe_environment`).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ktae.environment import describe_environment
 from ktae.eval.benchmarks import Example, benchmark_names, canonical_benchmark, load_benchmark
 from ktae.eval.metrics import summarize
 from ktae.frontend.outcomes import as_verdict
@@ -245,6 +247,7 @@ def run_benchmarks(config: EvalConfig, *, model: Any = None, tokenizer: Any = No
     summary["model"] = config.model or settings["model"]
     summary["settings"] = {k: settings[k] for k in ("template", "max_new_tokens", "temperature", "top_p", "n", "limit", "backend")}
     summary["created"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    summary["environment"] = describe_environment()
     _write_json(os.path.join(config.output, SUMMARY_FILE), summary)
     return summary
 
@@ -411,6 +414,7 @@ def regrade(
     result.summary = summarize(normalized, order)
     result.summary["source"] = path
     result.summary["layout"] = layout
+    result.summary["environment"] = describe_environment()
     if result.compared:
         result.summary["agreement"] = {
             "compared": result.compared, "agreed": result.agreed, "rate": result.agreement,

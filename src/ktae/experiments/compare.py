@@ -7,7 +7,7 @@ Every (method, seed) is one ordinary ``ktae train`` run, made through :func:`kta
   entropy against the step; per method the mean over seeds with a 95% confidence band (Student t);
 * ``<output>/compare.md`` and ``compare.json``: held-out accuracy and mean response length at fixed
   steps (mean ± 95% CI over seeds), and the paired (same seed) difference of each KTAE variant to the
-  baseline;
+  baseline; ``compare.json`` also has the command, the options and the environment (versions, git commit, CPU);
 * ``<output>/curves.csv`` (or ``--csv``): the data behind them, one row per (arm, seed, step) with the columns
   :data:`CSV_COLUMNS`; comparisons of one study (say GRPO arms, then DAPO arms, or one seed at a time) can
   write one file: rows of other runs (study, arm, seed) already there are kept.
@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from ktae.environment import describe_environment
 from ktae.experiments.plot import moving_average
 from ktae.options import make_parser, option, parse
 from ktae.train.config import TrainConfig, as_flat, load_run_config, make_config, parse_command
@@ -579,6 +580,7 @@ def main(argv: list[str] | None = None) -> int:
             summary["steps_to_target"] = steps_to_target(summary, config.target_accuracy)
         summary["command"] = "ktae compare " + " ".join(argv)
         summary["options"] = {"compare": dataclasses.asdict(config), "train": train_options}
+        summary["environment"] = describe_environment()  # of this summary; each run's is in its environment.json
         out = Path(config.output)
         figure = Path(config.figure) if config.figure else out / "compare.png"
         name = "DAPO" if config.dapo else "GRPO"

@@ -3,10 +3,13 @@
     ktae doctor            # every check, a Ray worker included (~10-30 s: starts a local Ray instance)
     ktae doctor --no-ray   # skip the Ray worker
 
-Each line says ok / FAIL / skip and what to do about a failure; the exit status is 1 when a check failed.
-Checks: the verl version against the supported range; the ``verl.plugins`` entry point ``ktae`` and
-``VERL_USE_EXTERNAL_PLUGINS``; that ``import verl`` loads the plug-in and registers the estimators; that the
-trainer wrappers install (legacy and v1); the same inside a Ray worker; the TRL version and adapter.
+Each line says ok / FAIL / warn / skip and what to do about a failure or a warning; the exit status is 1 when a
+check failed. Checks: installed versions that do not go together (transformers and kernels, transformers and the
+``verl`` extra's range, vLLM and transformers, a CUDA build of torch on a machine without CUDA; read from the
+packages' metadata, see :mod:`ktae.integrations.compatibility`); the verl version against the supported range;
+the ``verl.plugins`` entry point ``ktae`` and ``VERL_USE_EXTERNAL_PLUGINS``; that ``import verl`` loads the
+plug-in and registers the estimators; that the trainer wrappers install (legacy and v1); the same inside a Ray
+worker; the TRL version and adapter.
 """
 from __future__ import annotations
 
@@ -21,12 +24,13 @@ from typing import Any
 from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
+from ktae.integrations.compatibility import WARN, compatibility_checks
 from ktae.options import make_parser, option, parse
 
 SUPPORTED_TRL = ">=1.16,<2"
 PLUGIN = "ktae.integrations.verl"
 
-#: (name, ok: True / False / None for skipped, detail)
+#: (name, ok: True / False / None for skipped / WARN, detail)
 Check = tuple[str, Any, str]
 
 
@@ -70,8 +74,9 @@ def _worker_probe() -> dict[str, Any]:
 
 
 def run_checks(ray_worker: bool = True) -> list[Check]:
-    """Every check, in order. Imports verl (and the plug-in) into this process."""
-    checks: list[Check] = []
+    """Every check, in order: installed versions first (from metadata, so that a package whose import is broken
+    is named before anything imports it), then verl and TRL. Imports verl (and the plug-in) into this process."""
+    checks: list[Check] = compatibility_checks()
     version = _version("verl")
     if version is None:
         checks.append(("verl installed", False, 'not installed: pip install "ktae[verl]"'))
@@ -180,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
           f"torch {_version('torch')}", flush=True)
     failed = False
     for name, ok, detail in run_checks(ray_worker=not args.no_ray):
-        label = "skip" if ok is None else ("ok" if ok else "FAIL")
+        label = "skip" if ok is None else "warn" if ok == WARN else ("ok" if ok else "FAIL")
         failed |= ok is False
         print(f"  [{label:>4}] {name}: {detail}", flush=True)
     print("KTAE is ready in verl and TRL" if not failed else "some checks failed: see FAIL above", flush=True)

@@ -60,8 +60,8 @@ class TinyModelConfig:
             raise ValueError(f"TinyModelConfig.sft_lr must be >= 0, got {self.sft_lr!r}")
 
 
-def build_model(cfg: TinyModelConfig, vocab_size: int, pad_id: int, eos_id: int):
-    """A freshly initialised tiny ``LlamaForCausalLM`` (seeded by ``cfg.seed``)."""
+def build_model(cfg: TinyModelConfig, vocab_size: int, pad_id: int, eos_id: int, dtype: torch.dtype = torch.float32):
+    """A freshly initialised tiny ``LlamaForCausalLM`` (seeded by ``cfg.seed``), its weights drawn in ``dtype``."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(
@@ -79,7 +79,23 @@ def build_model(cfg: TinyModelConfig, vocab_size: int, pad_id: int, eos_id: int)
         attention_dropout=0.0,
     )
     torch.manual_seed(cfg.seed)
-    return LlamaForCausalLM(config)
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)   # the initial weights are drawn in this dtype (float32's draws are CPU-specific)
+    try:
+        return LlamaForCausalLM(config)
+    finally:
+        torch.set_default_dtype(default)
+
+
+def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy over the labelled positions, as transformers' causal-LM loss computes it.
+
+    ``logits`` ``[B, T, V]``, ``labels`` ``[B, T]`` (-100 where not trained; position t predicts t + 1). The one
+    difference: float64 logits stay float64 (transformers casts them to float32, whose kernels differ by CPU).
+    """
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    shifted = torch.nn.functional.pad(labels, (0, 1), value=-100)[..., 1:].contiguous()
+    return torch.nn.functional.cross_entropy(logits.view(-1, logits.shape[-1]), shifted.view(-1), ignore_index=-100)
 
 
 def sft_example(task, rng: random.Random, correct_fraction: float) -> tuple[str, str]:
@@ -133,13 +149,13 @@ def warm_start(model, tokenizer, task, cfg: TinyModelConfig, exclude: frozenset[
                 continue
             pairs.append((prompt, response))
         ids, mask, labels = _encode_batch(tokenizer, pairs)
-        out = model(input_ids=ids, attention_mask=mask, labels=labels)
-        out.loss.backward()
+        loss = causal_lm_loss(model(input_ids=ids, attention_mask=mask).logits, labels)
+        loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
         sched.step()
-        losses.append(out.loss.item())
+        losses.append(loss.item())
         bar.set_postfix(loss=f"{losses[-1]:.3f}")
     model.eval()
     return losses
@@ -150,36 +166,39 @@ def cache_root() -> Path:
     return Path(os.environ.get("KTAE_CACHE") or Path.home() / ".cache" / "ktae")
 
 
-def cache_key(task, cfg: TinyModelConfig, exclude: frozenset[str]) -> str:
-    payload = json.dumps(
-        {"version": BUILD_VERSION, "task": asdict(task), "model": asdict(cfg), "exclude": sorted(exclude),
-         "torch": torch.__version__.split("+")[0]},
-        sort_keys=True,
-    )
+def cache_key(task, cfg: TinyModelConfig, exclude: frozenset[str], dtype: torch.dtype = torch.float32) -> str:
+    """The cache folder's name: a hash of everything the built model depends on (float32 keys as before)."""
+    fields = {"version": BUILD_VERSION, "task": asdict(task), "model": asdict(cfg), "exclude": sorted(exclude),
+              "torch": torch.__version__.split("+")[0]}
+    if dtype != torch.float32:
+        fields["dtype"] = str(dtype).removeprefix("torch.")
+    payload = json.dumps(fields, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
 def load_embedded_model(task, cfg: TinyModelConfig, exclude: frozenset[str] = frozenset(),
-                        cache: bool = True, progress: bool = True, cache_dir: str | Path | None = None):
+                        cache: bool = True, progress: bool = True, cache_dir: str | Path | None = None,
+                        dtype: torch.dtype = torch.float32):
     """The warm-started tiny model and its tokenizer, from the cache or built now.
 
     Returns ``(model, tokenizer, path)``; ``path`` is the cached folder (``None`` when
     ``cache`` is false). The held-out problems in ``exclude`` never appear in the
-    warm-start data. ``cache_dir`` overrides :func:`cache_root`.
+    warm-start data. ``cache_dir`` overrides :func:`cache_root`. ``dtype``: the dtype the model is
+    built, warm-started and returned in (float64 gives the same weights on any CPU).
     """
     from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
     root = Path(cache_dir) if cache_dir else cache_root()
-    folder = root / "embedded" / cache_key(task, cfg, exclude) if cache else None
+    folder = root / "embedded" / cache_key(task, cfg, exclude, dtype) if cache else None
     if folder is not None and (folder / "done").exists():
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
         tokenizer = PreTrainedTokenizerFast.from_pretrained(folder)
         model.eval()
         return model, tokenizer, folder
 
     start = time.time()
     tokenizer = task.build_tokenizer()
-    model = build_model(cfg, len(tokenizer), tokenizer.pad_token_id, tokenizer.eos_token_id)
+    model = build_model(cfg, len(tokenizer), tokenizer.pad_token_id, tokenizer.eos_token_id, dtype)
     if progress:
         print(f"building the embedded model (first run only): {cfg.num_layers} layers, width {cfg.hidden_size}, "
               f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, {cfg.sft_steps} warm-start steps",

@@ -99,7 +99,8 @@ class ModelConfig(_Section):
     gguf_file: str = option("", "GGUF file name inside the --model folder/repo (a .gguf path in --model sets it)")
     tokenizer: str = option("", "tokenizer id/path if it differs from the model's")
     dtype: str = option("auto", f"compute dtype, one of {DTYPES} (trained weights stay float32, bf16/fp16 run under "
-                        "autocast); auto: bfloat16 on a GPU, float32 on a CPU")
+                        "autocast; float64 trains in float64, the same numbers on any CPU); auto: bfloat16 on a GPU, "
+                        "float32 on a CPU")
     device: str = option("auto", "'auto' (cuda when available), 'cpu', 'cuda', 'cuda:1', ...")
     trust_remote_code: bool = option(False, "allow custom model code from the Hub")
     gradient_checkpointing: bool = option(False, "recompute activations in the backward pass (saves memory)")
@@ -327,6 +328,9 @@ class TrainConfig(_Section):
                              f"got {self.algorithm.overlong_buffer!r}")
         if self.algorithm.estimator.startswith("rloo") and self.rollout.rollouts_per_prompt < 2:
             raise ValueError(f"--rollouts_per_prompt: expected >= 2 for RLOO, got {self.rollout.rollouts_per_prompt}")
+        if self.rollout.backend == "vllm" and self.model.dtype == "float64":
+            raise ValueError("--dtype: expected auto, float32, bfloat16 or float16 with --backend vllm (vLLM has no "
+                             "float64 kernels), got 'float64'")
         if self.model.path == "embedded" and self.data.path != "embedded":
             raise ValueError(f"--data: expected 'embedded' when --model is 'embedded' (the tiny model only knows the "
                              f"embedded task's symbols), got {self.data.path!r}")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import json
 import math
 import random
 import signal
@@ -32,6 +33,7 @@ import numpy as np
 import torch
 
 import ktae
+from ktae.environment import describe_environment
 from ktae.frontend.metrics import MIXED_GROUP_FRACTION, key_token_metrics
 from ktae.frontend.outcomes import mixed_groups
 from ktae.frontend.records import DUMP_FOLDER, KeyTokenDumper
@@ -41,11 +43,13 @@ from ktae.train import checkpoint as ckpt
 from ktae.train.config import PPOConfig, TrainConfig, make_config, resume_config, save_yaml, with_options
 from ktae.train.data import PromptSampler, load_problems
 from ktae.train.logger import MetricsLogger
-from ktae.train.modeling import load_policy, resolve_device, resolve_dtype
+from ktae.train.modeling import load_policy, parameter_dtype, resolve_device, resolve_dtype
 from ktae.train.rollouts import Prompts, Rollouts, collect_rollouts, dump_rollouts, prepare_prompts
 from ktae.train.update import greedy_accuracy, ppo_update
 
 PHASES = ("generation", "reward", "advantage", "update")
+#: the run folder's record of the versions and machine each start of the run ran on
+ENVIRONMENT_FILE = "environment.json"
 #: a callback receives every record the run logs: a step's metrics, or an evaluation (``eval_*`` keys)
 Callback = Callable[[dict], None]
 
@@ -107,7 +111,7 @@ class Run:
 # ============================================================================ the loop
 def train(config: TrainConfig | dict | None = None, *, resume: str | Path | None = None, log=None,
           callbacks: list[Callback] | tuple[Callback, ...] = (), **overrides) -> Path:
-    """Run RL training and return the run folder (metrics.jsonl, config.yaml, checkpoints/, final/).
+    """Run RL training and return the run folder (metrics.jsonl, config.yaml, environment.json, checkpoints/, final/).
 
     ``config``: a :class:`TrainConfig`, a dict of options, or ``None`` (defaults); ``overrides`` are option
     values applied on top (``train(steps=10, estimator="grpo")``). ``resume``: a run folder to continue from
@@ -273,11 +277,12 @@ def open_run(cfg: TrainConfig, run_dir: Path, last: Path | None, log: Callable[[
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # no bar per checkpoint write; the console shows one row per step
-    dtype = resolve_dtype(cfg.model.dtype, device)   # compute dtype; trained parameters stay float32 (mixed precision)
-    amp = contextlib.nullcontext if dtype == torch.float32 else \
+    dtype = resolve_dtype(cfg.model.dtype, device)   # compute dtype; trained parameters float32 (mixed precision)
+    weights = parameter_dtype(dtype)                 # ... or float64 for a float64 run
+    amp = contextlib.nullcontext if dtype == weights else \
         (lambda: torch.autocast(device_type=device.type, dtype=dtype))
     t_setup = time.time()
-    model, tokenizer, source = load_policy(cfg, device, torch.float32, progress=not cfg.log.quiet)
+    model, tokenizer, source = load_policy(cfg, device, weights, progress=not cfg.log.quiet)
     model.eval()
     ref_model = None
     if cfg.ppo.kl_coef > 0:
@@ -303,6 +308,7 @@ def open_run(cfg: TrainConfig, run_dir: Path, last: Path | None, log: Callable[[
     if last is not None:
         start_step, eval_pending, elapsed = restore(last, model, optimizer, scheduler, sampler, engine)
         say(f"resuming {run_dir} from step {start_step}")
+    record_environment(run_dir, start_step if last is not None else None)
     logger = MetricsLogger(run_dir, cfg.to_dict(), resume_step=start_step if last is not None else None,
                            tensorboard=cfg.log.tensorboard, wandb=cfg.log.wandb, wandb_project=cfg.log.wandb_project,
                            quiet=cfg.log.quiet)
@@ -322,6 +328,23 @@ def open_run(cfg: TrainConfig, run_dir: Path, last: Path | None, log: Callable[[
                                 source=cfg.model.tokenizer or (source if embedded_folder else cfg.model.path))
     return Run(cfg, run_dir, model, ref_model, tokenizer, optimizer, scheduler, sampler, prompts, eval_problems,
                ktae_config, engine, logger, amp, say, log, state, start_step, elapsed, t_setup, dumper)
+
+
+def record_environment(run_dir: Path, resumed_at: int | None) -> Path:
+    """Write what this start of the run runs on into ``run_dir/environment.json`` (beside config.yaml, which
+    resuming reads back): ``{"start": environment}`` for a new run; a resumed run keeps that and appends
+    ``{"step": resumed_at, "environment": ...}`` to ``"resumes"``. See :func:`ktae.environment.describe_environment`."""
+    path = run_dir / ENVIRONMENT_FILE
+    environment = describe_environment()
+    if resumed_at is None:
+        record: dict[str, Any] = {"start": environment, "resumes": []}
+    else:
+        record = json.loads(path.read_text()) if path.is_file() else {"start": None, "resumes": []}
+        record.setdefault("resumes", []).append({"step": resumed_at, "environment": environment})
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(record, indent=1) + "\n")
+    tmp.replace(path)
+    return path
 
 
 def restore(last: Path, model, optimizer, scheduler, sampler: PromptSampler, engine) -> tuple[int, bool, float]:

@@ -21,7 +21,12 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     """The compute dtype: ``auto`` is bfloat16 on a GPU and float32 on a CPU."""
     if name == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32
-    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}[name]
+
+
+def parameter_dtype(compute: torch.dtype) -> torch.dtype:
+    """The dtype of the trained weights: float32 (bf16/fp16 compute runs under autocast), float64 for float64."""
+    return torch.float64 if compute == torch.float64 else torch.float32
 
 
 def disable_dropout(model) -> None:
@@ -47,7 +52,7 @@ def load_policy(cfg, device: torch.device, dtype: torch.dtype, progress: bool = 
         task = embedded_task(cfg.task)
         held_out = frozenset(r["problem"] for r in task.problems(EMBEDDED_EVAL_POOL, seed=EMBEDDED_EVAL_SEED))
         model, tokenizer, folder = load_embedded_model(task, cfg.tiny, exclude=held_out, progress=progress,
-                                                       cache_dir=cfg.model.cache_dir or None)
+                                                       cache_dir=cfg.model.cache_dir or None, dtype=dtype)
         source = str(folder) if folder else "embedded (not cached)"
     else:
         from ktae.model_source import explain_load_error, resolve_model_source

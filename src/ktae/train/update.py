@@ -34,7 +34,8 @@ def response_log_probs(model, prompt_ids: list[list[int]], responses: torch.Tens
     positions = (attention.cumsum(-1) - 1).clamp(min=0)
     kwargs = {"logits_to_keep": length + 1} if _takes_logits_to_keep(model) else {}
     out = model(input_ids=input_ids, attention_mask=attention, position_ids=positions, use_cache=False, **kwargs)
-    logits = out.logits[:, -(length + 1):-1, :].float() / temperature       # [b, L, V] predicting the response
+    logits = out.logits[:, -(length + 1):-1, :]                              # [b, L, V] predicting the response
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32)) / temperature  # half -> float32
     targets = responses.to(device)
     log_probs = -F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
                                  reduction="none").view(targets.shape)
@@ -66,13 +67,14 @@ def chunks(indices: torch.Tensor, size: int) -> list[torch.Tensor]:
 def forward_log_probs(model, batch: Rollouts, cfg: TrainConfig, pad_id: int, micro: int,
                       amp=contextlib.nullcontext) -> torch.Tensor:
     """``[B, L]`` log-probs of every rollout under ``model`` (no gradient), micro-batch by micro-batch."""
-    out = torch.zeros(batch.responses.shape, dtype=torch.float32)
+    weights = next(model.parameters()).dtype
+    out = torch.zeros(batch.responses.shape, dtype=torch.promote_types(weights, torch.float32))
     for idx in chunks(torch.arange(len(batch.prompt_ids)), micro):
         width = max(int(batch.response_mask[idx].sum(-1).max()), 1)
         with amp():
             lp, _ = response_log_probs(model, [batch.prompt_ids[i] for i in idx], batch.responses[idx, :width],
                                        batch.response_mask[idx, :width], pad_id, cfg.rollout.temperature)
-        out[idx, :width] = lp.float().cpu()
+        out[idx, :width] = lp.to(out.dtype).cpu()
     return out
 
 

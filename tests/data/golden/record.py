@@ -6,6 +6,12 @@ Run it only when a change of the trainer's behaviour is intended; a refactoring 
 are. The runs use a tiny model (built in seconds, cached under the folder given as the first argument, or a
 temporary one) so that some rollouts are right: GRPO+KTAE with PPO mini-batches and two epochs (KL loss, DAPO
 rewards so that K is not zero), and DAPO+KTAE with dynamic sampling.
+
+They run in float64 (``dtype="float64"``: the tiny model is built, warm-started and trained in float64), so that
+they come out the same on CPUs with different SIMD kernels (AVX2, AVX-512): what float64 leaves CPU-specific
+(transformers computes RMSNorm, rotary angles and sampling probabilities in float32) moves the continuous
+metrics in their 4th-6th digit, and no rollout, answer or length (checked with ATEN_CPU_CAPABILITY=avx2, avx512
+and default). In float32 the runs part ways from the first step.
 """
 from __future__ import annotations
 
@@ -17,7 +23,7 @@ from pathlib import Path
 HERE = Path(__file__).parent
 TINY = dict(tiny_hidden_size=32, tiny_layers=2, tiny_heads=2, tiny_intermediate_size=64, tiny_sft_steps=150,
             tiny_sft_batch_size=32, tiny_sft_lr=1e-2, prompts_per_step=4, rollouts_per_prompt=4, max_new_tokens=24,
-            eval_size=8, eval_every=2, threads=1, grader_workers=0, quiet=True, steps=3, save_every=0)
+            eval_size=8, eval_every=2, threads=1, grader_workers=0, quiet=True, steps=3, save_every=0, dtype="float64")
 RUNS = {
     "grpo-ktae": ("grpo-ktae", dict(mini_batch_prompts=2, ppo_epochs=2, reward="dapo", overlong_buffer=12,
                                     ktae_threshold=-1.5, seed=0)),
