@@ -19,7 +19,8 @@ __all__ = ["KeyTokenBatch", "KEY_TOKEN_METRICS", "MIXED_GROUP_FRACTION", "PREFIX
            "key_token_metrics", "upgrade_record"]
 
 PREFIX = "ktae/"
-#: the share of groups with both correct and wrong rollouts (the only groups where K can be non-zero)
+#: the share of groups with both correct and wrong rollouts by KTAE's rule (score > ``KTAEConfig.threshold``, not a
+#: grader's verdict): the only groups where K can be non-zero; ``MixedGroupWatch`` warns when it stays 0
 MIXED_GROUP_FRACTION = PREFIX + "mixed_group_fraction"
 
 
