@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata as metadata
-import importlib.util
 import os
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from packaging.specifiers import SpecifierSet
@@ -124,17 +124,18 @@ def run_checks(ray_worker: bool = True) -> list[Check]:
 
 
 def _supported_verl() -> str:
-    """The supported verl range, read without importing the plug-in (which refuses other versions)."""
+    """The supported verl range, read from the plug-in's ``version.py`` without importing the plug-in (which refuses
+    other versions, and imports verl and transformers: a broken install must be reported, not crash the doctor)."""
     import ast
 
-    spec = importlib.util.find_spec(f"{PLUGIN}.version")
-    tree = ast.parse(open(spec.origin, encoding="utf-8").read())
+    source = Path(__file__).with_name("verl") / "version.py"   # ktae/integrations/verl/version.py
+    tree = ast.parse(source.read_text(encoding="utf-8"))
     for node in tree.body:
         if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", "") == "SUPPORTED_VERL":
             return ast.literal_eval(node.value)
         if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "SUPPORTED_VERL" for t in node.targets):
             return ast.literal_eval(node.value)
-    raise RuntimeError(f"{PLUGIN}.version does not define SUPPORTED_VERL")
+    raise RuntimeError(f"{source} does not define SUPPORTED_VERL")
 
 
 def _ray_check() -> Check:
