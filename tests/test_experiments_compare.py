@@ -45,8 +45,8 @@ def test_parse_args_splits_compare_and_train_options():
                                                 "--table_steps", "0,5", "--steps", "5", "--output=x"])
     assert config.dapo and config.seeds == 2 and config.ablations == ["beta"] and config.table_steps == [0, 5]
     assert config.output == "x" and config.steps == 5
-    assert train_options == {"lr": 1e-3}
-    assert compare.parse_args(["--ppo.lr", "1e-3"])[1] == {"lr": 1e-3}
+    assert train_options == {"ppo.lr": 1e-3}   # by path, whichever name was written
+    assert compare.parse_args(["--ppo.lr", "1e-3"])[1] == {"ppo.lr": 1e-3}
     for bad, match in ((["--seed", "3"], "set by ktae compare"), (["--eval.every", "3"], "set by ktae compare"),
                        (["--preset", "dapo"], "set by ktae compare"), (["--seeds", "0"], "--seeds"),
                        (["--ablations", "x"], "--ablations"), (["--seeds", "two"], "--seeds"),

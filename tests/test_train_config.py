@@ -4,18 +4,20 @@ import pytest
 from ktae.core.config import KTAEConfig
 from ktae.recipes.tiny_model import TinyModelConfig
 from ktae.train.cli import main
-from ktae.train.config import (COMMON_OPTIONS, TrainConfig, help_topics, load_run_config, make_config, options,
-                               parse_args, resume_config, save_yaml, with_options)
+from ktae.train.config import (COMMON_OPTIONS, FLAT_ALIASES, TrainConfig, help_topics, load_run_config, make_config,
+                               option_values, options, parse_args, read_values, resume_config, save_yaml,
+                               with_options)
 from ktae.train.presets import PRESETS
 
 
-def test_help_all_lists_every_option_in_both_spellings_with_its_default(capsys):
+def test_help_all_lists_every_option_by_path_and_flat_name_with_its_default(capsys):
     assert main(["--help", "all"]) == 0
     text = capsys.readouterr().out
-    for flat, opt in options().items():
-        assert opt.help, flat
-        assert f"--{flat} " in text or f"--{flat}," in text, flat
-        assert f"--{opt.dotted}" in text, opt.dotted
+    for path, opt in options().items():
+        assert opt.help, path
+        assert f"--{path}," in text or f"--{path} " in text, path
+        for flat in opt.aliases:
+            assert f"--{flat} " in text or f"--{flat}," in text, flat
     assert "(default: 150)" in text and "(default: grpo+ktae)" in text
     for title in ("Model:", "Rollouts:", "KTAE (the core's KTAEConfig", "Update (PPO):", "Held-out evaluation:"):
         assert title in text
@@ -28,8 +30,8 @@ def test_help_fits_a_screen_with_the_common_options_and_the_sections(capsys, mon
     assert main(["--help"]) == 0
     text = capsys.readouterr().out
     assert len(text.splitlines()) < 70
-    for flat in COMMON_OPTIONS + ("preset", "config", "resume"):
-        assert f"--{flat} " in text or f"--{flat}," in text, flat
+    for path in COMMON_OPTIONS + ("preset", "config", "resume"):
+        assert f"--{path} " in text or f"--{path}," in text, path
     assert "--tiny_layers" not in text and "--adam_beta1" not in text
     for topic in help_topics():
         assert f"\n  {topic} " in text, topic
@@ -41,7 +43,7 @@ def test_help_section_shows_that_section_only(argv, capsys):
     text = capsys.readouterr().out
     ppo = [o for o in options().values() if o.section == "ppo"]
     for opt in ppo:
-        assert f"--{opt.dotted}" in text, opt.dotted
+        assert f"--{opt.path}" in text, opt.path
     assert "--tiny_layers" not in text and "Start:" not in text and "Update (PPO):" in text
 
 
@@ -51,8 +53,8 @@ def test_every_section_has_a_help_topic_and_together_they_list_every_option(caps
         if topic not in ("presets", "all"):
             assert main(["--help", topic]) == 0
             shown += capsys.readouterr().out
-    for opt in options().values():
-        assert f"--{opt.dotted}" in shown, opt.dotted
+    for path in options():
+        assert f"--{path}" in shown, path
     assert main(["--help", "presets"]) == 0
     text = capsys.readouterr().out
     assert all(name in text for name in PRESETS)
@@ -68,7 +70,8 @@ def test_sections_are_typed_and_ktae_is_the_core_config():
     cfg = TrainConfig()
     assert isinstance(cfg.ktae, KTAEConfig) and isinstance(cfg.tiny, TinyModelConfig)
     assert cfg.ktae_config((0, 2)) == KTAEConfig(rollout="grpo", ignore_token_ids=(0, 2))
-    assert {o.flat for o in options().values()} >= {"ktae_alpha", "lr", "eval_every", "tiny_layers", "model", "task"}
+    assert {"ktae.alpha", "ppo.lr", "eval.every", "tiny.num_layers", "model.path", "task.name"} <= set(options())
+    assert "ktae.rollout" not in options() and "preset" not in options()   # set by the trainer / by --preset
 
 
 @pytest.mark.parametrize("argv", [["--ktae_alpha", "0", "--lr", "2e-5", "--eval_every", "3", "--tiny_layers", "2"],
@@ -100,6 +103,80 @@ def test_yaml_values_are_read_like_the_command_line(tmp_path):
     bad.write_text("ppo: {lr: fast}\n")
     with pytest.raises(ValueError, match=r"bad.yaml.*--lr.*fast"):
         parse_args(["--config", str(bad)])
+
+
+#: the rule that named the options before the sections (the flat names users have in scripts and YAML files)
+OLD_PREFIX = {"task": "task_", "tiny": "tiny_", "ktae": "ktae_", "eval": "eval_"}
+OLD_EXCEPTIONS = {"model.path": "model", "model.cache_dir": "cache_dir", "data.path": "data",
+                  "data.subset": "data_config", "task.name": "task", "tiny.num_layers": "tiny_layers",
+                  "tiny.num_heads": "tiny_heads", "ppo.epochs": "ppo_epochs", "eval.path": "eval_data",
+                  "eval.subset": "eval_data_config"}
+
+
+def test_the_alias_table_has_every_flat_name_of_earlier_versions():
+    old = {}
+    for path, opt in options().items():
+        flat = OLD_EXCEPTIONS.get(path, OLD_PREFIX.get(opt.section, "") + path.rpartition(".")[2])
+        if flat != path:
+            old[flat] = path
+    assert FLAT_ALIASES == old
+
+
+def _as_text(value) -> str:
+    return str(value).lower() if isinstance(value, bool) else ",".join(value) if isinstance(value, list) else str(value)
+
+
+@pytest.mark.parametrize("flat, path", sorted(FLAT_ALIASES.items()))
+def test_every_old_flag_sets_its_option_in_both_spellings(flat, path):
+    from ktae.train.config import read_options
+
+    value = option_values(TrainConfig())[path]
+    text = _as_text(value) or "x"
+    expected = read_options([f"--{path}={text}"])
+    assert list(expected) == [path]
+    assert read_options([f"--{flat}={text}"]) == read_options([f"--{flat.replace('_', '-')}={text}"]) == expected
+
+
+def test_old_negative_flags_still_switch_a_default_on_option_off():
+    assert parse_args(["--no_save_model"]).log.save_model is False
+    assert parse_args(["--no-save-model"]).log.save_model is False
+    assert parse_args(["--no_log.save_model"]).log.save_model is False
+    assert parse_args(["--save_model", "false"]) == parse_args(["--log.save_model=false"])
+
+
+def test_old_yaml_files_with_flat_keys_give_the_config_of_their_nested_form(tmp_path):
+    import yaml
+
+    cfg = make_config("dapo-ktae", steps=7, seed=3, lr=3e-5, ktae_gamma=0.5, eval_every=2, tiny_layers=2,
+                      task_max_operand=7, filter_field="level", filter_values=["Level 3"], quiet=True,
+                      save_model=False, data_config="main", template="r1", cache_dir="/tmp/c")
+    flat_of = {path: flat for flat, path in FLAT_ALIASES.items()}
+    flat = {"preset": cfg.preset, **{flat_of.get(path, path): value for path, value in option_values(cfg).items()}}
+    (tmp_path / "flat.yaml").write_text(yaml.safe_dump(flat))
+    save_yaml(cfg, tmp_path / "nested.yaml")
+    flat_text = (tmp_path / "flat.yaml").read_text()
+    assert "\nlr: " in flat_text and "ppo:" not in flat_text and "\nppo:" in (tmp_path / "nested.yaml").read_text()
+    assert parse_args(["--config", str(tmp_path / "flat.yaml")]) == cfg
+    assert parse_args(["--config", str(tmp_path / "nested.yaml")]) == cfg
+
+
+def test_yaml_and_python_values_are_converted_to_the_option_type():
+    read = read_values({"steps": "3", "lr": "1e-4", "quiet": "yes", "save_model": 0, "ppo.clip_high": 1,
+                        "data_config": 2020, "filter_values": "Level 3,Level 4", "tokenizer": None}, "test")
+    assert read == {"steps": 3, "ppo.lr": 1e-4, "log.quiet": True, "log.save_model": False, "ppo.clip_high": 1.0,
+                    "data.subset": "2020", "data.filter_values": ["Level 3,Level 4"], "model.tokenizer": ""}
+    assert isinstance(read["ppo.clip_high"], float)
+    bad = [("steps", 3.5, "--steps: expected an integer"), ("lr", [1, 2], "--lr: expected a number"),
+           ("quiet", "maybe", "--quiet: expected true or false"), ("ktae.alpha", True, "--ktae_alpha: expected a number"),
+           ("rollout", {"top_p": "x"}, "--top_p: expected a number")]
+    for key, value, expected in bad:
+        with pytest.raises(ValueError, match=f"test: {expected}, got"):
+            read_values({key: value}, "test")
+
+
+def test_an_unknown_key_inside_a_section_is_named_with_its_section():
+    with pytest.raises(ValueError, match=r"unknown option 'ppo.lrr' \(did you mean --ppo.lr"):
+        make_config(ppo={"lrr": 1e-5})
 
 
 def test_saved_config_round_trips_nested_and_old_flat_files_still_load(tmp_path):

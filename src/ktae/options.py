@@ -18,11 +18,12 @@ instead of exiting.
 from __future__ import annotations
 
 import argparse
+import functools
 import typing
 from dataclasses import MISSING, field
 from typing import Any, Sequence
 
-__all__ = ["option", "make_parser", "parse", "HelpFormatter"]
+__all__ = ["option", "make_parser", "add_field", "parse", "HelpFormatter"]
 
 
 def option(default: Any, help: str, *, aliases: Sequence[str] = (), metavar: str | None = None,
@@ -80,15 +81,13 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
         return f"{names} {self._format_args(action, self._get_default_metavar_for_optional(action))}"
 
 
-def make_parser(dataclass_types: Sequence[type], prog: str, description: str = "", epilog: str | None = None,
-                add_help: bool = True, usage: str | None = None):
-    """An ``HfArgumentParser`` for ``dataclass_types`` that never abbreviates options and never exits on errors
-    (except argparse's own: ``--help``, and a missing required argument)."""
+@functools.cache
+def _parser_class() -> type:
+    """``HfArgumentParser``, except that a field declared with ``option(..., action=...)`` gets that action
+    (transformers is imported here, when a parser is first made)."""
     from transformers import HfArgumentParser
 
     class Parser(HfArgumentParser):
-        """``HfArgumentParser``, except that a field declared with ``option(..., action=...)`` gets that action."""
-
         @staticmethod
         def _parse_dataclass_field(parser, dataclass_field) -> None:
             if "action" in dataclass_field.metadata:
@@ -96,12 +95,41 @@ def make_parser(dataclass_types: Sequence[type], prog: str, description: str = "
             else:
                 HfArgumentParser._parse_dataclass_field(parser, dataclass_field)
 
-    parser = Parser(list(dataclass_types), prog=prog, description=description, epilog=epilog, usage=usage,
-                    formatter_class=HelpFormatter, allow_abbrev=False, exit_on_error=False, add_help=add_help)
+    return Parser
+
+
+def make_parser(dataclass_types: Sequence[type], prog: str, description: str = "", epilog: str | None = None,
+                add_help: bool = True, usage: str | None = None):
+    """An ``HfArgumentParser`` for ``dataclass_types`` that never abbreviates options and never exits on errors
+    (except argparse's own: ``--help``, and a missing required argument)."""
+    parser = _parser_class()(list(dataclass_types), prog=prog, description=description, epilog=epilog, usage=usage,
+                             formatter_class=HelpFormatter, allow_abbrev=False, exit_on_error=False,
+                             add_help=add_help)
     for action in parser._actions:  # help texts are plain text ("top 20%"), not argparse format strings
         if action.help and action.help is not argparse.SUPPRESS:
             action.help = action.help.replace("%", "%%")
     return parser
+
+
+def add_field(parser, dataclass_field, name: str, kind: Any, aliases: Sequence[str] = (),
+              metavar: str | None = None) -> None:
+    """Add ``dataclass_field`` to ``parser`` (or one of its argument groups) as :func:`make_parser` adds the
+    fields of its dataclasses, but as the option ``--name`` whose value is stored under ``name`` (``ppo.lr``:
+    a field of a nested dataclass), of type ``kind``, with the other names ``aliases`` (each spelled ``--a_b``
+    and ``--a-b``; a ``True`` boolean's ``--no_<alias>`` works too, not shown in ``--help``)."""
+    spellings = [f"--{s}" for alias in aliases for s in dict.fromkeys([alias, alias.replace("_", "-")])]
+    metadata = {**dataclass_field.metadata, "help": dataclass_field.metadata.get("help", "").replace("%", "%%"),
+                "aliases": [*dataclass_field.metadata.get("aliases", ()), *spellings]}
+    if metavar and not (kind is bool and dataclass_field.default is True):  # the --no_ complement takes no metavar
+        metadata["metavar"] = metavar
+    renamed = field(default=dataclass_field.default, default_factory=dataclass_field.default_factory,
+                    metadata=metadata)
+    renamed.name, renamed.type = name, kind
+    _parser_class()._parse_dataclass_field(parser, renamed)
+    if kind is bool and dataclass_field.default is True:
+        for alias in aliases:
+            parser.add_argument(*dict.fromkeys([f"--no_{alias}", f"--no-{alias.replace('_', '-')}"]),
+                                action="store_false", dest=name, help=argparse.SUPPRESS)
 
 
 def parse(parser, argv: Sequence[str], *, remaining: bool = False) -> tuple:

@@ -34,7 +34,7 @@ from typing import Any, Callable
 from ktae.environment import describe_environment
 from ktae.experiments.plot import moving_average
 from ktae.options import make_parser, option, parse
-from ktae.train.config import TrainConfig, as_flat, load_run_config, make_config, parse_command
+from ktae.train.config import TrainConfig, load_run_config, make_config, option_name, option_values, parse_command
 
 __all__ = ["CompareConfig", "Method", "methods", "run_compare", "summarise", "write_figure", "write_table",
            "curve_rows", "write_curves_csv", "read_curves_csv", "mean_ci", "main"]
@@ -204,8 +204,8 @@ def run_complete(run_dir: Path, cfg: TrainConfig) -> bool:
 
 
 def _comparable(cfg: TrainConfig) -> dict:
-    d = as_flat(cfg)
-    for key in ("run_dir", "quiet", "output_root"):
+    d = option_values(cfg)
+    for key in ("run_dir", "log.quiet", "output_root"):
         d.pop(key, None)
     return d
 
@@ -559,9 +559,10 @@ def parse_args(argv: list[str]) -> tuple[CompareConfig, dict]:
     config, rest = parse(parser(), argv, remaining=True)
     launch, train_options = parse_command(rest)
     given = [key for key in ("preset", "config", "resume") if getattr(launch, key)] + list(train_options)
-    for key in ("seed", "steps", "eval_every", "run_dir", "preset", "resume", "config"):
+    for key in ("seed", "steps", "eval.every", "run_dir", "preset", "resume", "config"):
         if key in given:
-            raise ValueError(f"--{key} is set by ktae compare (use --seeds/--first_seed/--steps/--eval_every/--output)")
+            raise ValueError(f"{option_name(key)} is set by ktae compare (use --seeds/--first_seed/--steps/"
+                             "--eval_every/--output)")
     return config.validate(), train_options
 
 
@@ -587,7 +588,7 @@ def main(argv: list[str] | None = None) -> int:
         where = {"arithmetic": "embedded arithmetic task", "word": "embedded word problems",
                  "word-small": "word problems with small numbers",
                  "word-easy": "easy word problems", "smollm2": "SmolLM2-135M"}[config.task]
-        if "model" in train_options or "data" in train_options:
+        if {"model.path", "data.path"} & set(train_options):
             where = "your model/data"
         title = f"{name} vs {name}+KTAE, {where}: mean over {config.seeds} seeds, 95% band"
         write_figure(summary, figure, title)

@@ -7,13 +7,15 @@ model, :class:`~ktae.recipes.tiny_model.TinyModelConfig` itself), ``rollout``,
 and ``log``. Each section checks its own values when it is made; :class:`TrainConfig`
 checks the few rules that span sections.
 
-Every option has a dotted name (``ktae.alpha``, ``ppo.lr``) and the flat name it had
-before the sections (``ktae_alpha``, ``lr``); both work on the command line
-(``--ktae.alpha 0`` or ``--ktae_alpha 0``), in YAML files (flat keys or nested sections)
-and from Python (``make_config(ktae_alpha=0)`` or ``make_config(**{"ktae.alpha": 0})``).
-Whatever their source, values are read by one ``transformers.HfArgumentParser`` built
-from the sections (:mod:`ktae.options`), so a YAML ``lr: 1e-4`` (a string to YAML) is
-the float it is on the command line.
+The sections are the only schema: an option is a field of a section, named by its path
+(``ktae.alpha``, ``ppo.lr``; ``steps`` for the run-level fields), and the command line
+(``--ktae.alpha 0``), YAML files (nested sections) and Python (``make_config(ktae={"alpha": 0})``
+or ``make_config(**{"ktae.alpha": 0})``) all map onto it. The flat names of earlier versions
+(``--ktae_alpha``, ``lr:``, ``make_config(ktae_alpha=0)``) are aliases, all in one table,
+:data:`FLAT_ALIASES`, applied where values come in. The command line is read by a
+``transformers.HfArgumentParser`` built from the sections' fields (:mod:`ktae.options`); values
+from YAML, Python and presets are converted to the field's type the way it reads their text
+(:func:`typed`), so a YAML ``lr: 1e-4`` (a string to YAML) is the float it is on the command line.
 
 Precedence (later wins): the defaults (the embedded CPU run) < the preset
 (``--preset NAME``, see :mod:`ktae.train.presets`) < the YAML file (``--config FILE``)
@@ -27,6 +29,7 @@ and options may still override it (e.g. ``--steps``).
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import difflib
 import functools
@@ -40,7 +43,7 @@ from ktae.core.config import KTAEConfig
 from ktae.core.losses import KL_KINDS, LOSS_AGG_MODES
 from ktae.frontend.options import ESTIMATOR_NAMES, parse_estimator
 from ktae.generation import BACKENDS, DTYPES
-from ktae.options import make_parser, option, parse
+from ktae.options import add_field, make_parser, option, parse
 from ktae.recipes.tiny_model import TinyModelConfig
 
 #: a rollout-level estimator of the core, alone or with key-token values (``grpo+ktae``; verl's ``grpo_ktae`` and
@@ -50,20 +53,45 @@ REWARDS = ("math", "dapo")
 LR_SCHEDULES = ("constant", "cosine")
 TASKS = ("arithmetic", "word")
 
-#: sections whose flat option names carry a prefix (``ktae.alpha`` is ``--ktae_alpha``)
-FLAT_PREFIX = {"task": "task_", "tiny": "tiny_", "ktae": "ktae_", "eval": "eval_"}
-#: options whose flat name is not ``<prefix><name>``: the names they had before the sections
-FLAT_NAMES = {"model.path": "model", "model.cache_dir": "cache_dir", "data.path": "data", "data.subset": "data_config",
-              "task.name": "task", "tiny.num_layers": "tiny_layers", "tiny.num_heads": "tiny_heads",
-              "ppo.epochs": "ppo_epochs", "eval.path": "eval_data", "eval.subset": "eval_data_config"}
-#: fields of the core's KTAEConfig that the trainer sets itself (from --estimator and the tokenizer)
+#: fields of the core's KTAEConfig that the trainer sets itself (from --estimator and the tokenizer): not options
 KTAE_SET_BY_TRAINER = ("rollout", "ignore_token_ids")
 
 
-def flat_name(section: str, name: str) -> str:
-    """The flat option name of ``section.name`` (``("ppo", "lr")`` -> ``"lr"``; top level: ``section=""``)."""
-    dotted = f"{section}.{name}" if section else name
-    return FLAT_NAMES.get(dotted, FLAT_PREFIX.get(section, "") + name)
+def _aliases(section: str, names: str, prefix: str = "") -> dict[str, str]:
+    """``{prefix + name: "section.name"}`` for each of the space-separated ``names``."""
+    return {prefix + name: f"{section}.{name}" for name in names.split()}
+
+
+#: The flat names that the options had before the sections (``--lr`` for ``--ppo.lr``), kept as aliases: flat name
+#: -> the option's path in :class:`TrainConfig`. The only alias table: it is read where values come in (command
+#: line, YAML keys, keyword arguments) and where messages name an option; an option added later has its path only.
+FLAT_ALIASES: dict[str, str] = {
+    "model": "model.path", "data": "data.path", "data_config": "data.subset", "task": "task.name",
+    "tiny_layers": "tiny.num_layers", "tiny_heads": "tiny.num_heads", "ppo_epochs": "ppo.epochs",
+    "eval_data": "eval.path", "eval_data_config": "eval.subset",
+    **_aliases("model", "gguf_file tokenizer dtype device trust_remote_code gradient_checkpointing threads cache_dir"),
+    **_aliases("data", "split problem_field answer_field answer_from_solution filter_field filter_values template "
+                       "max_prompt_tokens"),
+    **_aliases("task", "min_operands max_operands max_operand max_count max_change", "task_"),
+    **_aliases("tiny", "hidden_size intermediate_size max_positions sft_steps sft_batch_size sft_lr correct_fraction "
+                       "seed", "tiny_"),
+    **_aliases("rollout", "prompts_per_step rollouts_per_prompt max_new_tokens temperature top_p generation_batch_size "
+                          "backend vllm_gpu_memory_utilization vllm_enforce_eager dynamic_sampling generation_prompts "
+                          "max_generation_batches"),
+    **_aliases("algorithm", "estimator reward overlong_buffer overlong_penalty grader_workers"),
+    **_aliases("ktae", "alpha beta gamma top threshold fisher_at_one eps", "ktae_"),
+    **_aliases("ppo", "mini_batch_prompts micro_batch_size lr weight_decay adam_beta1 adam_beta2 warmup_steps "
+                      "lr_schedule grad_clip clip_low clip_high dual_clip loss_agg_mode kl_coef kl_kind entropy_coef "
+                      "top_entropy_quantile"),
+    **_aliases("eval", "split size every max_new_tokens batch_size", "eval_"),
+    **_aliases("log", "quiet save_every keep_checkpoints save_model tensorboard wandb wandb_project "
+                      "dump_key_tokens_every"),
+}
+
+
+def option_name(path: str) -> str:
+    """How messages name the option at ``path``: its flat alias if it has one (``--lr``), else ``--<path>``."""
+    return "--" + next((flat for flat, target in FLAT_ALIASES.items() if target == path), path)
 
 
 class _Section:
@@ -73,7 +101,8 @@ class _Section:
 
     def need(self, cond: bool, name: str, expected: str) -> None:
         if not cond:
-            raise ValueError(f"--{flat_name(self.section, name)}: expected {expected}, got {getattr(self, name)!r}")
+            path = f"{self.section}.{name}" if self.section else name
+            raise ValueError(f"{option_name(path)}: expected {expected}, got {getattr(self, name)!r}")
 
     def need_all(self, names: tuple[str, ...], check, expected: str) -> None:
         for name in names:
@@ -357,112 +386,152 @@ class TrainConfig(_Section):
                                    ignore_token_ids=tuple(ignore_token_ids))
 
 
-# ============================================================================ options: dotted and flat names
+# ============================================================================ options: the sections' fields
 @dataclass(frozen=True)
 class Option:
-    """One option of ``ktae train``: where it lives in :class:`TrainConfig` and its two names."""
+    """One option of ``ktae train``: a field of :class:`TrainConfig` or of one of its sections."""
 
-    section: str      # "" for the run-level fields
-    name: str         # field name inside the section
-    kind: Any         # its type
-    help: str
-    group: str        # title of its section in --help
-
-    @property
-    def dotted(self) -> str:
-        return f"{self.section}.{self.name}" if self.section else self.name
+    path: str                  # "ppo.lr"; "steps" for the run-level fields
+    field: dataclasses.Field   # the field that declares it (default, help)
+    kind: Any                  # its type
+    group: str                 # title of its section in --help
 
     @property
-    def flat(self) -> str:
-        return flat_name(self.section, self.name)
+    def section(self) -> str:
+        return self.path.rpartition(".")[0]
+
+    @property
+    def help(self) -> str:
+        return self.field.metadata.get("help", "")
+
+    @property
+    def aliases(self) -> list[str]:
+        """Its flat names (:data:`FLAT_ALIASES`)."""
+        return [flat for flat, path in FLAT_ALIASES.items() if path == self.path]
 
 
 @functools.cache
 def options() -> dict[str, Option]:
-    """Every option of ``ktae train`` by flat name, in ``--help`` order (``preset`` is ``--preset``'s)."""
+    """Every option of ``ktae train`` by path, in ``--help`` order: the fields of :class:`TrainConfig` and of its
+    sections (``preset`` is ``--preset``'s, the KTAE fields the trainer sets are none)."""
     out: dict[str, Option] = {}
     top_hints = typing.get_type_hints(TrainConfig)
     for top in fields(TrainConfig):
         kind = top_hints[top.name]
         if not dataclasses.is_dataclass(kind):
             if top.name != "preset":
-                out[top.name] = Option("", top.name, kind, top.metadata["help"], "Run")
+                out[top.name] = Option(top.name, top, kind, "Run")
             continue
         hints = typing.get_type_hints(kind)
         for f in fields(kind):
-            if top.name == "ktae" and f.name in KTAE_SET_BY_TRAINER:
-                continue
-            opt = Option(top.name, f.name, hints[f.name], f.metadata.get("help", ""), top.metadata["help"])
-            out[opt.flat] = opt
+            if not (top.name == "ktae" and f.name in KTAE_SET_BY_TRAINER):
+                out[f"{top.name}.{f.name}"] = Option(f"{top.name}.{f.name}", f, hints[f.name], top.metadata["help"])
     return out
 
 
 def _unknown(key: str, source: str) -> ValueError:
-    names = list(options()) + [o.dotted for o in options().values()]
+    names = list(options()) + list(FLAT_ALIASES)
     close = difflib.get_close_matches(key, names, n=3, cutoff=0.6) or [n for n in names if key in n][:3]
     hint = f" (did you mean {', '.join('--' + c for c in close)}?)" if close else ""
     return ValueError(f"{source}: unknown option {key!r}{hint}; see 'ktae train --help'")
 
 
-def flatten(values: Mapping[str, Any], source: str) -> dict[str, Any]:
-    """``{flat name: value}`` from flat keys, dotted keys, or sections given as mappings or dataclasses."""
-    by_dotted = {o.dotted: flat for flat, o in options().items()}
-    sections = {o.section for o in options().values()}
+def option_values(cfg: TrainConfig) -> dict[str, Any]:
+    """``{path: value}`` of every option of ``cfg``."""
+    return {path: getattr(getattr(cfg, o.section) if o.section else cfg, o.field.name)
+            for path, o in options().items()}
+
+
+def build(values: Mapping[str, Any], preset: str) -> TrainConfig:
+    """The checked :class:`TrainConfig` of ``{path: typed value}``; options not in ``values`` keep their defaults."""
+    top: dict[str, Any] = {"preset": preset}
+    sections: dict[str, dict[str, Any]] = {}
+    for path, value in values.items():
+        section, _, name = path.rpartition(".")
+        (sections.setdefault(section, {}) if section else top)[name] = value
+    hints = typing.get_type_hints(TrainConfig)
+    return TrainConfig(**top, **{name: hints[name](**kw) for name, kw in sections.items()})
+
+
+# ============================================================================ reading values
+_EXPECTED = {bool: "true or false", int: "an integer", float: "a number", str: "a text"}
+
+
+def _scalar(value: Any, kind: type) -> Any:
+    """``value`` as ``kind`` (bool, int, float or str): a text is read as the command line reads it; otherwise an
+    int or float for a float, an int for an int, a bool or 0/1 for a bool, a number, a bool or None (empty) for a
+    text. Raises ``TypeError`` or ``ValueError`` for anything else."""
+    if isinstance(value, str):
+        from transformers.hf_argparser import string_to_bool
+
+        return string_to_bool(value) if kind is bool else kind(value)
+    if kind is str:
+        if value is None or isinstance(value, (bool, int, float)):
+            return "" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+    elif kind is bool:
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+    elif not isinstance(value, bool) and isinstance(value, (int, float) if kind is float else int):
+        return kind(value)
+    raise TypeError(f"not {kind.__name__}: {value!r}")
+
+
+def typed(value: Any, option: Option, source: str) -> Any:
+    """``value`` (from YAML, Python or a preset) as the type of ``option``, the same value the command line would
+    give for its text: a YAML ``lr: 1e-4`` (a string to YAML) is the float 1e-4, ``filter_values: [a, b]`` a list.
+
+    Raises:
+        ValueError: naming ``source`` and the option, when the value is not one of its type.
+    """
+    kind = option.kind
+    try:
+        if typing.get_origin(kind) is list:
+            items = [] if value is None else list(value) if isinstance(value, (list, tuple)) else [value]
+            return [_scalar(item, str) for item in items]
+        return _scalar(value, kind)
+    except (TypeError, ValueError, argparse.ArgumentTypeError):
+        expected = "a list of texts" if typing.get_origin(kind) is list else _EXPECTED[kind]
+        raise ValueError(f"{source}: {option_name(option.path)}: expected {expected}, got {value!r}") from None
+
+
+def read_values(values: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """``{path: typed value}`` of option values keyed by path (``ppo.lr``), flat alias (``lr``; dashes or
+    underscores), or section (``ppo: {lr: ...}``, a mapping or the section's dataclass)."""
+    sections = {o.section for o in options().values()} - {""}
     out: dict[str, Any] = {}
     for key, value in values.items():
         key = str(key).replace("-", "_")
         if key in sections and dataclasses.is_dataclass(value) and not isinstance(value, type):
             value = {f.name: getattr(value, f.name) for f in fields(value)}
         if key in sections and isinstance(value, Mapping):
-            inner = {f"{key}.{k}": v for k, v in value.items() if not (key == "ktae" and k in KTAE_SET_BY_TRAINER)}
-            out.update(flatten(inner, source))
+            out.update(read_values({f"{key}.{name}": v for name, v in value.items()
+                                    if not (key == "ktae" and name in KTAE_SET_BY_TRAINER)}, source))
             continue
-        flat = key if key in options() else by_dotted.get(key)
-        if flat is None:
+        path = FLAT_ALIASES.get(key, key)
+        if path not in options():
             raise _unknown(key, source)
-        out[flat] = value
+        out[path] = typed(value, options()[path], source)
     return out
 
 
-def as_flat(cfg: TrainConfig) -> dict[str, Any]:
-    """``{flat name: value}`` of every option of ``cfg``."""
-    return {flat: getattr(getattr(cfg, o.section) if o.section else cfg, o.name) for flat, o in options().items()}
+def read_options(argv: list[str], source: str = "arguments") -> dict[str, Any]:
+    """``{path: typed value}`` of the options written in ``argv`` (only those), read by the parser."""
+    reader = parser(add_launch=False)
+    for action in reader._actions:
+        action.default = argparse.SUPPRESS  # keep only what argv sets
+    try:
+        namespace, rest = reader.parse_known_args(list(argv))
+    except argparse.ArgumentError as exc:
+        raise ValueError(f"{source}: {exc}") from None
+    if rest:
+        first = rest[0]
+        if first.startswith("--"):
+            raise _unknown(first[2:].partition("=")[0].replace("-", "_"), source)
+        raise ValueError(f"{source}: unexpected argument {first!r}: options are written --key value")
+    return vars(namespace)
 
 
-def from_flat(values: Mapping[str, Any], preset: str) -> TrainConfig:
-    """The :class:`TrainConfig` of ``{flat name: typed value}`` (every option present), checked."""
-    sections: dict[str, dict[str, Any]] = {}
-    top: dict[str, Any] = {"preset": preset}
-    for flat, opt in options().items():
-        (sections.setdefault(opt.section, {}) if opt.section else top)[opt.name] = values[flat]
-    hints = typing.get_type_hints(TrainConfig)
-    return TrainConfig(**top, **{name: hints[name](**kw) for name, kw in sections.items()})
-
-
-# ============================================================================ reading values
-def _views(select=None, title: str | None = None) -> list[type]:
-    """One dataclass per ``--help`` group whose fields are the flat options (dotted names as aliases).
-
-    ``select(option) -> bool`` keeps some options; ``title`` puts the kept ones in one group of that name.
-    """
-    groups: dict[str, list] = {}
-    defaults = as_flat(TrainConfig())
-    for flat, opt in options().items():
-        if select is not None and not select(opt):
-            continue
-        kind = list[str] if typing.get_origin(opt.kind) is list else opt.kind
-        aliases = [f"--{opt.dotted}"] if opt.dotted != flat else []
-        metavar = None if kind is bool else "LIST" if kind is not opt.kind else kind.__name__.upper()
-        groups.setdefault(title or opt.group, []).append(
-            (flat, kind, option(defaults[flat], opt.help, aliases=aliases, metavar=metavar)))
-    views = []
-    for i, (group, specs) in enumerate(groups.items()):
-        view = dataclasses.make_dataclass(f"TrainOptions{i}", specs)
-        view._argument_group_name = group
-        views.append(view)
-    return views
-
-
+# ============================================================================ the command line
 @dataclass
 class Launch:
     """How ``ktae train`` starts: from a preset and/or a YAML file, or from a run folder."""
@@ -470,21 +539,38 @@ class Launch:
     _argument_group_name: ClassVar[str] = "Start"
     preset: str = option("", "start from a preset (ktae train --help presets; default: 'default')",
                          metavar="NAME")
-    config: str = option("", "YAML file of option: value pairs (flat names or nested sections)", metavar="FILE")
+    config: str = option("", "YAML file of option: value pairs (nested sections or flat names)", metavar="FILE")
     resume: str = option("", "continue the run in this folder from its last checkpoint (same metrics as an "
                          "uninterrupted run)", metavar="RUN_DIR")
 
 
 #: what ``ktae train --help`` shows besides the start options; the rest is one ``--help SECTION`` away
-COMMON_OPTIONS = ("seed", "steps", "run_dir", "model", "data", "estimator", "prompts_per_step", "rollouts_per_prompt",
-                  "max_new_tokens", "lr", "eval_every")
+COMMON_OPTIONS = ("seed", "steps", "run_dir", "model.path", "data.path", "algorithm.estimator",
+                  "rollout.prompts_per_step", "rollout.rollouts_per_prompt", "rollout.max_new_tokens", "ppo.lr",
+                  "eval.every")
 _USAGE = ("ktae train [--preset NAME] [--config FILE.yaml] [--key value ...]\n"
           "       ktae train --resume RUN_DIR [--key value ...]\n"
           "       ktae train --help [SECTION | presets | all]")
 _DESCRIPTION = ("Reinforcement learning of a language model on verifiable math answers with GRPO or DAPO, with or "
                 "without\nKey-token Advantage Estimation. Without arguments: a tiny model on the embedded arithmetic "
-                "task, on a CPU,\nin a few minutes. Values: defaults < --preset < --config YAML < options. Every "
-                "option has a dotted\nname (--ktae.alpha) and a flat one (--ktae_alpha).")
+                "task, on a CPU,\nin a few minutes. Values: defaults < --preset < --config YAML < options. Options are "
+                "named by section\n(--ktae.alpha); most also have the flat name of earlier versions (--ktae_alpha).")
+
+
+def _add_options(parser, select=None, title: str | None = None):
+    """Add the options to ``parser``, one argument group per section (or the ones ``select(option)`` keeps, in
+    one group called ``title``): ``--<path>`` with its flat aliases; returns ``parser``."""
+    groups: dict[str, Any] = {}
+    for path, opt in options().items():
+        if select is not None and not select(opt):
+            continue
+        group = title or opt.group
+        if group not in groups:
+            groups[group] = parser.add_argument_group(group)
+        listed = list[str] if typing.get_origin(opt.kind) is list else opt.kind
+        metavar = "LIST" if listed is not opt.kind else listed.__name__.upper()
+        add_field(groups[group], opt.field, path, listed, aliases=opt.aliases, metavar=metavar)
+    return parser
 
 
 def help_topics() -> dict[str, str]:
@@ -505,8 +591,8 @@ def _presets_text() -> str:
 
 def parser(add_launch: bool = True):
     """The ``HfArgumentParser`` of ``ktae train`` (every option with its default and help)."""
-    return make_parser(([Launch] if add_launch else []) + _views(), prog="ktae train", usage=_USAGE,
-                       description=_DESCRIPTION, epilog=_presets_text())
+    return _add_options(make_parser([Launch] if add_launch else [], prog="ktae train", usage=_USAGE,
+                                    description=_DESCRIPTION, epilog=_presets_text()))
 
 
 def help_parser(topic: str | None = None):
@@ -524,48 +610,30 @@ def help_parser(topic: str | None = None):
     if topic is None:
         width = max(len(name) for name in topics)
         listing = "\n".join(f"  {name:<{width}}  {title}" for name, title in topics.items())
-        return make_parser([Launch] + _views(lambda o: o.flat in COMMON_OPTIONS, "Common options"), prog="ktae train",
-                           usage=_USAGE, description=_DESCRIPTION,
-                           epilog=f"more options, by section (ktae train --help SECTION):\n{listing}")
+        return _add_options(make_parser([Launch], prog="ktae train", usage=_USAGE, description=_DESCRIPTION,
+                                        epilog=f"more options, by section (ktae train --help SECTION):\n{listing}"),
+                            lambda o: o.path in COMMON_OPTIONS, "Common options")
     if topic not in topics:
         raise ValueError(f"--help: expected a section, 'presets' or 'all' ({', '.join(topics)}), got {topic!r}")
     section = "" if topic == "run" else topic
-    return make_parser(_views(lambda o: o.section == section), prog="ktae train", usage=_USAGE, add_help=False)
+    return _add_options(make_parser([], prog="ktae train", usage=_USAGE, add_help=False),
+                        lambda o: o.section == section)
 
 
-def read_options(argv: list[str], source: str = "arguments") -> dict[str, Any]:
-    """``{flat name: typed value}`` of the options written in ``argv`` (only those), read by the parser."""
-    import argparse
-
-    reader = parser(add_launch=False)
-    for action in reader._actions:
-        action.default = argparse.SUPPRESS  # keep only what argv sets
-    try:
-        namespace, rest = reader.parse_known_args(list(argv))
-    except argparse.ArgumentError as exc:
-        raise ValueError(f"{source}: {exc}") from None
-    if rest:
-        first = rest[0]
-        if first.startswith("--"):
-            raise _unknown(first[2:].partition("=")[0].replace("-", "_"), source)
-        raise ValueError(f"{source}: unexpected argument {first!r}: options are written --key value")
-    return vars(namespace)
+def parse_command(argv: list[str]) -> tuple[Launch, dict[str, Any]]:
+    """``(how to start, {path: value} of the options)`` from ``ktae train ARGS``."""
+    launch, rest = parse(make_parser([Launch], prog="ktae train", add_help=False), argv, remaining=True)
+    if launch.resume and (launch.preset or launch.config):
+        raise ValueError("--resume continues a run with its saved configuration; --preset/--config cannot be combined")
+    return launch, read_options(rest)
 
 
-def _as_text(flat: str, value: Any, source: str) -> str:
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, (list, tuple)) and typing.get_origin(options()[flat].kind) is list:
-        return ",".join(str(v) for v in value)
-    if isinstance(value, (list, tuple, dict, set)):
-        raise ValueError(f"{source}: --{flat}: expected a single value, got {value!r}")
-    return "" if value is None else str(value)
-
-
-def coerce(values: Mapping[str, Any], source: str) -> dict[str, Any]:
-    """``{flat name: typed value}`` of option values given in any form (YAML, Python, presets), as if typed."""
-    flat = flatten(values, source)
-    return read_options([f"--{k}={_as_text(k, v, source)}" for k, v in flat.items()], source)
+def parse_args(argv: list[str]) -> TrainConfig:
+    """The configuration that ``ktae train ARGS`` runs (with ``--resume``: the run's, options applied)."""
+    launch, overrides = parse_command(argv)
+    if launch.resume:
+        return resume_config(launch.resume, overrides)
+    return make_config(launch.preset or None, launch.config or None, **overrides)
 
 
 # ============================================================================ configurations
@@ -588,8 +656,8 @@ def save_yaml(cfg: TrainConfig, path: str | Path) -> None:
 
 
 def with_options(cfg: TrainConfig, source: str = "arguments", /, **values: Any) -> TrainConfig:
-    """``cfg`` with option values (flat or dotted names, any form) replaced, checked."""
-    return from_flat({**as_flat(cfg), **coerce(values, source)}, cfg.preset) if values else cfg
+    """``cfg`` with option values (paths, flat names or sections, see :func:`read_values`) replaced, checked."""
+    return build({**option_values(cfg), **read_values(values, source)}, cfg.preset) if values else cfg
 
 
 def make_config(preset: str | None = None, config_file: str | Path | None = None, /, **overrides: Any) -> TrainConfig:
@@ -604,11 +672,10 @@ def make_config(preset: str | None = None, config_file: str | Path | None = None
     preset = preset or file_values.pop("preset", None) or overrides.pop("preset", None) or "default"
     file_values.pop("preset", None)
     overrides.pop("preset", None)
-    values = as_flat(TrainConfig())
-    values.update(coerce(get_preset(preset), f"preset {preset!r}"))
-    values.update(coerce(file_values, f"--config {config_file}"))
-    values.update(coerce(overrides, "arguments"))
-    return from_flat(values, preset)
+    values = read_values(get_preset(preset), f"preset {preset!r}")
+    values.update(read_values(file_values, f"--config {config_file}"))
+    values.update(read_values(overrides, "arguments"))
+    return build(values, preset)
 
 
 def load_run_config(run_dir: str | Path) -> TrainConfig:
@@ -628,25 +695,10 @@ def resume_config(run_dir: str | Path, overrides: Mapping[str, Any] | None = Non
     return with_options(load_run_config(run_dir), "arguments", **values, run_dir=str(Path(run_dir)))
 
 
-def parse_command(argv: list[str]) -> tuple[Launch, dict[str, Any]]:
-    """``(how to start, {flat name: value} of the options)`` from ``ktae train ARGS``."""
-    launch, rest = parse(make_parser([Launch], prog="ktae train", add_help=False), argv, remaining=True)
-    if launch.resume and (launch.preset or launch.config):
-        raise ValueError("--resume continues a run with its saved configuration; --preset/--config cannot be combined")
-    return launch, read_options(rest)
-
-
-def parse_args(argv: list[str]) -> TrainConfig:
-    """The configuration that ``ktae train ARGS`` runs (with ``--resume``: the run's, options applied)."""
-    launch, overrides = parse_command(argv)
-    if launch.resume:
-        return resume_config(launch.resume, overrides)
-    return make_config(launch.preset or None, launch.config or None, **overrides)
-
-
 __all__ = [
     "TrainConfig", "ModelConfig", "DataConfig", "TaskConfig", "TinyModelConfig", "RolloutConfig", "AlgorithmConfig",
     "KTAEConfig", "PPOConfig", "EvaluationConfig", "LogConfig", "make_config", "parse_args", "parse_command",
-    "resume_config", "load_run_config", "with_options", "as_flat", "parser", "read_options", "load_yaml", "save_yaml",
-    "options", "ESTIMATORS", "help_parser", "help_topics", "COMMON_OPTIONS",
+    "resume_config", "load_run_config", "with_options", "option_values", "read_values", "parser", "read_options",
+    "load_yaml", "save_yaml", "options", "option_name", "FLAT_ALIASES", "ESTIMATORS", "help_parser", "help_topics",
+    "COMMON_OPTIONS",
 ]
