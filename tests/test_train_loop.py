@@ -130,3 +130,28 @@ def test_top_entropy_quantile_restricts_the_update(tmp_path, cache):
     for bad in (0.0, 1.2):
         with pytest.raises(ValueError, match="top_entropy_quantile"):
             make_config(top_entropy_quantile=bad)
+
+
+def test_mixed_groups_and_the_k_is_zero_warning_follow_ktae_threshold_not_the_grader(tmp_path, cache, monkeypatch):
+    """DAPO rewards (-1 for a wrong answer, down to -2 when it runs long) and --ktae_threshold -1.5: the short wrong
+    answers are "correct" to KTAE, so groups are mixed and K is not 0 although the grader found no right answer;
+    the metric says so, and the "K is 0" warning, which would fire at step 5 on the grader's verdicts, stays quiet."""
+    graded = []   # the grader's verdicts of each step's rollouts
+
+    def collect(*args, **kwargs):
+        batch, generated = collect_rollouts(*args, **kwargs)
+        graded.extend(bool(c) for c in batch.correct)
+        return batch, generated
+
+    collect_rollouts = loop_module.collect_rollouts
+    monkeypatch.setattr(loop_module, "collect_rollouts", collect)
+    lines = []
+    cfg = tiny_config(tmp_path, cache, steps=5, eval_every=0, save_every=0, save_model=False, reward="dapo",
+                      overlong_buffer=12, ktae_threshold=-1.5)
+    run_dir = train(cfg, log=lines.append)
+    steps = [r for r in read_metrics(run_dir) if "reward" in r]
+    assert len(steps) == 5 and not any(graded), "the grader found a right answer: pick another seed"
+    mixed = [r["ktae/mixed_group_fraction"] for r in steps]
+    assert any(m > 0 for m in mixed)
+    assert all((r["ktae/nonzero_fraction"] > 0) == (m > 0) for r, m in zip(steps, mixed))
+    assert not [line for line in lines if "no group had both" in line]
