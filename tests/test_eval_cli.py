@@ -70,12 +70,12 @@ def test_eval_end_to_end_resume_and_regrade(tiny_model, tmp_path, capsys, monkey
     assert sorted(map(key, resumed)) == sorted(map(key, records))
 
     # Nothing left to do: the model is not even loaded.
-    import ktae.generation
+    import ktae.loading
 
     def no_loading(*a, **k):
         raise AssertionError("model loaded although every generation is saved")
 
-    monkeypatch.setattr(ktae.generation, "load_model", no_loading)
+    monkeypatch.setattr(ktae.loading, "load_model", no_loading)
     assert ktae_main(args) == 0
     assert "Table 1" in capsys.readouterr().out
 
@@ -128,11 +128,12 @@ def test_eval_help_lists_options(capsys):
 def test_evaluate_from_python_with_sampling(tiny_model, tmp_path):
     """n > 1 samples: mean accuracy and pass@k, data from a jsonl file, a model passed in."""
     from ktae.eval import EvalConfig, evaluate, format_tables
-    from ktae.generation import load_model
+    from ktae.loading import load_model
+    from ktae.model_source import resolve_model_source
 
     data = tmp_path / "math.jsonl"
     data.write_text("\n".join(json.dumps({"question": f"What is {i}+0?", "final_answer": str(i)}) for i in range(2)))
-    model, tokenizer = load_model(tiny_model, device="cpu")
+    model, tokenizer = load_model(resolve_model_source(tiny_model), device="cpu")
     config = EvalConfig(model=tiny_model, benchmarks=("MATH500",), data=str(tmp_path), output=str(tmp_path / "o"),
                         max_new_tokens=4, temperature=1.0, n=4, grading_workers=1, progress=False)
     summary = evaluate(config, model=model, tokenizer=tokenizer)

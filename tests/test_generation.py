@@ -6,7 +6,9 @@ import string
 import pytest
 import torch
 
-from ktae.generation import Generation, eos_token_ids, generate, load_model
+from ktae.generation import Generation, eos_token_ids, generate
+from ktae.loading import load_model
+from ktae.model_source import resolve_model_source
 from ktae.prompts import BOXED_INSTRUCTION, format_prompt, template_names
 
 
@@ -45,7 +47,7 @@ def build_tiny_lm(path, seed: int = 0):
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     path = build_tiny_lm(tmp_path_factory.mktemp("tiny_lm"))
-    model, tokenizer = load_model(str(path), device="cpu")
+    model, tokenizer = load_model(resolve_model_source(str(path)), device="cpu")
     return model, tokenizer
 
 

@@ -12,7 +12,8 @@ from typing import Any, Literal, NamedTuple
 
 from ktae.eval.metrics import format_tables
 from ktae.eval.runner import GENERATIONS_FILE, SUMMARY_FILE, EvalConfig, evaluate, regrade
-from ktae.generation import BACKENDS, DTYPES
+from ktae.generation import BACKENDS
+from ktae.loading import DTYPES
 from ktae.options import make_parser, option, parse
 
 __all__ = ["main", "build_parser", "EvalArgs", "SourceOptions", "GenerationOptions", "GradingOptions",
@@ -65,6 +66,7 @@ class GenerationOptions:
     dtype: Literal[DTYPES] = _like("dtype")
     device: str | None = _like("device")
     seed: int = _like("seed")
+    skip_long_prompts: bool = _like("skip_long_prompts")
     problem_field: str | None = option(None, "problem field of the benchmark data or generations file (None: auto)")
     answer_field: str | None = _like("answer_field")
 

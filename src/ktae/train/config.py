@@ -38,7 +38,8 @@ from typing import Any, ClassVar, Mapping
 
 from ktae.core.config import ROLLOUT_ESTIMATORS, KTAEConfig
 from ktae.core.losses import KL_KINDS, LOSS_AGG_MODES
-from ktae.generation import BACKENDS, DTYPES
+from ktae.generation import BACKENDS
+from ktae.loading import DTYPES
 from ktae.options import make_parser, option, parse
 from ktae.recipes.tiny_model import TinyModelConfig
 
