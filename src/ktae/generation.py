@@ -268,8 +268,9 @@ def _hf_generations(chunk: list[tuple[int, int]], rows: list[list[int]], stop: s
         finished = end is not None
         ids = row[: end + 1] if finished else row
         text_ids = ids[:-1] if finished else ids
-        made.append(Generation(prompt_index=p, sample_index=s, text=tokenizer.decode(text_ids, skip_special_tokens=True),
-                               token_ids=ids, num_tokens=len(ids), finished=finished))
+        text = tokenizer.decode(text_ids, skip_special_tokens=True)
+        made.append(Generation(prompt_index=p, sample_index=s, text=text, token_ids=ids, num_tokens=len(ids),
+                               finished=finished))
     return sorted(made, key=lambda g: (g.prompt_index, g.sample_index))
 
 

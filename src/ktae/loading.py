@@ -131,8 +131,8 @@ def _load_vllm(source: ModelSource, dtype: str, tokenizer: str, trust_remote_cod
     return llm, llm.get_tokenizer()
 
 
-def load_model(source: ModelSource, *, backend: str = "hf", dtype: str | torch.dtype = "auto", device: str | None = "auto",
-               tokenizer: str = "", trust_remote_code: bool = False, max_model_len: int | None = None,
+def load_model(source: ModelSource, *, backend: str = "hf", dtype: str | torch.dtype = "auto",
+               device: str | None = "auto", tokenizer: str = "", trust_remote_code: bool = False, max_model_len: int | None = None,
                vllm_kwargs: dict | None = None):
     """``(model, tokenizer)`` of a resolved ``--model``: the one loader of ``ktae train`` and ``ktae eval``.
 
@@ -144,7 +144,8 @@ def load_model(source: ModelSource, *, backend: str = "hf", dtype: str | torch.d
             ``vllm``: the name passed on, ``auto`` being vLLM's own choice).
         device: ``auto``/None (CUDA when available), ``cpu``, ``cuda:N`` (``hf`` only).
         tokenizer: a folder or Hub id of another tokenizer ('' for the model's own).
-        max_model_len, vllm_kwargs: the vLLM engine's length (None: the model's positions) and extra arguments.
+        max_model_len: the vLLM engine's length (None: the model's positions).
+        vllm_kwargs: more keyword arguments of ``vllm.LLM``.
 
     Raises:
         ValueError: a bad ``backend`` or ``dtype``, or a model that cannot be loaded (the message says what was
@@ -155,7 +156,8 @@ def load_model(source: ModelSource, *, backend: str = "hf", dtype: str | torch.d
     if not isinstance(dtype, torch.dtype) and dtype not in DTYPES:
         raise ValueError(f"--dtype: expected one of {DTYPES}, got {dtype!r}")
     if backend == "vllm":
-        return _load_vllm(source, str(dtype).removeprefix("torch."), tokenizer, trust_remote_code, max_model_len, vllm_kwargs)
+        name = str(dtype).removeprefix("torch.")
+        return _load_vllm(source, name, tokenizer, trust_remote_code, max_model_len, vllm_kwargs)
     torch_device = resolve_device(device)
     try:
         loaded_tokenizer = load_tokenizer(source, tokenizer=tokenizer, trust_remote_code=trust_remote_code)

@@ -189,8 +189,9 @@ def topic_help_parser(dataclass_types: Sequence[type], topic: str | None, *, pro
         topics = {**{name: title for name, (title, _) in sections.items()}, "all": "every option"}
         width = max(len(name) for name in topics)
         listing = "\n".join(f"  {name:<{width}}  {title}" for name, title in topics.items())
+        epilog = f"more options, by section ({prog} --help SECTION):\n{listing}"
         return make_parser([option_view(dataclass_types, common, "Common options")], prog=prog, usage=usage,
-                           description=description, epilog=f"more options, by section ({prog} --help SECTION):\n{listing}")
+                           description=description, epilog=epilog)
     if topic not in sections:
         raise ValueError(f"--help: expected a section or 'all' ({', '.join([*sections, 'all'])}), got {topic!r}")
     title, names = sections[topic]

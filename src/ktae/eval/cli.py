@@ -16,8 +16,8 @@ from ktae.generation import BACKENDS
 from ktae.loading import DTYPES
 from ktae.options import help_topic, make_parser, option, parse, topic_help_parser
 
-__all__ = ["main", "build_parser", "help_parser", "COMMON_OPTIONS", "EvalArgs", "SourceOptions", "GenerationOptions", "GradingOptions",
-           "RegradeOptions", "ReportOptions"]
+__all__ = ["main", "build_parser", "help_parser", "COMMON_OPTIONS", "EvalArgs", "SourceOptions", "GenerationOptions",
+           "GradingOptions", "RegradeOptions", "ReportOptions"]
 
 
 def _like(name: str) -> Any:

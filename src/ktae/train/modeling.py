@@ -19,8 +19,8 @@ def load_policy(cfg, device: torch.device, dtype: torch.dtype, progress: bool = 
     """``(model, tokenizer, source)`` for the run; ``source`` names where the weights came from.
 
     A model other than the embedded one comes from the one loader (:func:`ktae.loading.load_model`), its
-    ``--model`` resolved once here. ``dtype`` is the dtype of the parameters (the trainer keeps float32 and computes in bf16 under
-    autocast on a GPU). Dropout is switched off.
+    ``--model`` resolved once here. ``dtype`` is the dtype of the parameters (the trainer keeps float32 and
+    computes in bf16 under autocast on a GPU). Dropout is switched off.
     """
     if cfg.model.path == "embedded":
         from ktae.train.data import EMBEDDED_EVAL_POOL, EMBEDDED_EVAL_SEED, embedded_task
