@@ -419,15 +419,20 @@ def test_cli_help_shows_defaults_and_asks_for_a_tokenizer_only_when_unknown(caps
     plain.write_text('{"group": "a", "response": "x", "reward": 1.0}\n')
     assert analyze_main([str(plain), "--quiet"]) == 2
     assert "do not say which tokenizer made them; give --tokenizer" in capsys.readouterr().err
-    with pytest.raises(SystemExit) as exc:
-        analyze_main(["--help"])
-    assert exc.value.code == 0
+    assert analyze_main(["--help", "all"]) == 0
     text = " ".join(capsys.readouterr().out.split())
     for shown in ("--page_size, --page-size PAGE_SIZE prompts per HTML page (default: 10)",
                   "(default: 200000)", "0 for all (default: 50)", "--quiet no progress bars (default: False)",
                   "--label {reward,correct}", "(default: reward)", "fisher_at_one", "rollouts"):
         assert shown in text
     assert "--tokenizer TOKENIZER Hugging Face tokenizer name or folder with tokenizer files (default: the one" in text
+
+
+def test_cli_short_help_names_num_tokens_with_top_and_the_run_folder(capsys):
+    assert analyze_main(["--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--num_tokens, --num-tokens, --top NUM_TOKENS key tokens listed per prompt and sign" in text
+    assert "ktae analyze RUN_DIR|ROLLOUTS" in text and "or a run folder" in text
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -158,12 +158,8 @@ def test_a_wrong_command_is_caught():
             check_command(argv)
 
 
-def test_the_readme_keeps_the_two_commands_that_ci_runs():
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert 'pip install "torch==2.13.0" -e . && ktae train' in text
-    assert 'pip install "torch==2.13.0" -e ".[test]" && python -m pytest' in text
-    assert 'pip install "torch==2.13.0" -e ".[test]" && python -m pytest' in (ROOT / ".ci" / "run").read_text()
-    assert len(text.encode()) <= 15_000
+def test_the_readme_stays_short():   # its two commands, which CI runs from it: tests/test_ci_commands.py
+    assert len((ROOT / "README.md").read_text(encoding="utf-8").encode()) <= 15_000
 
 
 def test_the_worked_example_shows_the_cores_numbers():

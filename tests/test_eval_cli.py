@@ -70,12 +70,12 @@ def test_eval_end_to_end_resume_and_regrade(tiny_model, tmp_path, capsys, monkey
     assert sorted(map(key, resumed)) == sorted(map(key, records))
 
     # Nothing left to do: the model is not even loaded.
-    import ktae.generation
+    import ktae.loading
 
     def no_loading(*a, **k):
         raise AssertionError("model loaded although every generation is saved")
 
-    monkeypatch.setattr(ktae.generation, "load_model", no_loading)
+    monkeypatch.setattr(ktae.loading, "load_model", no_loading)
     assert ktae_main(args) == 0
     assert "Table 1" in capsys.readouterr().out
 
@@ -117,22 +117,26 @@ def test_eval_cli_argument_errors(capsys):
 
 
 def test_eval_help_lists_options(capsys):
-    with pytest.raises(SystemExit) as exc:
-        ktae_main(["eval", "--help"])
-    assert exc.value.code == 0
+    assert ktae_main(["eval", "--help"]) == 0
     text = capsys.readouterr().out
-    for opt in ("--model", "--benchmarks", "--limit", "--output", "--from-generations", "--template", "--n"):
+    for opt in ("--model", "--benchmarks", "--limit", "--output", "--from-generations", "--skip_long_prompts"):
+        assert opt in text
+    assert "--template" not in text and "ktae eval --help SECTION" in text
+    assert ktae_main(["eval", "--help", "generation"]) == 0
+    text = capsys.readouterr().out
+    for opt in ("--template", "--n", "--temperature", "--skip_long_prompts"):
         assert opt in text
 
 
 def test_evaluate_from_python_with_sampling(tiny_model, tmp_path):
     """n > 1 samples: mean accuracy and pass@k, data from a jsonl file, a model passed in."""
-    from ktae.eval import EvalConfig, run_benchmarks, format_tables
-    from ktae.generation import load_model
+    from ktae.eval import EvalConfig, format_tables, run_benchmarks
+    from ktae.loading import load_model
+    from ktae.model_source import resolve_model_source
 
     data = tmp_path / "math.jsonl"
     data.write_text("\n".join(json.dumps({"question": f"What is {i}+0?", "final_answer": str(i)}) for i in range(2)))
-    model, tokenizer = load_model(tiny_model, device="cpu")
+    model, tokenizer = load_model(resolve_model_source(tiny_model), device="cpu")
     config = EvalConfig(model=tiny_model, benchmarks=("MATH500",), data=str(tmp_path), output=str(tmp_path / "o"),
                         max_new_tokens=4, temperature=1.0, n=4, grading_workers=1, progress=False)
     summary = run_benchmarks(config, model=model, tokenizer=tokenizer)
@@ -190,8 +194,7 @@ def test_eval_cli_bad_values_name_the_option(argv, message, capsys):
 
 
 def test_eval_help_shows_defaults(capsys):
-    with pytest.raises(SystemExit):
-        ktae_main(["eval", "--help"])
+    assert ktae_main(["eval", "--help", "all"]) == 0
     text = " ".join(capsys.readouterr().out.split())
     for shown in ("--max_new_tokens, --max-new-tokens MAX_NEW_TOKENS",
                   "response length limit in tokens (paper: 3000) (default: 3000)",
@@ -199,3 +202,44 @@ def test_eval_help_shows_defaults(capsys):
                   "--backend {hf,vllm}", "(default: ['aime', 'math', 'amc', 'minerva', 'olympiad_bench'])",
                   "generation:", "re-grading (--from-generations):"):
         assert shown in text
+
+
+@needs_suite
+def test_eval_long_prompts_refused_then_skipped(tmp_path, capsys):
+    """A model of 224 positions on the first four MATH problems (prompts of 216, 267, 179 and 130 tokens): refused
+    in one line before generating; with --skip_long_prompts the one without room is reported as skipped and the
+    216-token prompt's response stops at the positions."""
+    from transformers import AutoTokenizer
+
+    from ktae.eval.benchmarks import load_benchmark
+    from ktae.generation import prompt_token_ids
+    from ktae.prompts import format_prompt
+
+    model = str(build_tiny_lm(tmp_path / "short", positions=224))
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    examples = load_benchmark("math", str(SUITE), limit=4)
+    ids = prompt_token_ids(tokenizer, [format_prompt(ex.problem, "qwen_math", tokenizer) for ex in examples])
+    lengths = {ex.index: len(row) for ex, row in zip(examples, ids)}
+    too_long = sorted(i for i, n in lengths.items() if n >= 224)
+    assert len(too_long) == 1 and any(212 < n < 224 for n in lengths.values())   # the data this test relies on
+    out = str(tmp_path / "run")
+    args = ["eval", "--model", model, "--data", str(SUITE), "--benchmarks", "math", "--limit", "4",
+            "--max-new-tokens", "12", "--output", out, "--grading-workers", "1", "--no-progress"]
+    assert ktae_main(args) == 2
+    error = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert len(error) == 1 and error[0].startswith("ktae eval: error: 1 of 4 problems have more than 223 tokens")
+    assert "(math 1)" in error[0] and "--skip_long_prompts" in error[0]
+    assert not os.path.exists(os.path.join(out, "generations.jsonl")) or not _records(out)
+
+    assert ktae_main(args + ["--skip_long_prompts"]) == 0
+    printed = capsys.readouterr().out
+    assert "Skipped (prompt leaves no room for a response in the model's positions): MATH500 1" in printed
+    summary = json.load(open(os.path.join(out, "summary.json")))
+    assert summary["skipped"] == {"math": too_long}
+    assert summary["benchmarks"]["math"]["problems"] == 3
+    records = {r["index"]: r for r in _records(out)}
+    assert sorted(records) == sorted(set(lengths) - set(too_long))
+    for index, record in records.items():
+        assert record["tokens"] <= min(12, 224 - lengths[index])
+    capped = next(i for i, n in lengths.items() if 212 < n < 224)
+    assert records[capped]["tokens"] == 224 - lengths[capped] and not records[capped]["finished"]

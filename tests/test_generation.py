@@ -6,12 +6,16 @@ import string
 import pytest
 import torch
 
-from ktae.generation import Generation, eos_token_ids, generate, load_model
+from ktae.generation import (Generation, _hf_batches, eos_token_ids, fit_prompts, generate, model_positions,
+                             too_long_message)
+from ktae.loading import load_model
+from ktae.model_source import resolve_model_source
 from ktae.prompts import BOXED_INSTRUCTION, format_prompt, template_names
 
 
-def build_tiny_lm(path, seed: int = 0):
-    """A 2-layer Qwen2 with a character-level tokenizer and Qwen's special tokens, saved to ``path``."""
+def build_tiny_lm(path, seed: int = 0, positions: int = 8192):
+    """A 2-layer Qwen2 with a character-level tokenizer and Qwen's special tokens, saved to ``path``; it takes
+    ``positions`` tokens (prompt + response)."""
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
@@ -34,7 +38,7 @@ def build_tiny_lm(path, seed: int = 0):
     torch.manual_seed(seed)
     config = Qwen2Config(
         vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=8192,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=positions,
         eos_token_id=vocab["<|im_end|>"], pad_token_id=vocab["<|endoftext|>"], tie_word_embeddings=True,
     )
     Qwen2ForCausalLM(config).save_pretrained(str(path))
@@ -45,7 +49,7 @@ def build_tiny_lm(path, seed: int = 0):
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     path = build_tiny_lm(tmp_path_factory.mktemp("tiny_lm"))
-    model, tokenizer = load_model(str(path), device="cpu")
+    model, tokenizer = load_model(resolve_model_source(str(path)), device="cpu")
     return model, tokenizer
 
 
@@ -155,3 +159,66 @@ def test_model_generation_defaults_do_not_leak(tiny):
     finally:
         gc.do_sample, gc.temperature, gc.top_k, gc.repetition_penalty = saved
     assert [g.token_ids for g in again] == [g.token_ids for g in plain]
+
+
+# ---------------------------------------------------------------------------- prompts longer than the model takes
+def test_fit_prompts_leaves_room_for_one_token_and_caps_the_rest():
+    fit = fit_prompts([3, 6, 9, 10, 12], positions=10, max_new_tokens=4)
+    assert fit.too_long == (3, 4)                 # 10 and 12 tokens leave no room in 10 positions
+    assert fit.limits == (4, 4, 1, 0, 0)          # min(max_new_tokens, positions - prompt tokens)
+    assert fit.capped == (2,)
+    unknown = fit_prompts([5000, 1], positions=None, max_new_tokens=4)
+    assert unknown.too_long == () and unknown.limits == (4, 4) and unknown.capped == ()
+    assert fit_prompts([], positions=10, max_new_tokens=4).limits == ()
+
+
+@pytest.mark.parametrize("args, named", [
+    (([1], 10, 0), "max_new_tokens"), (([1], 0, 4), "positions"), (([1], True, 4), "positions"),
+    (([-1], 10, 4), r"lengths\[0\]"), (([1, 2.5], 10, 4), r"lengths\[1\]"),
+])
+def test_fit_prompts_names_a_bad_argument(args, named):
+    with pytest.raises(ValueError, match=named):
+        fit_prompts(*args)
+
+
+def test_too_long_message_and_model_positions(tiny):
+    from types import SimpleNamespace
+
+    assert too_long_message(3, 10, 128, "problems") == ("3 of 10 problems have more than 127 tokens, which leaves no "
+                                                        "room for a response in the model's 128 positions")
+    model, _ = tiny
+    assert model_positions(model) == 8192
+    engine = SimpleNamespace(llm_engine=SimpleNamespace(model_config=SimpleNamespace(max_model_len=96)))
+    assert model_positions(engine) == 96                # a vllm.LLM: the engine's max_model_len
+    assert model_positions(SimpleNamespace(config=SimpleNamespace())) is None
+
+
+def test_hf_batches_hold_prompts_of_one_response_limit():
+    jobs = [(p, s) for p in range(4) for s in range(2)]
+    assert _hf_batches(jobs, [4, 4, 1, 1], batch_size=3) == [[(0, 0), (0, 1), (1, 0)], [(1, 1)],
+                                                             [(2, 0), (2, 1), (3, 0)], [(3, 1)]]
+    assert _hf_batches(jobs[:4], [4, 2, 4, 4], batch_size=8) == [[(0, 0), (0, 1)], [(1, 0), (1, 1)]]
+
+
+@pytest.fixture(scope="module")
+def short(tmp_path_factory):
+    """The tiny model taking 24 positions."""
+    path = build_tiny_lm(tmp_path_factory.mktemp("short_lm"), positions=24)
+    return load_model(resolve_model_source(str(path)), device="cpu")
+
+
+def test_generate_stops_responses_at_the_positions(short):
+    model, tokenizer = short
+    prompts = ["a" * 10, "b" * 20, "c" * 23]               # one token per character
+    gens = generate(model, tokenizer, prompts, max_new_tokens=8, batch_size=3, progress=False)
+    assert [g.num_tokens for g in gens] == [8, 4, 1]       # 8 asked; 24 - 20 and 24 - 23 positions left
+    assert [g.finished for g in gens] == [False, False, False]
+    for prompt, gen in zip(prompts, gens):                  # batched as each prompt alone
+        alone = generate(model, tokenizer, [prompt], max_new_tokens=gen.num_tokens, progress=False)[0]
+        assert alone.token_ids == gen.token_ids
+
+
+def test_generate_refuses_a_prompt_without_room(short):
+    model, tokenizer = short
+    with pytest.raises(ValueError, match=r"1 of 2 prompts have more than 23 tokens.*indices \[1\]"):
+        generate(model, tokenizer, ["a" * 5, "b" * 24], max_new_tokens=4, progress=False)

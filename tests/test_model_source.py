@@ -30,11 +30,11 @@ def write_tiny_gguf(path):
     merges = [" ".join(m) if isinstance(m, list) else m for m in state["model"]["merges"]]
     torch.manual_seed(0)
     config = Qwen2Config(vocab_size=len(tokens), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
                          tie_word_embeddings=False, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
     model = Qwen2ForCausalLM(config)
     writer = gguf.GGUFWriter(str(path), "qwen2")
-    writer.add_context_length(64)
+    writer.add_context_length(256)  # room for the qwen_math prompt and a response
     writer.add_embedding_length(32)
     writer.add_block_count(2)
     writer.add_feed_forward_length(64)
@@ -106,15 +106,19 @@ def test_eval_mistyped_path_then_corrected_command(tiny_folder, data_file, tmp_p
     assert "there is no folder 'runs/x/final'" in err and "Repo id must be" not in err
     assert ktae_main(["eval", "--model", tiny_folder, *common]) == 0  # the empty folder is not a run to protect
     assert "Table 1" in capsys.readouterr().out
-    assert ktae_main(["eval", "--model", "runs/x/other", *common]) == 2  # now it holds generations: protected
+    saved = open(os.path.join(out, "generations.jsonl")).read()
+    assert ktae_main(["eval", "--model", "runs/x/other", *common]) == 2  # refused before the folder is touched
+    assert "there is no folder 'runs/x/other'" in capsys.readouterr().err
+    assert open(os.path.join(out, "generations.jsonl")).read() == saved
+    assert ktae_main(["eval", "--model", tiny_folder, *common, "--max-new-tokens", "5"]) == 2  # other settings
     assert "other settings" in capsys.readouterr().err
 
 
 def test_eval_accepts_a_gguf_file(tmp_path, data_file, capsys):
     original, tok = write_tiny_gguf(tmp_path / "tiny.gguf")
-    from ktae.generation import load_model
+    from ktae.loading import load_model
 
-    model, tokenizer = load_model(str(tmp_path / "tiny.gguf"), device="cpu", dtype="float32")
+    model, tokenizer = load_model(resolve_model_source(str(tmp_path / "tiny.gguf")), device="cpu", dtype="float32")
     ids = torch.tensor([tok("Compute 7", add_special_tokens=False)["input_ids"]])
     assert tokenizer("Compute 7", add_special_tokens=False)["input_ids"] == ids[0].tolist()
     with torch.no_grad():
@@ -126,4 +130,4 @@ def test_eval_accepts_a_gguf_file(tmp_path, data_file, capsys):
     assert rc == 0 and "Table 1" in capsys.readouterr().out
     assert len(open(os.path.join(out, "generations.jsonl")).read().splitlines()) == 2
     with pytest.raises(ValueError, match="needs --backend hf"):
-        load_model(str(tmp_path / "tiny.gguf"), backend="vllm")
+        load_model(resolve_model_source(str(tmp_path / "tiny.gguf")), backend="vllm")

@@ -79,3 +79,23 @@ def test_train_a_local_hf_model_on_a_jsonl_file(tmp_path):
     assert [r["step"] for r in records if "eval_accuracy" in r] == [0, 1]
     assert records[-1]["eval_problems"] == 10
     assert (run_dir / "final" / "model.safetensors").is_file()
+
+
+def test_training_pool_leaves_out_prompts_without_room(tmp_path):
+    """The trainer's rule is the generation rule: a prompt must leave room for one new token in the positions."""
+    from transformers import AutoTokenizer
+
+    from ktae.train.config import DataConfig
+    from ktae.train.rollouts import fitting_problems, prepare_prompts
+    from test_generation import build_tiny_lm
+
+    tokenizer = AutoTokenizer.from_pretrained(str(build_tiny_lm(tmp_path / "lm", positions=21)))
+    data = DataConfig(path="problems.jsonl", template="{problem}", max_prompt_tokens=30)
+    problems = [{"problem": "a" * n, "answer": "1"} for n in (5, 20, 25, 40)]   # one token per character
+    prompts = prepare_prompts(problems, data, tokenizer, positions=21)
+    assert prompts.usable == [0, 1] and prompts.no_room == 1                   # 25 leaves no room, 40 > 30
+    assert prepare_prompts(problems, data, tokenizer).usable == [0, 1, 2]      # positions unknown: no limit
+    assert fitting_problems(problems, data, tokenizer, 21) == problems[:2]
+    with pytest.raises(ValueError, match=r"--max_prompt_tokens 30: every prompt is longer, or leaves no room for a "
+                                         r"response in the model's 4 positions"):
+        prepare_prompts(problems, data, tokenizer, positions=4)

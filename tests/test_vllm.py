@@ -76,6 +76,27 @@ def test_vllm_greedy_equals_transformers_greedy(policy):
     assert sum(finished for _, finished in hf) >= len(prompts) // 2   # real answers, not only runs to the limit
 
 
+def test_both_backends_follow_one_long_prompt_rule(policy):
+    """A prompt near the positions: both backends stop its response where the positions end, with the same tokens;
+    a prompt that leaves no room is refused by both before generating."""
+    from ktae.generation import model_positions, prompt_token_ids
+
+    _, model, tokenizer, engine, prompts = policy
+    positions = model_positions(model)
+    assert model_positions(engine.llm) == positions
+    base = prompt_token_ids(tokenizer, prompts[:1])[0]
+    near = tokenizer.decode((base * positions)[: positions - 3])      # 3 positions left for the response
+    assert len(prompt_token_ids(tokenizer, [near])[0]) == positions - 3
+    hf = generate(model, tokenizer, [near, prompts[0]], max_new_tokens=MAX_NEW, progress=False)
+    vllm = generate(engine.llm, tokenizer, [near, prompts[0]], max_new_tokens=MAX_NEW, backend="vllm", progress=False)
+    assert [(g.token_ids, g.finished) for g in vllm] == [(g.token_ids, g.finished) for g in hf]
+    assert hf[0].num_tokens <= 3
+    full = tokenizer.decode((base * positions)[:positions])
+    for backend, engine_or_model in (("hf", model), ("vllm", engine.llm)):
+        with pytest.raises(ValueError, match=f"1 of 1 prompts have more than {positions - 1} tokens"):
+            generate(engine_or_model, tokenizer, [full], max_new_tokens=MAX_NEW, backend=backend, progress=False)
+
+
 def test_synced_weights_change_vllm_output_and_match_transformers(policy):
     _, model, tokenizer, engine, prompts = policy
     before = greedy_hf(model, tokenizer, prompts)

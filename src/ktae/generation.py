@@ -15,11 +15,9 @@ from typing import Any, Callable, Sequence
 
 #: generation backends: transformers' ``generate`` or a vLLM engine
 BACKENDS = ("hf", "vllm")
-#: model dtypes a command accepts (``auto``: bfloat16 on a GPU, float32 on a CPU, or the checkpoint's own)
-#: ``float64``: slow, but a run then gives the same numbers on CPUs with different SIMD kernels (docs/reproducing.md)
-DTYPES = ("auto", "float32", "bfloat16", "float16", "float64")
 
-__all__ = ["Generation", "generate", "load_model", "eos_token_ids"]
+__all__ = ["Generation", "generate", "eos_token_ids", "PromptFit", "fit_prompts", "model_positions",
+           "prompt_token_ids", "too_long_message"]
 
 
 @dataclass
@@ -83,6 +81,69 @@ def _check_args(prompts, max_new_tokens, temperature, top_p, n, batch_size) -> N
         raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
 
 
+@dataclass(frozen=True)
+class PromptFit:
+    """Which prompts a model answers, and how long each answer may be: the one rule of both generation backends,
+    ``ktae eval`` and ``ktae train``.
+
+    A prompt fits when it leaves room for at least one new token in the model's ``positions`` (its token count is
+    at most ``positions - 1``); the response to it may have ``min(max_new_tokens, positions - prompt tokens)``
+    tokens, and stops there unfinished. ``positions`` None (not known): every prompt fits, nothing is capped.
+    """
+
+    positions: int | None
+    max_new_tokens: int
+    too_long: tuple[int, ...]   # indices of the prompts that do not fit
+    limits: tuple[int, ...]     # per prompt: its response length limit in tokens (0 for a prompt that does not fit)
+
+    @property
+    def capped(self) -> tuple[int, ...]:
+        """Indices of the fitting prompts whose responses are limited below ``max_new_tokens`` by the positions."""
+        return tuple(i for i, limit in enumerate(self.limits) if 0 < limit < self.max_new_tokens)
+
+
+def fit_prompts(lengths: Sequence[int], positions: int | None, max_new_tokens: int) -> PromptFit:
+    """The :class:`PromptFit` of prompts of ``lengths`` tokens in a model of ``positions`` positions.
+
+    Raises:
+        ValueError: a length that is not an int >= 0, ``positions`` not None nor an int >= 1, or ``max_new_tokens``
+            not an int >= 1.
+    """
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens: expected an int >= 1, got {max_new_tokens!r}")
+    if positions is not None and (isinstance(positions, bool) or not isinstance(positions, int) or positions < 1):
+        raise ValueError(f"positions: expected None or an int >= 1, got {positions!r}")
+    for i, length in enumerate(lengths):
+        if isinstance(length, bool) or not isinstance(length, int) or length < 0:
+            raise ValueError(f"lengths[{i}]: expected a token count (an int >= 0), got {length!r}")
+    if positions is None:
+        return PromptFit(None, max_new_tokens, (), tuple(max_new_tokens for _ in lengths))
+    limits = tuple(max(0, min(max_new_tokens, positions - length)) for length in lengths)
+    return PromptFit(positions, max_new_tokens, tuple(i for i, limit in enumerate(limits) if limit == 0), limits)
+
+
+def too_long_message(count: int, total: int, positions: int, what: str = "prompts") -> str:
+    """One line: ``count`` of ``total`` prompts leave no room for a response in the model's ``positions``."""
+    return (f"{count} of {total} {what} have more than {positions - 1} tokens, which leaves no room for a "
+            f"response in the model's {positions} positions")
+
+
+def model_positions(model: Any) -> int | None:
+    """The most tokens (prompt + response) ``model`` takes: a ``vllm.LLM``'s ``max_model_len``, a transformers
+    model's ``max_position_embeddings``; None when it does not say."""
+    engine = getattr(model, "llm_engine", None)
+    if engine is not None:
+        value = getattr(getattr(engine, "model_config", None), "max_model_len", None)
+    else:
+        value = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def prompt_token_ids(tokenizer: Any, prompts: Sequence[str]) -> list[list[int]]:
+    """The token ids both backends generate from: the templated text, no special tokens added."""
+    return [list(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
+
+
 def generate(
     model: Any,
     tokenizer: Any,
@@ -100,6 +161,11 @@ def generate(
 ) -> list[Generation]:
     """Generate ``n`` responses for each prompt.
 
+    Both backends take the same prompt tokens (:func:`prompt_token_ids`) and follow one rule
+    (:func:`fit_prompts`): every prompt must leave room for a response in the model's positions
+    (:func:`model_positions`), and a response stops where prompt + response fill them (unfinished) when that
+    comes before ``max_new_tokens``.
+
     Args:
         model: a ``transformers`` causal LM (``backend="hf"``) or a ``vllm.LLM`` (``backend="vllm"``).
         tokenizer: the model's tokenizer (for vLLM, ``None`` uses ``model.get_tokenizer()``).
@@ -116,15 +182,29 @@ def generate(
 
     Returns:
         ``len(prompts) * n`` generations ordered by ``(prompt_index, sample_index)``.
+
+    Raises:
+        ValueError: a bad argument, or a prompt that leaves no room for a response (leave such prompts out first:
+            ``ktae eval --skip_long_prompts`` does).
     """
     _check_args(prompts, max_new_tokens, temperature, top_p, n, batch_size)
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "vllm" and not hasattr(model, "generate"):
+        raise TypeError(f"backend='vllm' expects a vllm.LLM as model, got {type(model).__name__}")
+    if tokenizer is None and backend == "vllm":
+        tokenizer = model.get_tokenizer()
+    if tokenizer is None:
+        raise ValueError(f"backend={backend!r} needs the model's tokenizer")
+    encoded = prompt_token_ids(tokenizer, prompts)
+    fit = fit_prompts([len(ids) for ids in encoded], model_positions(model), max_new_tokens)
+    if fit.too_long:
+        raise ValueError(f"{too_long_message(len(fit.too_long), len(prompts), fit.positions)} (prompt indices "
+                         f"{list(fit.too_long[:10])}); leave them out before generating")
     if backend == "hf":
-        return _generate_hf(model, tokenizer, prompts, max_new_tokens, float(temperature), float(top_p), n,
-                            batch_size, seed, progress, on_batch)
-    if backend == "vllm":
-        return _generate_vllm(model, tokenizer, prompts, max_new_tokens, float(temperature), float(top_p), n,
-                              seed, progress, on_batch)
-    raise ValueError(f"backend must be 'hf' or 'vllm', got {backend!r}")
+        return _generate_hf(model, tokenizer, encoded, fit.limits, float(temperature), float(top_p), n, batch_size,
+                            seed, progress, on_batch)
+    return _generate_vllm(model, encoded, fit.limits, float(temperature), float(top_p), n, seed, progress, on_batch)
 
 
 @contextlib.contextmanager
@@ -144,27 +224,17 @@ def _left_padding(tokenizer):
             tokenizer.pad_token = None
 
 
-def _generate_hf(model, tokenizer, prompts, max_new_tokens, temperature, top_p, n, batch_size, seed, progress,
-                 on_batch) -> list[Generation]:
-    import torch
+def _hf_generation_config(temperature: float, top_p: float, stop_ids: list[int]):
+    """transformers' ``GenerationConfig`` of greedy (temperature 0) or plain sampling, stopping at ``stop_ids``.
+
+    Every decoding knob is set explicitly: transformers fills unset ones from the model's own generation_config
+    (e.g. an instruct model's top_k=20, repetition_penalty=1.05), which would silently change "greedy" or
+    "temperature 1.0" from what the paper (and vLLM) do. ``max_new_tokens`` is set per batch.
+    """
     from transformers import GenerationConfig
 
-    if tokenizer is None:
-        raise ValueError("backend='hf' needs the model's tokenizer")
-    stop_ids = eos_token_ids(model, tokenizer)
-    if not stop_ids:
-        raise ValueError("no EOS token id found on the tokenizer or the model's generation config")
-    if seed is not None:
-        torch.manual_seed(seed)
-    # Prompts are encoded once; sequences sorted by prompt length (longest first) share batches.
-    encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
-    jobs = sorted(((p, s) for p in range(len(prompts)) for s in range(n)), key=lambda ps: -len(encoded[ps[0]]))
     sampling = temperature > 0
-    # Every decoding knob is set explicitly: transformers fills unset ones from the model's own
-    # generation_config (e.g. an instruct model's top_k=20, repetition_penalty=1.05), which would
-    # silently change "greedy" or "temperature 1.0" from what the paper (and vLLM) do.
-    config = GenerationConfig(
-        max_new_tokens=max_new_tokens,
+    return GenerationConfig(
         do_sample=sampling,
         temperature=temperature if sampling else 1.0,
         top_p=top_p if sampling else 1.0,
@@ -174,6 +244,49 @@ def _generate_hf(model, tokenizer, prompts, max_new_tokens, temperature, top_p, 
         num_beams=1,
         eos_token_id=stop_ids,
     )
+
+
+def _hf_batches(jobs: list[tuple[int, int]], limits: Sequence[int], batch_size: int) -> list[list[tuple[int, int]]]:
+    """``(prompt, sample)`` jobs in batches of at most ``batch_size`` whose prompts share one response limit, so
+    that no sequence of a batch runs past the model's positions."""
+    batches: list[list[tuple[int, int]]] = []
+    for job in jobs:
+        current = batches[-1] if batches else None
+        if current is None or len(current) == batch_size or limits[current[0][0]] != limits[job[0]]:
+            batches.append([job])
+        else:
+            current.append(job)
+    return batches
+
+
+def _hf_generations(chunk: list[tuple[int, int]], rows: list[list[int]], stop: set[int], tokenizer) -> list[Generation]:
+    """The :class:`Generation` of each ``(prompt, sample)`` of ``chunk`` from its new token ``rows`` (cut after
+    the first stop token)."""
+    made = []
+    for (p, s), row in zip(chunk, rows):
+        end = next((k for k, t in enumerate(row) if t in stop), None)
+        finished = end is not None
+        ids = row[: end + 1] if finished else row
+        text_ids = ids[:-1] if finished else ids
+        text = tokenizer.decode(text_ids, skip_special_tokens=True)
+        made.append(Generation(prompt_index=p, sample_index=s, text=text, token_ids=ids, num_tokens=len(ids),
+                               finished=finished))
+    return sorted(made, key=lambda g: (g.prompt_index, g.sample_index))
+
+
+def _generate_hf(model, tokenizer, encoded, limits, temperature, top_p, n, batch_size, seed, progress,
+                 on_batch) -> list[Generation]:
+    """transformers' ``generate`` over batches of sequences sorted by prompt length (longest first), each batch
+    with its prompts' response limit."""
+    import torch
+
+    stop_ids = eos_token_ids(model, tokenizer)
+    if not stop_ids:
+        raise ValueError("no EOS token id found on the tokenizer or the model's generation config")
+    if seed is not None:
+        torch.manual_seed(seed)
+    jobs = sorted(((p, s) for p in range(len(encoded)) for s in range(n)), key=lambda ps: -len(encoded[ps[0]]))
+    config = _hf_generation_config(temperature, top_p, stop_ids)
     device = getattr(model, "device", None) or next(model.parameters()).device
     results: dict[tuple[int, int], Generation] = {}
     bar = None
@@ -186,32 +299,16 @@ def _generate_hf(model, tokenizer, prompts, max_new_tokens, temperature, top_p, 
     try:
         with _left_padding(tokenizer), torch.inference_mode():
             config.pad_token_id = tokenizer.pad_token_id
-            stop = set(stop_ids)
-            for start in range(0, len(jobs), batch_size):
-                chunk = jobs[start : start + batch_size]
+            for chunk in _hf_batches(jobs, limits, batch_size):
+                config.max_new_tokens = limits[chunk[0][0]]
                 batch = tokenizer.pad({"input_ids": [encoded[p] for p, _ in chunk]}, return_tensors="pt")
                 input_ids = batch["input_ids"].to(device)
-                attention_mask = batch["attention_mask"].to(device)
-                out = model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config)
-                new_tokens = out[:, input_ids.shape[1] :].tolist()
-                made = []
-                for (p, s), row in zip(chunk, new_tokens):
-                    end = next((k for k, t in enumerate(row) if t in stop), None)
-                    finished = end is not None
-                    ids = row[: end + 1] if finished else row
-                    text_ids = ids[:-1] if finished else ids
-                    gen = Generation(
-                        prompt_index=p,
-                        sample_index=s,
-                        text=tokenizer.decode(text_ids, skip_special_tokens=True),
-                        token_ids=ids,
-                        num_tokens=len(ids),
-                        finished=finished,
-                    )
-                    results[(p, s)] = gen
-                    made.append(gen)
+                out = model.generate(input_ids=input_ids, attention_mask=batch["attention_mask"].to(device),
+                                     generation_config=config)
+                made = _hf_generations(chunk, out[:, input_ids.shape[1]:].tolist(), set(stop_ids), tokenizer)
+                results.update(((g.prompt_index, g.sample_index), g) for g in made)
                 if on_batch is not None:
-                    on_batch(sorted(made, key=lambda g: (g.prompt_index, g.sample_index)))
+                    on_batch(made)
                 if bar is not None:
                     bar.update(len(chunk))
     finally:
@@ -222,129 +319,25 @@ def _generate_hf(model, tokenizer, prompts, max_new_tokens, temperature, top_p, 
     return [results[key] for key in sorted(results)]
 
 
-def _generate_vllm(llm, tokenizer, prompts, max_new_tokens, temperature, top_p, n, seed, progress,
-                   on_batch) -> list[Generation]:
+def _generate_vllm(llm, encoded, limits, temperature, top_p, n, seed, progress, on_batch) -> list[Generation]:
+    """``llm.generate`` on the prompts' token ids, each prompt with its own response limit."""
     try:
         from vllm import SamplingParams
     except ImportError as exc:  # pragma: no cover - depends on the optional extra
         raise ImportError("backend='vllm' needs vLLM: pip install 'ktae[vllm]'") from exc
-    if not hasattr(llm, "generate"):
-        raise TypeError(f"backend='vllm' expects a vllm.LLM as model, got {type(llm).__name__}")
-    params = SamplingParams(
-        n=n,
-        temperature=temperature,
-        top_p=top_p if temperature > 0 else 1.0,
-        max_tokens=max_new_tokens,
-        seed=seed,
-    )
-    outputs = llm.generate(list(prompts), params, use_tqdm=progress)
+    by_limit = {
+        limit: SamplingParams(n=n, temperature=temperature, top_p=top_p if temperature > 0 else 1.0, max_tokens=limit,
+                              seed=seed)
+        for limit in sorted(set(limits))
+    }
+    inputs = [{"prompt_token_ids": ids} for ids in encoded]
+    outputs = llm.generate(inputs, [by_limit[limit] for limit in limits], use_tqdm=progress)
     results = []
     for p, request in enumerate(outputs):
         for s, completion in enumerate(request.outputs):
             ids = list(completion.token_ids)
-            results.append(
-                Generation(
-                    prompt_index=p,
-                    sample_index=s,
-                    text=completion.text,
-                    token_ids=ids,
-                    num_tokens=len(ids),
-                    finished=completion.finish_reason == "stop",
-                )
-            )
+            results.append(Generation(prompt_index=p, sample_index=s, text=completion.text, token_ids=ids,
+                                      num_tokens=len(ids), finished=completion.finish_reason == "stop"))
     if on_batch is not None:
         on_batch(results)
     return results
-
-
-def load_model(
-    name_or_path: str,
-    *,
-    backend: str = "hf",
-    dtype: str = "auto",
-    device: str | None = None,
-    max_model_len: int | None = None,
-    trust_remote_code: bool = False,
-    vllm_kwargs: dict | None = None,
-):
-    """Load ``(model, tokenizer)`` for :func:`generate` from a local folder, a local GGUF file or a Hub id
-    (the same things ``ktae train --model`` takes: `ktae.model_source.resolve_model_source`).
-
-    ``backend="hf"``: ``AutoModelForCausalLM`` on ``device`` (default: CUDA when
-    available, else CPU) in ``dtype`` (``auto``, ``bfloat16``, ``float16``,
-    ``float32``); a GGUF file is dequantised by transformers. ``backend="vllm"``: a ``vllm.LLM`` and its
-    tokenizer (folders and Hub ids).
-
-    Raises:
-        ValueError: ``name_or_path`` is no folder, GGUF file or loadable Hub id (the message says what was tried).
-    """
-    from ktae.model_source import explain_load_error, resolve_model_source
-
-    source = resolve_model_source(name_or_path)
-    if backend == "vllm" and source.kind == "gguf":
-        raise ValueError(f"--model {name_or_path!r}: a GGUF file needs --backend hf (the vLLM backend takes a "
-                         "model folder or a Hub id)")
-    if backend == "vllm":
-        try:
-            from vllm import LLM
-        except ImportError as exc:
-            raise ImportError("backend='vllm' needs vLLM: pip install 'ktae[vllm]'") from exc
-        from transformers import AutoConfig
-
-        from ktae.vllm_setup import engine_checks
-
-        try:
-            config = AutoConfig.from_pretrained(source.name, trust_remote_code=trust_remote_code)
-        except (OSError, ValueError) as err:
-            raise explain_load_error(source, err) from err
-        length = max_model_len or getattr(config, "max_position_embeddings", None) or 4096
-        kwargs = dict(model=name_or_path, dtype=dtype, trust_remote_code=trust_remote_code)
-        kwargs.update(engine_checks(config, length, 4))   # head size refused before the engine starts; CPU KV cache
-        if max_model_len is not None:
-            kwargs["max_model_len"] = max_model_len
-        kwargs.update(vllm_kwargs or {})
-        llm = LLM(**kwargs)
-        return llm, llm.get_tokenizer()
-    if backend != "hf":
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    dtypes = {"auto": "auto", "bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32,
-              "float64": torch.float64}
-    if dtype not in dtypes:
-        raise ValueError(f"dtype must be one of {sorted(dtypes)}, got {dtype!r}")
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if source.kind == "gguf":
-        model, tokenizer = _load_gguf(source, trust_remote_code, dtypes[dtype])
-        model.to(device)
-        model.eval()
-        return model, tokenizer
-    import transformers
-
-    major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
-    dtype_kw = "dtype" if (major, minor) >= (4, 56) else "torch_dtype"  # renamed in transformers 4.56
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(source.name, trust_remote_code=trust_remote_code)
-        model = AutoModelForCausalLM.from_pretrained(
-            source.name, trust_remote_code=trust_remote_code, **{dtype_kw: dtypes[dtype]}
-        )
-    except (OSError, ValueError) as err:
-        raise explain_load_error(source, err) from err
-    model.to(device)
-    model.eval()
-    return model, tokenizer
-
-
-def _load_gguf(source, trust_remote_code: bool, dtype):
-    """A GGUF file as a plain transformers model and its tokenizer, loaded the way ``ktae train`` loads it."""
-    import torch
-
-    from ktae.loading import align_eos, load_hf_model, load_tokenizer
-
-    tokenizer = load_tokenizer(source.name, gguf_file=source.gguf_file, trust_remote_code=trust_remote_code)
-    model = load_hf_model(source.name, torch.float32 if dtype == "auto" else dtype, gguf_file=source.gguf_file,
-                          trust_remote_code=trust_remote_code)
-    align_eos(model, tokenizer)
-    return model, tokenizer

@@ -18,12 +18,14 @@ instead of exiting.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import typing
 from dataclasses import MISSING, field
-from typing import Any, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
-__all__ = ["option", "make_parser", "add_field", "parse", "HelpFormatter"]
+__all__ = ["option", "make_parser", "add_field", "parse", "HelpFormatter", "help_topic", "option_view",
+           "topic_help_parser"]
 
 
 def option(default: Any, help: str, *, aliases: Sequence[str] = (), metavar: str | None = None,
@@ -149,3 +151,77 @@ def parse(parser, argv: Sequence[str], *, remaining: bool = False) -> tuple:
     if rest:
         raise ValueError(f"unrecognized arguments: {' '.join(rest)}")
     return tuple(parsed)
+
+
+def help_topic(argv: Sequence[str]) -> str | None | bool:
+    """What ``argv`` asks help for: ``False`` (no help), ``None`` (``--help``), or the topic of
+    ``--help TOPIC`` / ``--help=TOPIC`` / ``-h TOPIC``."""
+    for i, arg in enumerate(argv):
+        if arg.startswith("--help="):
+            return arg.partition("=")[2]
+        if arg in ("-h", "--help"):
+            following = argv[i + 1] if i + 1 < len(argv) else ""
+            return following if following and not following.startswith("-") else None
+    return False
+
+
+def _copy_field(spec: dataclasses.Field) -> Any:
+    """A new field with the default (or default factory, or none) and the metadata of ``spec``."""
+    if spec.default_factory is not MISSING:
+        return field(default_factory=spec.default_factory, metadata=spec.metadata)
+    if spec.default is not MISSING:
+        return field(default=spec.default, metadata=spec.metadata)
+    return field(metadata=spec.metadata)
+
+
+def option_view(dataclass_types: Sequence[type], names: Sequence[str], title: str) -> type:
+    """A dataclass of the fields ``names`` (in that order) of ``dataclass_types``, shown in ``--help`` as one group
+    titled ``title``: the same spellings, types, defaults and help as the originals.
+
+    Raises:
+        ValueError: a name that is no field of ``dataclass_types``.
+    """
+    found: dict[str, tuple[Any, dataclasses.Field]] = {}
+    for cls in dataclass_types:
+        hints = typing.get_type_hints(cls)
+        for spec in dataclasses.fields(cls):
+            found.setdefault(spec.name, (hints[spec.name], spec))
+    unknown = [name for name in names if name not in found]
+    if unknown:
+        raise ValueError(f"names: {unknown} are no options of {[cls.__name__ for cls in dataclass_types]}")
+    specs = [(name, found[name][0], _copy_field(found[name][1])) for name in names]
+    view = dataclasses.make_dataclass("OptionView", specs, kw_only=True)
+    view._argument_group_name = title
+    return view
+
+
+def topic_help_parser(dataclass_types: Sequence[type], topic: str | None, *, prog: str, common: Sequence[str],
+                      sections: Mapping[str, tuple[str, Sequence[str]]], full: Callable[[], Any], usage: str,
+                      description: str = ""):
+    """The parser whose ``--help`` is ``PROG --help [TOPIC]``: a short help and the rest one topic away.
+
+    Args:
+        dataclass_types: the command's option dataclasses.
+        topic: None (the ``common`` options, then the list of ``sections``), a name of ``sections`` (its
+            options), or ``all`` (``full()``: the command's own parser, every option).
+        common: the options shown by a plain ``--help``.
+        sections: topic name -> (title, option names); together they should hold every option.
+        full: builds the command's complete parser.
+        usage, description: the help's first lines.
+
+    Raises:
+        ValueError: ``topic`` is neither a section nor ``all`` (the message lists them).
+    """
+    if topic == "all":
+        return full()
+    if topic is None:
+        topics = {**{name: title for name, (title, _) in sections.items()}, "all": "every option"}
+        width = max(len(name) for name in topics)
+        listing = "\n".join(f"  {name:<{width}}  {title}" for name, title in topics.items())
+        epilog = f"more options, by section ({prog} --help SECTION):\n{listing}"
+        return make_parser([option_view(dataclass_types, common, "Common options")], prog=prog, usage=usage,
+                           description=description, epilog=epilog)
+    if topic not in sections:
+        raise ValueError(f"--help: expected a section or 'all' ({', '.join([*sections, 'all'])}), got {topic!r}")
+    title, names = sections[topic]
+    return make_parser([option_view(dataclass_types, names, title)], prog=prog, usage=usage, add_help=False)

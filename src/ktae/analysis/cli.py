@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from ktae.core.config import KTAEConfig
 from ktae.frontend.options import ktae_config, parse_estimator
-from ktae.options import make_parser, option, parse
+from ktae.options import help_topic, make_parser, option, parse, topic_help_parser
 
 _CONFIG_FIELDS = {f.name: f for f in dataclasses.fields(KTAEConfig)}
 
@@ -84,22 +84,64 @@ class AnalyzeOptions:
             raise ValueError(f"--vmax must be > 0, got {self.vmax!r}")
 
 
-def build_parser():
-    """The command-line parser of ``ktae analyze``: :class:`AnalyzeOptions` and the rollouts."""
-    parser = make_parser([AnalyzeOptions], prog="ktae analyze", description=(
-        "Group rollouts by prompt, compute KTAE key-token values with the core, print the top positive and "
-        "negative tokens of each prompt, and optionally write an HTML heat-map report and PNG figures."))
-    parser.add_argument("rollouts", help="a rollouts file, a folder of step files or a run folder (its key_tokens dumps): ktae's own jsonl (group/prompt, "
+#: what ``ktae analyze --help`` shows (with the rollouts); the rest is one ``--help SECTION`` away
+COMMON_OPTIONS = ("tokenizer", "steps", "num_tokens", "html", "png", "quiet")
+#: ``ktae analyze --help SECTION``: topic -> (title, options)
+HELP_SECTIONS = {
+    "input": ("Input (tokenizer, steps, what is correct, KTAE options)", ("tokenizer", "steps", "label", "config")),
+    "tables": ("Terminal tables", ("num_tokens", "print_groups", "quiet")),
+    "html": ("HTML report", ("html", "page_size", "page_tokens", "vmax")),
+    "png": ("PNG figures", ("png", "png_limit", "vmax")),
+}
+_USAGE = ("ktae analyze RUN_DIR|ROLLOUTS [--key value ...]\n"
+          "       ktae analyze --help [SECTION | all]")
+_DESCRIPTION = ("Group rollouts by prompt, compute KTAE key-token values with the core, print the top positive and "
+                "negative\ntokens of each prompt, and optionally write an HTML heat-map report and PNG figures.")
+
+
+def _add_rollouts(parser) -> None:
+    """The positional argument: the rollouts file or folder, or a run folder."""
+    parser.add_argument("rollouts", help="a rollouts file, a folder of step files or a run folder (its key_tokens "
+                        "dumps): ktae's own jsonl (group/prompt, "
                         "response or token_ids, reward or correct, optional reference; the verl/TRL dump options), "
                         "or verl's trainer.rollout_data_dir / validation_data_dir files, recognised without flags")
+
+
+def build_parser():
+    """The command-line parser of ``ktae analyze``: :class:`AnalyzeOptions` and the rollouts."""
+    parser = make_parser([AnalyzeOptions], prog="ktae analyze", usage=_USAGE, description=_DESCRIPTION)
+    _add_rollouts(parser)
+    return parser
+
+
+def help_parser(topic: str | None = None):
+    """The parser whose ``--help`` is ``ktae analyze --help [TOPIC]``: the rollouts, :data:`COMMON_OPTIONS` and
+    the sections, one of :data:`HELP_SECTIONS`, or ``all``.
+
+    Raises:
+        ValueError: ``topic`` is not a section nor ``all``.
+    """
+    parser = topic_help_parser([AnalyzeOptions], topic, prog="ktae analyze", common=COMMON_OPTIONS,
+                               sections=HELP_SECTIONS, full=build_parser, usage=_USAGE, description=_DESCRIPTION)
+    if topic is None:
+        _add_rollouts(parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """``ktae analyze``: 0 when done, 2 (a message on stderr) when the input is bad."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    topic = help_topic(argv)
+    if topic is not False:
+        try:
+            help_parser(topic).print_help()
+        except ValueError as exc:
+            print(f"ktae analyze: error: {exc}", file=sys.stderr)
+            return 2
+        return 0
     parser = build_parser()
     try:
-        args, positional = parse(parser, sys.argv[1:] if argv is None else argv)
+        args, positional = parse(parser, argv)
     except ValueError as exc:
         parser.error(str(exc))
 

@@ -11,12 +11,13 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal, NamedTuple
 
 from ktae.eval.metrics import format_tables
-from ktae.eval.runner import GENERATIONS_FILE, SUMMARY_FILE, EvalConfig, run_benchmarks, regrade
-from ktae.generation import BACKENDS, DTYPES
-from ktae.options import make_parser, option, parse
+from ktae.eval.runner import GENERATIONS_FILE, SUMMARY_FILE, EvalConfig, regrade, run_benchmarks
+from ktae.generation import BACKENDS
+from ktae.loading import DTYPES
+from ktae.options import help_topic, make_parser, option, parse, topic_help_parser
 
-__all__ = ["main", "build_parser", "EvalArgs", "SourceOptions", "GenerationOptions", "GradingOptions",
-           "RegradeOptions", "ReportOptions"]
+__all__ = ["main", "build_parser", "help_parser", "COMMON_OPTIONS", "EvalArgs", "SourceOptions", "GenerationOptions",
+           "GradingOptions", "RegradeOptions", "ReportOptions"]
 
 
 def _like(name: str) -> Any:
@@ -65,6 +66,7 @@ class GenerationOptions:
     dtype: Literal[DTYPES] = _like("dtype")
     device: str | None = _like("device")
     seed: int = _like("seed")
+    skip_long_prompts: bool = _like("skip_long_prompts")
     problem_field: str | None = option(None, "problem field of the benchmark data or generations file (None: auto)")
     answer_field: str | None = _like("answer_field")
 
@@ -114,13 +116,36 @@ class EvalArgs(NamedTuple):
     report: ReportOptions
 
 
+_GROUPS = {"source": "SourceOptions", "generation": "GenerationOptions", "grading": "GradingOptions",
+           "regrade": "RegradeOptions", "report": "ReportOptions"}
+#: what ``ktae eval --help`` shows; the rest is one ``--help SECTION`` away
+COMMON_OPTIONS = ("model", "from_generations", "benchmarks", "data", "limit", "output", "backend", "max_new_tokens",
+                  "skip_long_prompts")
+_USAGE = ("ktae eval --model PATH_OR_ID [--benchmarks NAME ...] [--key value ...]\n"
+          "       ktae eval --from_generations FILE [--key value ...]\n"
+          "       ktae eval --help [SECTION | all]")
+_DESCRIPTION = ("Evaluate a causal LM on the KTAE paper's five math benchmarks (greedy, qwen_math prompt, 3000 new "
+                "tokens by\ndefault) and print the paper's two tables, or re-grade saved generations.")
+
+
 def build_parser():
     """The command-line parser of ``ktae eval``: the fields of :class:`EvalArgs`' dataclasses."""
-    return make_parser(
-        [SourceOptions, GenerationOptions, GradingOptions, RegradeOptions, ReportOptions], prog="ktae eval",
-        description="Evaluate a causal LM on the KTAE paper's five math benchmarks (greedy, qwen_math prompt, "
-        "3000 new tokens by default) and print the paper's two tables, or re-grade saved generations.",
-    )
+    return make_parser([SourceOptions, GenerationOptions, GradingOptions, RegradeOptions, ReportOptions],
+                       prog="ktae eval", usage=_USAGE, description=_DESCRIPTION)
+
+
+def help_parser(topic: str | None = None):
+    """The parser whose ``--help`` is ``ktae eval --help [TOPIC]``: :data:`COMMON_OPTIONS` and the sections, one
+    section (``source``, ``generation``, ``grading``, ``regrade``, ``report``), or ``all``.
+
+    Raises:
+        ValueError: ``topic`` is not a section nor ``all``.
+    """
+    groups = [globals()[name] for name in _GROUPS.values()]
+    sections = {topic_name: (group._argument_group_name, [f.name for f in fields(group)])
+                for topic_name, group in zip(_GROUPS, groups)}
+    return topic_help_parser(groups, topic, prog="ktae eval", common=COMMON_OPTIONS, sections=sections,
+                             full=build_parser, usage=_USAGE, description=_DESCRIPTION)
 
 
 def _regrade(args: EvalArgs) -> int:
@@ -177,9 +202,18 @@ def _evaluate(args: EvalArgs) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``ktae eval``: 0 when done, 2 (a message on stderr) on bad input, 130 when interrupted."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    topic = help_topic(argv)
+    if topic is not False:
+        try:
+            help_parser(topic).print_help()
+        except ValueError as exc:
+            print(f"ktae eval: error: {exc}", file=sys.stderr)
+            return 2
+        return 0
     parser = build_parser()
     try:
-        args = EvalArgs(*parse(parser, sys.argv[1:] if argv is None else argv))
+        args = EvalArgs(*parse(parser, argv))
         args.source.check()
     except ValueError as exc:
         parser.error(str(exc))

@@ -7,7 +7,7 @@ from typing import Any, Iterable
 
 from ktae.eval.benchmarks import BENCHMARKS
 
-__all__ = ["pass_at_k", "summarize", "format_tables", "PAPER_RESULTS"]
+__all__ = ["pass_at_k", "summarize", "format_tables", "skipped_note", "PAPER_RESULTS"]
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -106,6 +106,14 @@ def _table(title: str, header: list[str], rows: list[list[str]]) -> str:
     return "\n".join([title, line(header), sep, *(line(r) for r in rows)])
 
 
+def skipped_note(skipped: dict[str, list]) -> str:
+    """One line naming how many problems of each benchmark were skipped (prompts too long for the model)."""
+    counts = ", ".join(f"{BENCHMARKS[b].label if b in BENCHMARKS else b} {len(indices)}"
+                       for b, indices in skipped.items())
+    return (f"Skipped (prompt leaves no room for a response in the model's positions): {counts}; the tables "
+            "are over the other problems")
+
+
 def format_tables(
     summary: dict[str, Any],
     model_label: str,
@@ -117,7 +125,8 @@ def format_tables(
 
     ``show_paper`` adds the reported rows of the KTAE paper for comparison
     (only meaningful for full benchmarks, greedy decoding and the paper's template).
-    A pass@k table follows when samples per problem > 1.
+    A pass@k table follows when samples per problem > 1. Problems skipped for prompts too long for the model
+    (the summary's ``skipped``) are named above the tables: the numbers are over the other problems.
     """
     per = summary["benchmarks"]
     names = list(per)
@@ -133,9 +142,9 @@ def format_tables(
                  _fmt(reported["avg_accuracy"] if full else None)]
             )
             len_rows.append([label, *("-" for _ in names), _fmt(reported["avg_tokens"] if full else None)])
-    parts = []
-    if note:
-        parts.append(note)
+    parts = [note] if note else []
+    if summary.get("skipped"):
+        parts.append(skipped_note(summary["skipped"]))
     parts.append(_table("Table 1: accuracy (%)", header, acc_rows))
     parts.append(_table("Table 2: mean response length (tokens)", header, len_rows))
     pass_keys = sorted(

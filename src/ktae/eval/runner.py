@@ -27,6 +27,7 @@ from ktae.generation import BACKENDS
 __all__ = [
     "EvalConfig",
     "run_benchmarks",
+    "leave_out_long_prompts",
     "regrade",
     "RegradeResult",
     "read_generations",
@@ -75,6 +76,9 @@ class EvalConfig:
     problem_field: str | None = field(default=None, metadata={"help": "problem column of the data (None: auto)"})
     answer_field: str | None = field(default=None, metadata={"help": "answer column of the data (None: auto)"})
     progress: bool = field(default=True, metadata={"help": "show progress bars"})
+    skip_long_prompts: bool = field(default=False, metadata={
+        "help": "leave out the problems whose prompts leave no room for a response in the model's positions and "
+                "report them as skipped (without it such problems stop the run before it generates)"})
 
     def __post_init__(self) -> None:
         if isinstance(self.benchmarks, str):
@@ -195,12 +199,16 @@ def run_benchmarks(config: EvalConfig, *, model: Any = None, tokenizer: Any = No
 
     ``model``/``tokenizer`` may be passed in (an already loaded HF model or
     ``vllm.LLM``); otherwise ``config.model`` is loaded, and only if something
-    is left to generate. Returns the summary (also written to ``summary.json``).
+    is left to generate. Problems whose prompts leave no room for a response in the model's positions
+    (:func:`ktae.generation.fit_prompts`) stop the run before it generates (a ValueError), or, with
+    ``config.skip_long_prompts``, are left out and listed under ``skipped`` in the summary. Returns the summary
+    (also written to ``summary.json``).
     """
-    from ktae.generation import load_model
+    from ktae.model_source import resolve_model_source
 
     if model is None and not config.model:
         raise ValueError("run_benchmarks needs config.model (a folder or Hub id) or a loaded model")
+    source = resolve_model_source(config.model) if model is None else None   # resolved once, here
     os.makedirs(config.output, exist_ok=True)
     settings = asdict(config)
     settings["benchmarks"] = list(config.benchmarks)
@@ -208,29 +216,24 @@ def run_benchmarks(config: EvalConfig, *, model: Any = None, tokenizer: Any = No
         settings["model"] = type(model).__name__
     _check_run_settings(config.output, settings)
     gen_path = os.path.join(config.output, GENERATIONS_FILE)
-    saved = read_generations(gen_path) if os.path.exists(gen_path) else []
     done: dict[tuple[str, int, int], dict] = {}
-    for r in saved:
+    for r in read_generations(gen_path) if os.path.exists(gen_path) else []:
         done[(r["benchmark"], int(r["index"]), int(r.get("sample", 0)))] = r
+    suites = {bench: load_benchmark(bench, config.data, limit=config.limit, problem_field=config.problem_field,
+                                    answer_field=config.answer_field) for bench in config.benchmarks}
+    todo = {b: [ex for ex in exs if any((b, ex.index, s) not in done for s in range(config.n))]
+            for b, exs in suites.items()}
+    skipped: dict[str, list[int]] = {}
+    if any(todo.values()):
+        if model is None:
+            from ktae.loading import load_model
 
-    suites: dict[str, list[Example]] = {}
-    for bench in config.benchmarks:
-        suites[bench] = load_benchmark(
-            bench, config.data, limit=config.limit,
-            problem_field=config.problem_field, answer_field=config.answer_field,
-        )
-    todo = {
-        b: [ex for ex in exs if any((b, ex.index, s) not in done for s in range(config.n))]
-        for b, exs in suites.items()
-    }
-    n_todo = sum(len(v) for v in todo.values())
-    if n_todo and model is None:
-        log(f"loading {config.model} ({config.backend})")
-        model, tokenizer = load_model(config.model, backend=config.backend, dtype=config.dtype, device=config.device,
-                                      vllm_kwargs={"enforce_eager": True} if config.vllm_enforce_eager else None)
-    if n_todo and tokenizer is None and config.backend == "vllm":
-        tokenizer = model.get_tokenizer()
-
+            log(f"loading {config.model} ({config.backend})")
+            model, tokenizer = load_model(source, backend=config.backend, dtype=config.dtype, device=config.device,
+                                          vllm_kwargs={"enforce_eager": True} if config.vllm_enforce_eager else None)
+        if tokenizer is None and config.backend == "vllm":
+            tokenizer = model.get_tokenizer()
+        skipped = leave_out_long_prompts(todo, config, model, tokenizer, log)
     appender = _Appender(gen_path)
     try:
         for bench, examples in suites.items():
@@ -238,14 +241,56 @@ def run_benchmarks(config: EvalConfig, *, model: Any = None, tokenizer: Any = No
                 _generate_benchmark(bench, examples, todo[bench], done, config, model, tokenizer, appender)
     finally:
         appender.close()
+    return _write_summary(config, settings, suites, done, skipped)
 
+
+def leave_out_long_prompts(todo: dict[str, list[Example]], config: EvalConfig, model: Any, tokenizer: Any,
+                           log=print) -> dict[str, list[int]]:
+    """Take the problems whose prompts leave no room for a response (:func:`ktae.generation.fit_prompts`) out of
+    ``todo``; ``{benchmark: their indices}``, empty when every prompt fits.
+
+    Raises:
+        ValueError: some prompts are too long and ``config.skip_long_prompts`` is off (one line: how many, per
+            benchmark, and the option that skips them).
+    """
+    from ktae.generation import fit_prompts, model_positions, prompt_token_ids, too_long_message
+    from ktae.prompts import format_prompt
+
+    positions = model_positions(model)
+    long: dict[str, list[Example]] = {}
+    for bench, examples in todo.items():
+        ids = prompt_token_ids(tokenizer, [format_prompt(ex.problem, config.template, tokenizer) for ex in examples])
+        fit = fit_prompts([len(row) for row in ids], positions, config.max_new_tokens)
+        if fit.too_long:
+            long[bench] = [examples[i] for i in fit.too_long]
+    if not long:
+        return {}
+    count = sum(len(exs) for exs in long.values())
+    where = ", ".join(f"{bench} {len(exs)}" for bench, exs in long.items())
+    message = f"{too_long_message(count, sum(len(exs) for exs in todo.values()), positions, 'problems')} ({where})"
+    if not config.skip_long_prompts:
+        raise ValueError(f"{message}; give --skip_long_prompts to evaluate the others and report these as skipped")
+    log(f"skipping {message}")
+    for bench, exs in long.items():
+        indices = {ex.index for ex in exs}
+        todo[bench] = [ex for ex in todo[bench] if ex.index not in indices]
+    return {bench: sorted(ex.index for ex in exs) for bench, exs in long.items()}
+
+
+def _write_summary(config: EvalConfig, settings: dict, suites: dict[str, list[Example]],
+                   done: dict[tuple[str, int, int], dict], skipped: dict[str, list[int]]) -> dict[str, Any]:
+    """The summary of the saved records (and the ``skipped`` problems' indices per benchmark), written to
+    ``summary.json``."""
     all_records = [
         done[(b, ex.index, s)] for b, exs in suites.items() for ex in exs for s in range(config.n)
         if (b, ex.index, s) in done
     ]
     summary = summarize(all_records, list(config.benchmarks))
     summary["model"] = config.model or settings["model"]
-    summary["settings"] = {k: settings[k] for k in ("template", "max_new_tokens", "temperature", "top_p", "n", "limit", "backend")}
+    summary["settings"] = {k: settings[k] for k in ("template", "max_new_tokens", "temperature", "top_p", "n", "limit",
+                                                    "backend")}
+    if skipped:
+        summary["skipped"] = skipped
     summary["created"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     summary["environment"] = describe_environment()
     _write_json(os.path.join(config.output, SUMMARY_FILE), summary)

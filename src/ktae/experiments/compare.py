@@ -33,11 +33,12 @@ from typing import Any, Callable
 
 from ktae.environment import describe_environment
 from ktae.experiments.plot import moving_average
-from ktae.options import make_parser, option, parse
+from ktae.options import help_topic, make_parser, option, parse, topic_help_parser
 from ktae.train.config import TrainConfig, load_run_config, make_config, option_name, option_values, parse_command
 
 __all__ = ["CompareConfig", "Method", "methods", "run_compare", "summarise", "write_figure", "write_table",
-           "curve_rows", "write_curves_csv", "read_curves_csv", "mean_ci", "main"]
+           "curve_rows", "write_curves_csv", "read_curves_csv", "mean_ci", "main", "help_parser", "HELP_SECTIONS",
+           "COMMON_OPTIONS"]
 
 #: Student t quantiles t_{0.975, df} for df = 1..30 (beyond: the normal 1.96 is within 2%)
 _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
@@ -541,17 +542,42 @@ def write_figure(summary: dict, path: Path, title: str = "") -> Path:
 
 
 # ============================================================================ command line
+#: what ``ktae compare --help`` shows; the rest is one ``--help SECTION`` away
+COMMON_OPTIONS = ("output", "task", "dapo", "ablations", "seeds", "steps")
+#: ``ktae compare --help SECTION``: topic -> (title, options)
+HELP_SECTIONS = {
+    "arms": ("Arms (the methods compared)", ("dapo", "task", "entropy_arm", "ablations")),
+    "runs": ("Runs (one ktae train run per arm and seed)", ("seeds", "first_seed", "steps", "eval_every", "runs_dir")),
+    "report": ("Figure, tables and curves", ("output", "figure", "table_steps", "smooth", "target_accuracy", "study",
+                                             "csv")),
+}
+_USAGE = ("ktae compare [--key value ...] [ktae train options ...]\n"
+          "       ktae compare --help [SECTION | all]")
+_DESCRIPTION = ("Runs GRPO vs GRPO+KTAE (or DAPO vs DAPO+KTAE, KTAE ablations, the top-20%-entropy baseline) over "
+                "several seeds,\nthen writes <output>/compare.png (mean and 95% band per method) and compare.md / "
+                "compare.json (fixed-step\ntables). Finished runs are reused and interrupted ones resumed: run the "
+                "same command again to continue.")
+_TRAIN_OPTIONS = ("Every other --key value is passed to each 'ktae train' run (see 'ktae train --help'); --seed, "
+                  "--steps,\n--eval_every, --run_dir and --preset are set by compare.")
+
+
 def parser():
     """The command-line parser of ``ktae compare``: :class:`CompareConfig`'s fields (``transformers.HfArgumentParser``);
     any other ``--key value`` is left over for ``ktae train``."""
-    return make_parser(
-        [CompareConfig], prog="ktae compare",
-        description="Runs GRPO vs GRPO+KTAE (or DAPO vs DAPO+KTAE, KTAE ablations, the top-20%-entropy baseline) "
-                    "over several seeds, then writes <output>/compare.png (mean and 95% band per method) and "
-                    "compare.md / compare.json (fixed-step tables). Finished runs are reused and interrupted ones "
-                    "resumed: run the same command again to continue.",
-        epilog="Every other --key value is passed to each 'ktae train' run (see 'ktae train --help'); --seed, "
-               "--steps, --eval_every, --run_dir and --preset are set by compare.")
+    return make_parser([CompareConfig], prog="ktae compare", usage=_USAGE, description=_DESCRIPTION,
+                       epilog=_TRAIN_OPTIONS)
+
+
+def help_parser(topic: str | None = None):
+    """The parser whose ``--help`` is ``ktae compare --help [TOPIC]``: :data:`COMMON_OPTIONS` and the sections, one
+    of :data:`HELP_SECTIONS`, or ``all``.
+
+    Raises:
+        ValueError: ``topic`` is not a section nor ``all``.
+    """
+    return topic_help_parser([CompareConfig], topic, prog="ktae compare", common=COMMON_OPTIONS,
+                             sections=HELP_SECTIONS, full=parser, usage=_USAGE,
+                             description=f"{_DESCRIPTION}\n\n{_TRAIN_OPTIONS}")
 
 
 def parse_args(argv: list[str]) -> tuple[CompareConfig, dict]:
@@ -568,8 +594,13 @@ def parse_args(argv: list[str]) -> tuple[CompareConfig, dict]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if any(a in ("-h", "--help") for a in argv):
-        parser().print_help()
+    topic = help_topic(argv)
+    if topic is not False:
+        try:
+            help_parser(topic).print_help()
+        except ValueError as exc:
+            print(f"ktae compare: error: {exc}", file=sys.stderr)
+            return 2
         return 0
     try:
         config, train_options = parse_args(argv)

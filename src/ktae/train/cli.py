@@ -3,19 +3,8 @@ from __future__ import annotations
 
 import sys
 
+from ktae.options import help_topic
 from ktae.train.config import help_parser, make_config, parse_command
-
-
-def help_topic(argv: list[str]) -> str | None | bool:
-    """What ``argv`` asks help for: ``False`` (no help), ``None`` (``--help``), or the topic of
-    ``--help TOPIC`` / ``--help=TOPIC`` / ``-h TOPIC``."""
-    for i, arg in enumerate(argv):
-        if arg.startswith("--help="):
-            return arg.partition("=")[2]
-        if arg in ("-h", "--help"):
-            following = argv[i + 1] if i + 1 < len(argv) else ""
-            return following if following and not following.startswith("-") else None
-    return False
 
 
 def main(argv: list[str] | None = None) -> int:

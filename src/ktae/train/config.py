@@ -42,7 +42,8 @@ from typing import Any, ClassVar, Mapping
 from ktae.core.config import KTAEConfig
 from ktae.core.losses import KL_KINDS, LOSS_AGG_MODES
 from ktae.frontend.options import ESTIMATOR_NAMES, parse_estimator
-from ktae.generation import BACKENDS, DTYPES
+from ktae.generation import BACKENDS
+from ktae.loading import DTYPES
 from ktae.options import add_field, make_parser, option, parse
 from ktae.recipes.tiny_model import TinyModelConfig
 
@@ -128,8 +129,8 @@ class ModelConfig(_Section):
     gguf_file: str = option("", "GGUF file name inside the --model folder/repo (a .gguf path in --model sets it)")
     tokenizer: str = option("", "tokenizer id/path if it differs from the model's")
     dtype: str = option("auto", f"compute dtype, one of {DTYPES} (trained weights stay float32, bf16/fp16 run under "
-                        "autocast; float64 trains in float64, the same numbers on any CPU); auto: bfloat16 on a GPU, "
-                        "float32 on a CPU")
+                        "autocast; float64 trains in float64: the same rollouts whatever the CPU's SIMD kernels); "
+                        "auto: bfloat16 on a GPU, float32 on a CPU")
     device: str = option("auto", "'auto' (cuda when available), 'cpu', 'cuda', 'cuda:1', ...")
     trust_remote_code: bool = option(False, "allow custom model code from the Hub")
     gradient_checkpointing: bool = option(False, "recompute activations in the backward pass (saves memory)")

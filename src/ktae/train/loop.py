@@ -37,14 +37,17 @@ from ktae.environment import describe_environment
 from ktae.frontend.metrics import MIXED_GROUP_FRACTION, key_token_metrics
 from ktae.frontend.outcomes import mixed_groups
 from ktae.frontend.records import DUMP_FOLDER, KeyTokenDumper
+from ktae.generation import model_positions
+from ktae.loading import resolve_device, resolve_dtype
 from ktae.monitoring import MixedGroupWatch
 from ktae.special_tokens import special_token_ids
 from ktae.train import checkpoint as ckpt
 from ktae.train.config import PPOConfig, TrainConfig, make_config, resume_config, save_yaml, with_options
 from ktae.train.data import PromptSampler, load_problems
 from ktae.train.logger import MetricsLogger
-from ktae.train.modeling import load_policy, parameter_dtype, resolve_device, resolve_dtype
-from ktae.train.rollouts import Prompts, Rollouts, collect_rollouts, dump_rollouts, prepare_prompts
+from ktae.train.modeling import load_policy, parameter_dtype
+from ktae.train.rollouts import (Prompts, Rollouts, collect_rollouts, dump_rollouts, fitting_problems,
+                                 prepare_prompts)
 from ktae.train.update import greedy_accuracy, ppo_update
 
 PHASES = ("generation", "reward", "advantage", "update")
@@ -289,7 +292,10 @@ def open_run(cfg: TrainConfig, run_dir: Path, last: Path | None, log: Callable[[
         ref_model = copy.deepcopy(model).to(dtype).eval()   # frozen: kept in the compute dtype
         ref_model.requires_grad_(False)
     train_problems, eval_problems = load_problems(cfg)
-    prompts = prepare_prompts(train_problems, cfg.data, tokenizer)
+    positions = model_positions(model)
+    prompts = prepare_prompts(train_problems, cfg.data, tokenizer, positions)
+    held_out = fitting_problems(eval_problems, cfg.data, tokenizer, positions)
+    eval_left_out, eval_problems = len(eval_problems) - len(held_out), held_out
     sampler = PromptSampler(len(prompts.usable), cfg.seed)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.ppo.lr,
                                   betas=(cfg.ppo.adam_beta1, cfg.ppo.adam_beta2), weight_decay=cfg.ppo.weight_decay)
@@ -313,6 +319,10 @@ def open_run(cfg: TrainConfig, run_dir: Path, last: Path | None, log: Callable[[
                            tensorboard=cfg.log.tensorboard, wandb=cfg.log.wandb, wandb_project=cfg.log.wandb_project,
                            quiet=cfg.log.quiet)
     eval_problems = eval_problems[: cfg.eval.size] if cfg.eval.size else eval_problems
+    if prompts.no_room or eval_left_out:
+        say(f"left out {prompts.no_room} training and {eval_left_out} held-out problems whose prompts leave no room "
+            f"for a response in the model's {positions} positions; responses stop where prompt + response reach "
+            f"{positions} tokens")
     nparams = sum(p.numel() for p in model.parameters())
     say(f"run folder: {run_dir}\nmodel: {source} ({nparams / 1e6:.2f}M parameters, computing in "
         f"{str(dtype).removeprefix('torch.')} on {device}); data: {cfg.data.path} ({len(prompts.usable)} training "

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from ktae.generation import fit_prompts, prompt_token_ids
 from ktae.prompts import format_prompt
 from ktae.rewards import grade_batch, overlong_penalty
 from ktae.train.config import AlgorithmConfig, DataConfig, RolloutConfig, TrainConfig
@@ -76,7 +77,8 @@ class Prompts:
     problems: list[dict]             # {"problem", "answer"} records
     texts: list[str]                 # formatted prompts
     ids: list[list[int]]             # prompt token ids
-    usable: list[int]                # indices of the prompts within max_prompt_tokens
+    usable: list[int]                # indices of the prompts within max_prompt_tokens that leave room for a response
+    no_room: int = 0                 # prompts within max_prompt_tokens left out: no room for a response
 
 
 def build_prompts(problems: list[dict], data: DataConfig, tokenizer) -> list[str]:
@@ -87,14 +89,30 @@ def build_prompts(problems: list[dict], data: DataConfig, tokenizer) -> list[str
     return [format_prompt(p["problem"], template, tokenizer) for p in problems]
 
 
-def prepare_prompts(problems: list[dict], data: DataConfig, tokenizer) -> Prompts:
-    """Format and tokenise the training pool; prompts over ``max_prompt_tokens`` are left out."""
+def prepare_prompts(problems: list[dict], data: DataConfig, tokenizer, positions: int | None = None) -> Prompts:
+    """Format and tokenise the training pool; prompts over ``max_prompt_tokens``, and those that leave no room for
+    a response in the model's ``positions`` (:func:`ktae.generation.fit_prompts`), are left out.
+
+    Raises:
+        ValueError: no prompt is left (the message names ``--max_prompt_tokens`` and the positions).
+    """
     texts = build_prompts(problems, data, tokenizer)
-    ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in texts]
-    usable = [i for i, row in enumerate(ids) if len(row) <= data.max_prompt_tokens]
+    ids = prompt_token_ids(tokenizer, texts)
+    short = [i for i, row in enumerate(ids) if len(row) <= data.max_prompt_tokens]
+    too_long = set(fit_prompts([len(ids[i]) for i in short], positions, 1).too_long)
+    usable = [i for k, i in enumerate(short) if k not in too_long]
     if not usable:
-        raise ValueError(f"--max_prompt_tokens {data.max_prompt_tokens}: every prompt is longer")
-    return Prompts(problems, texts, ids, usable)
+        room = f", or leaves no room for a response in the model's {positions} positions" if too_long else ""
+        raise ValueError(f"--max_prompt_tokens {data.max_prompt_tokens}: every prompt is longer{room}")
+    return Prompts(problems, texts, ids, usable, no_room=len(too_long))
+
+
+def fitting_problems(problems: list[dict], data: DataConfig, tokenizer, positions: int | None) -> list[dict]:
+    """The ``problems`` whose prompts leave room for a response in the model's ``positions`` (held-out problems:
+    the same rule as the training pool's, :func:`ktae.generation.fit_prompts`)."""
+    ids = prompt_token_ids(tokenizer, build_prompts(problems, data, tokenizer))
+    too_long = set(fit_prompts([len(row) for row in ids], positions, 1).too_long)
+    return [p for i, p in enumerate(problems) if i not in too_long]
 
 
 def generate_rollouts(model, tokenizer, prompts: list[str], rollout: RolloutConfig, engine=None) -> list:
