@@ -20,11 +20,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import sys
 import typing
 from dataclasses import MISSING, field
 from typing import Any, Callable, Mapping, Sequence
 
-__all__ = ["option", "make_parser", "add_field", "parse", "HelpFormatter", "help_topic", "option_view",
+__all__ = ["option", "make_parser", "add_field", "parse", "HelpFormatter", "help_topic", "answer_help", "option_view",
            "topic_help_parser"]
 
 
@@ -163,6 +164,20 @@ def help_topic(argv: Sequence[str]) -> str | None | bool:
             following = argv[i + 1] if i + 1 < len(argv) else ""
             return following if following and not following.startswith("-") else None
     return False
+
+
+def answer_help(argv: Sequence[str], help_parser: Callable[[str | None], Any], command: str) -> int | None:
+    """Print the help ``argv`` asks for (``--help [SECTION]``) with ``help_parser(topic)``; the exit code (0, or 2
+    with a message naming ``command`` for an unknown section), or ``None`` when ``argv`` asks no help."""
+    topic = help_topic(argv)
+    if topic is False:
+        return None
+    try:
+        help_parser(topic).print_help()
+    except ValueError as exc:
+        print(f"ktae {command}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def _copy_field(spec: dataclasses.Field) -> Any:

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from ktae.core.config import KTAEConfig
 from ktae.frontend.options import ktae_config, parse_estimator
-from ktae.options import help_topic, make_parser, option, parse, topic_help_parser
+from ktae.options import answer_help, make_parser, option, parse, topic_help_parser
 
 _CONFIG_FIELDS = {f.name: f for f in dataclasses.fields(KTAEConfig)}
 
@@ -131,14 +131,9 @@ def help_parser(topic: str | None = None):
 def main(argv: list[str] | None = None) -> int:
     """``ktae analyze``: 0 when done, 2 (a message on stderr) when the input is bad."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    topic = help_topic(argv)
-    if topic is not False:
-        try:
-            help_parser(topic).print_help()
-        except ValueError as exc:
-            print(f"ktae analyze: error: {exc}", file=sys.stderr)
-            return 2
-        return 0
+    answered = answer_help(argv, help_parser, "analyze")
+    if answered is not None:
+        return answered
     parser = build_parser()
     try:
         args, positional = parse(parser, argv)

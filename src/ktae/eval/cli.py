@@ -14,7 +14,7 @@ from ktae.eval.metrics import format_tables
 from ktae.eval.runner import GENERATIONS_FILE, SUMMARY_FILE, EvalConfig, regrade, run_benchmarks
 from ktae.generation import BACKENDS
 from ktae.loading import DTYPES
-from ktae.options import help_topic, make_parser, option, parse, topic_help_parser
+from ktae.options import answer_help, make_parser, option, parse, topic_help_parser
 
 __all__ = ["main", "build_parser", "help_parser", "COMMON_OPTIONS", "EvalArgs", "SourceOptions", "GenerationOptions",
            "GradingOptions", "RegradeOptions", "ReportOptions"]
@@ -203,14 +203,9 @@ def _evaluate(args: EvalArgs) -> int:
 def main(argv: list[str] | None = None) -> int:
     """``ktae eval``: 0 when done, 2 (a message on stderr) on bad input, 130 when interrupted."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    topic = help_topic(argv)
-    if topic is not False:
-        try:
-            help_parser(topic).print_help()
-        except ValueError as exc:
-            print(f"ktae eval: error: {exc}", file=sys.stderr)
-            return 2
-        return 0
+    answered = answer_help(argv, help_parser, "eval")
+    if answered is not None:
+        return answered
     parser = build_parser()
     try:
         args = EvalArgs(*parse(parser, argv))

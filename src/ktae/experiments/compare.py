@@ -33,7 +33,7 @@ from typing import Any, Callable
 
 from ktae.environment import describe_environment
 from ktae.experiments.plot import moving_average
-from ktae.options import help_topic, make_parser, option, parse, topic_help_parser
+from ktae.options import answer_help, make_parser, option, parse, topic_help_parser
 from ktae.train.config import TrainConfig, load_run_config, make_config, option_name, option_values, parse_command
 
 __all__ = ["CompareConfig", "Method", "methods", "run_compare", "summarise", "write_figure", "write_table",
@@ -594,14 +594,9 @@ def parse_args(argv: list[str]) -> tuple[CompareConfig, dict]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    topic = help_topic(argv)
-    if topic is not False:
-        try:
-            help_parser(topic).print_help()
-        except ValueError as exc:
-            print(f"ktae compare: error: {exc}", file=sys.stderr)
-            return 2
-        return 0
+    answered = answer_help(argv, help_parser, "compare")
+    if answered is not None:
+        return answered
     try:
         config, train_options = parse_args(argv)
         method_list = methods(config.dapo, config.ablations, config.entropy_arm, config.task)

@@ -3,20 +3,15 @@ from __future__ import annotations
 
 import sys
 
-from ktae.options import help_topic
+from ktae.options import answer_help
 from ktae.train.config import help_parser, make_config, parse_command
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    topic = help_topic(argv)
-    if topic is not False:
-        try:
-            help_parser(topic).print_help()
-        except ValueError as exc:
-            print(f"ktae train: error: {exc}", file=sys.stderr)
-            return 2
-        return 0
+    answered = answer_help(argv, help_parser, "train")
+    if answered is not None:
+        return answered
     from ktae.train.loop import train
 
     try:
