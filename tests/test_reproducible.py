@@ -1,8 +1,9 @@
 """Runs are reproducible where they can be: the same seed, versions and CPU kind give the same bits.
 
 The embedded model is built (initialised and warm-started) identically by two processes whose hash seeds and
-torch thread counts differ; in float64 it is also built the same whatever SIMD kernels the CPU offers (to the
-digits that transformers' float32 RMSNorm and rotary angles leave: docs/reproducing.md).
+torch thread counts differ; a small float64 build with a short warm start is also the same whatever SIMD kernels the
+CPU offers, to the digits that transformers' float32 RMSNorm and rotary angles leave (docs/reproducing.md: a long
+warm start amplifies them).
 """
 import json
 import os

@@ -23,7 +23,7 @@ from ktae.model_source import ModelSource, explain_load_error
 __all__ = ["DTYPES", "resolve_dtype", "resolve_device", "load_model", "load_tokenizer", "align_eos"]
 
 #: model dtype names a command accepts; ``auto`` is bfloat16 on a GPU and float32 on a CPU; ``float64`` is slow, but
-#: a run then gives the same rollouts on CPUs with different SIMD kernels (docs/reproducing.md)
+#: a short run then gives the same rollouts on CPUs with different SIMD kernels (docs/reproducing.md)
 DTYPES = ("auto", "float32", "bfloat16", "float16", "float64")
 _TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16,
                  "float64": torch.float64}

@@ -129,8 +129,8 @@ class ModelConfig(_Section):
     gguf_file: str = option("", "GGUF file name inside the --model folder/repo (a .gguf path in --model sets it)")
     tokenizer: str = option("", "tokenizer id/path if it differs from the model's")
     dtype: str = option("auto", f"compute dtype, one of {DTYPES} (trained weights stay float32, bf16/fp16 run under "
-                        "autocast; float64 trains in float64: the same rollouts whatever the CPU's SIMD kernels); "
-                        "auto: bfloat16 on a GPU, float32 on a CPU")
+                        "autocast; float64 trains in float64, for tests: short runs then agree across CPUs' SIMD "
+                        "kernels); auto: bfloat16 on a GPU, float32 on a CPU")
     device: str = option("auto", "'auto' (cuda when available), 'cpu', 'cuda', 'cuda:1', ...")
     trust_remote_code: bool = option(False, "allow custom model code from the Hub")
     gradient_checkpointing: bool = option(False, "recompute activations in the backward pass (saves memory)")
