@@ -155,3 +155,14 @@ def test_mixed_groups_and_the_k_is_zero_warning_follow_ktae_threshold_not_the_gr
     assert any(m > 0 for m in mixed)
     assert all((r["ktae/nonzero_fraction"] > 0) == (m > 0) for r, m in zip(steps, mixed))
     assert not [line for line in lines if "no group had both" in line]
+
+
+def test_ktae_analyze_reads_a_trainer_run_folder_with_no_flag(tmp_path, cache):
+    """The run folder's own files (config.yaml, environment.json) are no rollouts: analyze reads key_tokens/."""
+    from ktae.analysis.cli import main as analyze_main
+
+    run_dir = train(tiny_config(tmp_path, cache, steps=1, eval_every=0, save_every=0, dump_key_tokens_every=1))
+    assert (run_dir / "environment.json").is_file() and any((run_dir / "key_tokens").glob("*.jsonl"))
+    html = tmp_path / "report.html"
+    assert analyze_main([str(run_dir), "--quiet", "--html", str(html)]) == 0
+    assert html.stat().st_size > 0

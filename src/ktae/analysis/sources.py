@@ -51,12 +51,10 @@ class RolloutSource:
 
 
 def dump_folder(path: str) -> str:
-    """The folder of rollout files that ``path`` names: ``path`` itself, or its ``key_tokens`` folder for a run
-    folder (``ktae train``'s run_dir, TRL's output_dir) that holds no rollout file itself."""
+    """The folder of rollout files that ``path`` names: its ``key_tokens`` folder for a run folder (``ktae train``'s
+    run_dir, TRL's output_dir: their own .json files, such as environment.json, are no rollouts), else ``path``."""
     inner = os.path.join(path, DUMP_FOLDER)
-    if os.path.isdir(inner) and not rollout_files(path):
-        return inner
-    return path
+    return inner if os.path.isdir(inner) else path
 
 
 def run_tokenizer(path: str, rollouts: list[Rollout]) -> str | None:
