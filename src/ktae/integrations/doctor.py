@@ -24,6 +24,7 @@ from typing import Any
 from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
+from ktae.environment import installed_version
 from ktae.integrations.compatibility import WARN, compatibility_checks
 from ktae.options import make_parser, option, parse
 
@@ -32,13 +33,6 @@ PLUGIN = "ktae.integrations.verl"
 
 #: (name, ok: True / False / None for skipped / WARN, detail)
 Check = tuple[str, Any, str]
-
-
-def _version(package: str) -> str | None:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return None
 
 
 def _in_range(version: str, spec: str) -> bool:
@@ -77,7 +71,7 @@ def run_checks(ray_worker: bool = True) -> list[Check]:
     """Every check, in order: installed versions first (from metadata, so that a package whose import is broken
     is named before anything imports it), then verl and TRL. Imports verl (and the plug-in) into this process."""
     checks: list[Check] = compatibility_checks()
-    version = _version("verl")
+    version = installed_version("verl")
     if version is None:
         checks.append(("verl installed", False, 'not installed: pip install "ktae[verl]"'))
     else:
@@ -108,7 +102,7 @@ def run_checks(ray_worker: bool = True) -> list[Check]:
         except Exception as err:  # the plug-in's own import error, shown instead of verl's debug log line
             checks.append(("trainer wrappers (legacy, v1)", False, f"{type(err).__name__}: {err}"))
         checks.append(_ray_check() if ray_worker else ("inside a Ray worker", None, "skipped (--no-ray)"))
-    trl = _version("trl")
+    trl = installed_version("trl")
     if trl is None:
         checks.append(("trl", None, 'not installed (optional): pip install "ktae[trl]"'))
     else:
@@ -182,8 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"ktae doctor: error: {exc}", file=sys.stderr)
         return 2
-    print(f"ktae {_version('ktae') or '(source tree)'}, python {sys.version.split()[0]}, "
-          f"torch {_version('torch')}", flush=True)
+    print(f"ktae {installed_version('ktae') or '(source tree)'}, python {sys.version.split()[0]}, "
+          f"torch {installed_version('torch')}", flush=True)
     failed = False
     for name, ok, detail in run_checks(ray_worker=not args.no_ray):
         label = "skip" if ok is None else "warn" if ok == WARN else ("ok" if ok else "FAIL")
