@@ -42,8 +42,13 @@ from ktae.generation import BACKENDS, DTYPES
 from ktae.options import make_parser, option, parse
 from ktae.recipes.tiny_model import TinyModelConfig
 
-#: a rollout-level estimator of the core, alone or with key-token values
-ESTIMATORS = tuple(e + suffix for e in ROLLOUT_ESTIMATORS for suffix in ("", "+ktae"))
+#: token credit added to a rollout-level estimator: key-token values (KTAE), the label-free specificity gate
+#: (ktae.core.credit), and the oracles that read the labelled wrong steps (the study's positive control)
+TOKEN_CREDITS = ("ktae", "ktae-gate", "oracle", "oracle-blame")
+#: the oracles need a task that labels its wrong steps: the embedded word problems
+ORACLE_CREDITS = ("oracle", "oracle-blame")
+#: a rollout-level estimator of the core, alone or with token credit
+ESTIMATORS = tuple(e + suffix for e in ROLLOUT_ESTIMATORS for suffix in ("", *(f"+{c}" for c in TOKEN_CREDITS)))
 REWARDS = ("math", "dapo")
 LR_SCHEDULES = ("constant", "cosine")
 TASKS = ("arithmetic", "word")
@@ -196,7 +201,9 @@ class AlgorithmConfig(_Section):
     """Advantage estimator and rewards."""
 
     section: ClassVar[str] = "algorithm"
-    estimator: str = option("grpo+ktae", f"advantage estimator, one of {ESTIMATORS}")
+    estimator: str = option("grpo+ktae", "advantage estimator: grpo, dr_grpo or rloo, alone or with token credit: "
+                            "+ktae, +ktae-gate (exploratory) or +oracle / +oracle-blame (they read the labelled "
+                            "wrong steps of --task word: measuring instruments of a study, not methods)")
     reward: str = option("math", "'math' (1 correct / 0 wrong) or 'dapo' (+1 / -1 plus overlong shaping)")
     overlong_buffer: int = option(0, "DAPO overlong shaping: length of the soft-penalty zone before max_new_tokens "
                                   "(0 = off)")
@@ -309,7 +316,8 @@ class TrainConfig(_Section):
     tiny: TinyModelConfig = _section(TinyModelConfig, "Tiny model (used with --model embedded; cached once built)")
     rollout: RolloutConfig = _section(RolloutConfig, "Rollouts")
     algorithm: AlgorithmConfig = _section(AlgorithmConfig, "Algorithm (advantages and rewards)")
-    ktae: KTAEConfig = _section(KTAEConfig, "KTAE (the core's KTAEConfig; used when --estimator ends with +ktae)")
+    ktae: KTAEConfig = _section(KTAEConfig, "KTAE (the core's KTAEConfig; used when --estimator has token credit: "
+                                "+ktae, +ktae-gate, +oracle, +oracle-blame)")
     ppo: PPOConfig = _section(PPOConfig, "Update (PPO)")
     eval: EvaluationConfig = _section(EvaluationConfig, "Held-out evaluation")
     log: LogConfig = _section(LogConfig, "Logging and checkpoints")
@@ -325,6 +333,10 @@ class TrainConfig(_Section):
                              f"got {self.algorithm.overlong_buffer!r}")
         if self.algorithm.estimator.startswith("rloo") and self.rollout.rollouts_per_prompt < 2:
             raise ValueError(f"--rollouts_per_prompt: expected >= 2 for RLOO, got {self.rollout.rollouts_per_prompt}")
+        if self.token_credit in ORACLE_CREDITS and (self.task.name != "word" or self.data.path != "embedded"):
+            raise ValueError(f"--estimator {self.algorithm.estimator}: the oracle reads the labelled wrong steps of "
+                             f"the embedded word problems; expected --task word with --data embedded, got task "
+                             f"{self.task.name!r} with data {self.data.path!r}")
         if self.model.path == "embedded" and self.data.path != "embedded":
             raise ValueError(f"--data: expected 'embedded' when --model is 'embedded' (the tiny model only knows the "
                              f"embedded task's symbols), got {self.data.path!r}")
@@ -340,6 +352,11 @@ class TrainConfig(_Section):
     @property
     def uses_ktae(self) -> bool:
         return self.algorithm.estimator.endswith("+ktae")
+
+    @property
+    def token_credit(self) -> str:
+        """The token credit of ``--estimator`` (one of :data:`TOKEN_CREDITS`), or "" for a rollout estimator alone."""
+        return self.algorithm.estimator.partition("+")[2]
 
     @property
     def rollout_estimator(self) -> str:
@@ -642,5 +659,5 @@ __all__ = [
     "TrainConfig", "ModelConfig", "DataConfig", "TaskConfig", "TinyModelConfig", "RolloutConfig", "AlgorithmConfig",
     "KTAEConfig", "PPOConfig", "EvaluationConfig", "LogConfig", "make_config", "parse_args", "parse_command",
     "resume_config", "load_run_config", "with_options", "as_flat", "parser", "read_options", "load_yaml", "save_yaml",
-    "options", "ESTIMATORS", "help_parser", "help_topics", "COMMON_OPTIONS",
+    "options", "ESTIMATORS", "TOKEN_CREDITS", "help_parser", "help_topics", "COMMON_OPTIONS",
 ]
