@@ -36,7 +36,8 @@ from ktae.experiments.plot import moving_average
 from ktae.options import make_parser, option, parse
 from ktae.train.config import TrainConfig, as_flat, load_run_config, make_config, parse_command
 
-__all__ = ["CompareConfig", "Method", "methods", "config_methods", "ktae_point", "run_compare", "summarise", "write_figure", "write_table",
+__all__ = ["CompareConfig", "Method", "methods", "config_methods", "ktae_point", "run_compare", "summarise",
+           "write_figure", "write_table",
            "curve_rows", "write_curves_csv", "read_curves_csv", "mean_ci", "main"]
 
 #: Student t quantiles t_{0.975, df} for df = 1..30 (beyond: the normal 1.96 is within 2%)
@@ -60,8 +61,8 @@ CSV_COLUMNS = ("study", "arm", "seed", "step", "rollout_accuracy", "heldout_accu
 CSV_REQUIRED = CSV_COLUMNS[:7]
 #: CSV column -> key in metrics.jsonl (rollout values are the step's raw means, not smoothed; mixed_group_fraction:
 #: the share of the step's groups with both right and wrong rollouts, of the kept groups with dynamic sampling)
-CSV_METRICS = {"rollout_accuracy": "accuracy", "heldout_accuracy": "eval_accuracy", "response_length": "response_length",
-               "mixed_group_fraction": "mixed_groups"}
+CSV_METRICS = {"rollout_accuracy": "accuracy", "heldout_accuracy": "eval_accuracy",
+               "response_length": "response_length", "mixed_group_fraction": "mixed_groups"}
 
 
 @dataclass
@@ -81,9 +82,9 @@ class CompareConfig:
     ktae_points: list[str] = option([], "add one KTAE arm per point, comma-separated; a point is '-'-joined "
                                     "<name><value> with name alpha, beta, gamma or top, e.g. top0.5-beta0,alpha0: "
                                     "arms grpo-ktae-top0.5-beta0, grpo-ktae-alpha0 (the other values: the preset's)")
-    oracle_arms: bool = option(False, "add the oracle arms grpo-oracle (tokens of labelled wrong steps of wrong rollouts "
-                               "of mixed groups get A_i - ktae_top) and grpo-oracle-blame (those rollouts put A_i on "
-                               "their wrong steps only); word tasks only. A measuring instrument (a positive "
+    oracle_arms: bool = option(False, "add the oracle arms grpo-oracle (tokens of labelled wrong steps of wrong "
+                               "rollouts of mixed groups get A_i - ktae_top) and grpo-oracle-blame (those rollouts put "
+                               "A_i on their wrong steps only); word tasks only. A measuring instrument (a positive "
                                "control that knows the mistakes), not a method")
     gate_arm: bool = option(False, "add the exploratory label-free arm grpo-ktae-gate (A_i scaled per token by how "
                             "specific the token is to its side of a mixed group; ktae.core.credit)")

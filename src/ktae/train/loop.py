@@ -114,7 +114,8 @@ def train(config: TrainConfig | dict | None = None, *, resume: str | Path | None
     """
     run = open_run(*run_config(config, resume, overrides), log=log or _print)
     cfg, state = run.cfg, run.state
-    watch = MixedGroupWatch(  # token credit (K, gate, oracle) is 0 when no group has both right and wrong rollouts: say so
+    # token credit (K, gate, oracle) is 0 when no group has both right and wrong rollouts: say so
+    watch = MixedGroupWatch(
         patience=5 if cfg.token_credit else 0, warn=False, metric="mixed_groups",
         correctness=f"its reward is > {run.ktae_config.threshold} (--ktae_threshold)",
         advice="set --ktae_threshold between the rewards of wrong and right answers, or use a --reward that says "
