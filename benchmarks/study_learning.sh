@@ -20,6 +20,7 @@
 #   STUDY=3 benchmarks/study_learning.sh sweep [OUT [SEEDS]]   # the KTAE sweep: top 0.25..2 x beta 0/1, alpha 0
 #                                                               # (default 2 pilot seeds)
 #   STUDY=3 TUNED=top0.5-beta0 benchmarks/study_learning.sh study [OUT [SEEDS]]  # the seven arms, seed by seed
+#                                           # (FIRST_SEED=6 ... study OUT 6: seeds 6-11, e.g. in a second process)
 #   STUDY=3 TUNED=top0.5-beta0 benchmarks/study_learning.sh tables [OUT [SEEDS]]
 #
 # TUNED (or a 4th argument) is the KTAE point chosen after the sweep, written as an arm of the sweep without its
@@ -68,7 +69,7 @@ if [[ "${STUDY:-2}" == 3 ]]; then
   case "$PART" in
     pilot) SUMMARY=1 by_seed "$name-pilot" pilot "$PILOT_FIRST_SEED" "${3:-2}" --oracle_arms ;;
     sweep) SUMMARY=1 by_seed "$name-sweep" sweep "$PILOT_FIRST_SEED" "${3:-2}" --ktae_points "$SWEEP_POINTS" ;;
-    study) need_tuned; by_seed "$name" study 0 "${3:-8}" "${study_arms[@]}" --ktae_tuned "$TUNED" ;;
+    study) need_tuned; by_seed "$name" study "${FIRST_SEED:-0}" "${3:-8}" "${study_arms[@]}" --ktae_tuned "$TUNED" ;;
     tables)
       need_tuned
       $KTAE compare "${common[@]}" --study "$name" "${study_arms[@]}" --ktae_tuned "$TUNED" --seeds "${3:-8}" \

@@ -96,3 +96,8 @@ def test_unknown_study_or_part_is_refused(tmp_path):
         done = subprocess.run(["bash", str(SCRIPT), part, str(tmp_path)], env={**os.environ, **env}, check=False,
                               capture_output=True, text=True)
         assert done.returncode == 2 and "study_learning.sh: unknown" in done.stderr
+
+
+def test_study_3_seeds_can_be_split_between_processes(tmp_path):
+    cmds = commands(tmp_path, "3", "study", TUNED="top0.5-beta0", FIRST_SEED="6")
+    assert [{s for _, s, _ in plan_of(argv)[1]} for argv in cmds] == [{6}, {7}]
