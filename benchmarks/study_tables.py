@@ -35,8 +35,19 @@ PAIRS = {"grpo-ktae": "grpo", "dapo-ktae": "dapo", "grpo-ktae-no-gamma": "grpo",
          "grpo-ktae-no-beta": "grpo"}
 LABELS = {"grpo": "GRPO", "grpo-ktae": "GRPO+KTAE", "dapo": "DAPO", "dapo-ktae": "DAPO+KTAE",
           "grpo-ktae-no-gamma": "GRPO+KTAE (γ=0)", "grpo-ktae-no-alpha": "GRPO+KTAE (α=0)",
-          "grpo-ktae-no-beta": "GRPO+KTAE (β=0)"}
-ORDER = ("grpo", "grpo-ktae", "dapo", "dapo-ktae", "grpo-ktae-no-gamma", "grpo-ktae-no-alpha", "grpo-ktae-no-beta")
+          "grpo-ktae-no-beta": "GRPO+KTAE (β=0)", "grpo-ktae-tuned": "GRPO+KTAE tuned", "grpo-oracle": "GRPO+oracle",
+          "grpo-oracle-blame": "GRPO+oracle (blame)", "grpo-entropy20": "GRPO (top-20% entropy)",
+          "grpo-ktae-gate": "GRPO+KTAE gate"}
+ORDER = ("grpo", "grpo-ktae", "dapo", "dapo-ktae", "grpo-ktae-no-gamma", "grpo-ktae-no-alpha", "grpo-ktae-no-beta",
+         "grpo-ktae-tuned", "grpo-oracle", "grpo-oracle-blame", "grpo-entropy20", "grpo-ktae-gate")
+
+
+def pair_of(arm: str) -> str | None:
+    """The baseline an arm is paired with: :data:`PAIRS`, else ``grpo`` for another ``grpo-*`` arm (study 3's arms,
+    the KTAE sweep's ``grpo-ktae-top0.5-beta0``) and ``dapo`` for a ``dapo-*`` arm."""
+    if arm in PAIRS:
+        return PAIRS[arm]
+    return next((base for base in ("grpo", "dapo") if arm.startswith(base + "-")), None)
 
 
 def runs_of(rows: list[dict], study: str | None) -> dict[tuple[str, int], list[dict]]:
@@ -118,7 +129,7 @@ def tables(runs: dict[tuple[str, int], list[dict]], target: float, last: int) ->
               "| arm − baseline | n | " + " | ".join(name for name, _ in OUTCOMES.values()) + " |",
               "|---|---:|" + "---:|" * len(OUTCOMES)]
     for a in arms:
-        base = PAIRS.get(a)
+        base = pair_of(a)
         if base is None or base not in arms:
             continue
         seeds = sorted(s for arm, s in per if arm == a and (base, s) in per)

@@ -40,6 +40,50 @@ def test_methods_and_ablations():
         compare.methods(ablations=["delta"])
 
 
+def test_study_arms_plan_their_estimators_and_ktae_values(tmp_path):
+    argv = ["--task", "word-easy", "--oracle_arms", "--gate_arm", "--entropy_arm", "--ktae_tuned", "top0.5-beta0",
+            "--ktae_points", "top0.25-beta0,alpha0", "--output", str(tmp_path)]
+    runs = compare.plan(*compare.parse_args(argv))
+    by_arm = {m.key: cfg for m, _, cfg in runs}
+    assert list(by_arm) == ["grpo", "grpo-ktae", "grpo-ktae-tuned", "grpo-ktae-top0.25-beta0", "grpo-ktae-alpha0",
+                            "grpo-oracle", "grpo-oracle-blame", "grpo-ktae-gate", "grpo-entropy20"]
+    assert {k: c.algorithm.estimator for k, c in by_arm.items() if "ktae" not in k or "gate" in k} == {
+        "grpo": "grpo", "grpo-oracle": "grpo+oracle", "grpo-oracle-blame": "grpo+oracle-blame",
+        "grpo-ktae-gate": "grpo+ktae-gate", "grpo-entropy20": "grpo"}
+    ktae_values = {k: (c.ktae.alpha, c.ktae.beta, c.ktae.gamma, c.ktae.top) for k, c in by_arm.items()}
+    assert ktae_values["grpo-ktae"] == (1.0, 1.0, 1.0, 1.0)
+    assert ktae_values["grpo-ktae-tuned"] == (1.0, 0.0, 1.0, 0.5)
+    assert ktae_values["grpo-ktae-top0.25-beta0"] == (1.0, 0.0, 1.0, 0.25)
+    assert ktae_values["grpo-ktae-alpha0"] == (0.0, 1.0, 1.0, 1.0)
+    assert by_arm["grpo-entropy20"].ppo.top_entropy_quantile == 0.2
+    assert {c.tiny.seed for c in by_arm.values()} == {1234}              # the shared warm start by default
+    assert {c.task.max_count for c in by_arm.values()} == {30}
+
+
+def test_ktae_points_and_oracle_arms_are_checked():
+    assert compare.ktae_point("top0.5-beta0") == (("top", 0.5), ("beta", 0.0))
+    for bad, match in ((["--ktae_points", "top-1"], "--ktae_points: expected points such as"),
+                       (["--ktae_points", "delta1"], "--ktae_points: expected points"),
+                       (["--ktae_points", "top1-top2"], "top is given twice"),
+                       (["--ktae_points", "top1,top1"], "--ktae_points: expected distinct points"),
+                       (["--ktae_tuned", "top0"], "--ktae_tuned: KTAEConfig.top must be > 0"),
+                       (["--ktae_tuned", "alpha0-beta0"], "--ktae_tuned: .*alpha \\+ beta > 0"),
+                       (["--oracle_arms"], "--oracle_arms: expected a word task")):
+        with pytest.raises(ValueError, match=match):
+            compare.parse_args(bad)
+    assert compare.main(["--oracle_arms", "--output", "unused"]) == 2
+
+
+def test_warm_start_per_seed_gives_each_seed_its_own_model(tmp_path):
+    argv = ["--task", "word-easy", "--seeds", "2", "--first_seed", "3", "--warm_start_per_seed", "--output",
+            str(tmp_path)]
+    runs = compare.plan(*compare.parse_args(argv))
+    seeds = {(m.key, seed): cfg.tiny.seed for m, seed, cfg in runs}
+    assert seeds == {(arm, s): compare.PER_SEED_WARM_START + s for arm in ("grpo", "grpo-ktae") for s in (3, 4)}
+    with pytest.raises(ValueError, match="--warm_start_per_seed sets tiny_seed"):
+        compare.plan(*compare.parse_args(argv + ["--tiny_seed", "7"]))
+
+
 def test_parse_args_splits_compare_and_train_options():
     config, train_options = compare.parse_args(["--dapo", "--seeds", "2", "--ablations", "beta", "--lr", "1e-3",
                                                 "--table_steps", "0,5", "--steps", "5", "--output=x"])
@@ -159,7 +203,7 @@ def test_word_study_command_runs_two_steps_two_seeds(tmp_path):
     # the data behind the tables: one row per arm, seed and step, held-out accuracy only where evaluated
     rows = compare.read_curves_csv(out / "curves.csv")
     assert (out / "curves.csv").read_text().splitlines()[0] == \
-        "study,arm,seed,step,rollout_accuracy,heldout_accuracy,response_length"
+        "study,arm,seed,step,rollout_accuracy,heldout_accuracy,response_length,mixed_group_fraction"
     assert {(r["arm"], r["seed"]) for r in rows} == {(a, s) for a in ("grpo", "grpo-ktae", "grpo-entropy20")
                                                      for s in (0, 1)}
     assert all(r["study"] == "study" for r in rows)
@@ -174,6 +218,27 @@ def test_word_study_command_runs_two_steps_two_seeds(tmp_path):
     step1 = next(m for m in metrics if m.get("step") == 1 and "accuracy" in m)
     assert by_step["grpo-ktae", 0, 1]["rollout_accuracy"] == step1["accuracy"]
     assert by_step["grpo-ktae", 0, 1]["response_length"] == step1["response_length"]
+    assert by_step["grpo-ktae", 0, 1]["mixed_group_fraction"] == step1["ktae/mixed_group_fraction"]
+    assert by_step["grpo-ktae", 0, 0]["mixed_group_fraction"] is None
+
+
+def test_mixed_group_fraction_comes_from_old_and_new_run_folders(tmp_path):
+    """The CSV column is the trainer's ktae/mixed_group_fraction, read through read_metrics: a run folder written
+    before the shared metric names (``mixed_groups``) fills it as well as a new one."""
+    from ktae.train.config import make_config, save_yaml
+
+    runs = {}
+    for arm, name, seed in (("old", "mixed_groups", 1), ("new", "ktae/mixed_group_fraction", 2)):
+        run_dir = tmp_path / arm
+        run_dir.mkdir()
+        save_yaml(make_config(seed=seed), run_dir / "config.yaml")
+        records = [{"step": 0, "eval_accuracy": 0.25},
+                   {"step": 1, "accuracy": 0.5, "response_length": 12.0, name: 0.75}]
+        (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+        runs[arm] = [run_dir]
+    rows = {(r["arm"], r["step"]): r for r in compare.curve_rows(runs, "s")}
+    assert rows["old", 1]["mixed_group_fraction"] == rows["new", 1]["mixed_group_fraction"] == 0.75
+    assert rows["old", 0]["mixed_group_fraction"] is None and rows["new", 1]["seed"] == 2
 
 
 def test_curves_csv_keeps_the_rows_of_other_arms_and_studies(tmp_path):
@@ -192,6 +257,15 @@ def test_curves_csv_keeps_the_rows_of_other_arms_and_studies(tmp_path):
         ("other", "grpo", 0, 0, 0.125), ("s", "dapo", 0, 0, 0.25), ("s", "grpo", 0, 0, 0.375),
         ("s", "grpo", 1, 0, 0.125)]
     assert "s,grpo,0,0,,0.375," in path.read_text()
+    # a file written before the mixed_group_fraction column: read as empty, kept (with the column) on the next write
+    (tmp_path / "old.csv").write_text("study,arm,seed,step,rollout_accuracy,heldout_accuracy,response_length\n"
+                                      "s,grpo,0,1,0.5,,40.0\n")
+    old = compare.read_curves_csv(tmp_path / "old.csv")
+    assert old == [{"study": "s", "arm": "grpo", "seed": 0, "step": 1, "rollout_accuracy": 0.5,
+                    "heldout_accuracy": None, "response_length": 40.0, "mixed_group_fraction": None}]
+    compare.write_curves_csv(tmp_path / "old.csv", [{**old[0], "arm": "dapo", "mixed_group_fraction": 0.25}])
+    assert compare.read_curves_csv(tmp_path / "old.csv") == [{**old[0], "arm": "dapo", "mixed_group_fraction": 0.25},
+                                                             old[0]]
     (tmp_path / "bad.csv").write_text("a,b\n1,2\n")
     with pytest.raises(ValueError, match="not a curves CSV"):
         compare.read_curves_csv(tmp_path / "bad.csv")

@@ -57,3 +57,21 @@ def test_tables_pair_same_seeds_and_leave_out_unfinished_runs(tmp_path, capsys):
         st.main([str(path), "--target", "0.25", "--study", "nope"])
     with pytest.raises(SystemExit):
         st.main([str(path), "--target", "2"])
+
+
+def test_study_3_arms_pair_with_grpo(tmp_path):
+    st = load_script()
+    assert st.pair_of("grpo-ktae-no-gamma") == "grpo" and st.pair_of("dapo-ktae") == "dapo"
+    assert st.pair_of("grpo-oracle-blame") == "grpo" and st.pair_of("grpo-ktae-top0.5-beta0") == "grpo"
+    assert st.pair_of("grpo") is None and st.pair_of("other") is None
+    rows = []
+    for seed in (0, 1):
+        rows += run_rows("grpo", seed, [0.1, 0.2, 0.3], [0.2] * 10, [50.0] * 10)
+        for arm in ("grpo-oracle", "grpo-ktae-top0.5-beta0"):
+            rows += run_rows(arm, seed, [0.1, 0.2, 0.3], [0.2] * 10, [40.0] * 10)
+    path = write_curves_csv(tmp_path / "curves.csv", rows)   # with the mixed_group_fraction column, empty
+    assert st.main([str(path), "--target", "0.25", "--out", str(tmp_path / "t.md")]) == 0
+    text = (tmp_path / "t.md").read_text()
+    for label in ("GRPO+oracle − GRPO", "grpo-ktae-top0.5-beta0 − GRPO"):
+        paired = next(line for line in text.splitlines() if line.startswith(f"| {label} "))
+        assert "-10.0 ± 0.0 *" in paired

@@ -249,6 +249,8 @@ def test_every_preset_builds(name):
     (["--clip_low", "1.5"], "--clip_low"),
     (["--overlong_buffer", "100"], "--overlong_buffer"),
     (["--eval.every", "-1"], "--eval_every"),
+    (["--estimator", "grpo+oracle"], "--estimator grpo.oracle: .*expected --task word with --data embedded"),
+    (["--estimator", "rloo+oracle-blame", "--task", "arithmetic"], "--estimator rloo.oracle-blame: .*--task word"),
 ])
 def test_bad_input_names_the_option(argv, needle):
     with pytest.raises(ValueError, match=needle):

@@ -24,6 +24,7 @@ import csv
 import dataclasses
 import json
 import math
+import re
 import shutil
 import sys
 import time
@@ -33,18 +34,21 @@ from typing import Any, Callable
 
 from ktae.environment import describe_environment
 from ktae.experiments.plot import moving_average
+from ktae.frontend.metrics import MIXED_GROUP_FRACTION
 from ktae.options import answer_help, make_parser, option, parse, topic_help_parser
 from ktae.train.config import TrainConfig, load_run_config, make_config, option_name, option_values, parse_command
 
-__all__ = ["CompareConfig", "Method", "methods", "run_compare", "summarise", "write_figure", "write_table",
-           "curve_rows", "write_curves_csv", "read_curves_csv", "mean_ci", "main", "help_parser", "HELP_SECTIONS",
-           "COMMON_OPTIONS"]
+__all__ = ["CompareConfig", "Method", "methods", "config_methods", "ktae_point", "run_compare", "summarise",
+           "write_figure", "write_table", "curve_rows", "write_curves_csv", "read_curves_csv", "mean_ci", "main",
+           "help_parser", "HELP_SECTIONS", "COMMON_OPTIONS"]
 
 #: Student t quantiles t_{0.975, df} for df = 1..30 (beyond: the normal 1.96 is within 2%)
 _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
          2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
          2.045, 2.042)
 ABLATIONS = {"alpha": ("ktae_alpha", "α"), "beta": ("ktae_beta", "β"), "gamma": ("ktae_gamma", "γ")}
+#: with --warm_start_per_seed, seed s warm-starts the embedded model with tiny_seed PER_SEED_WARM_START + s
+PER_SEED_WARM_START = 10_000
 #: run metrics summarised (key in metrics.jsonl -> panel title)
 CURVES = {
     "eval_accuracy": "held-out accuracy (greedy)",
@@ -53,9 +57,17 @@ CURVES = {
     "entropy": "entropy (nats / token)",
 }
 #: columns of the per-run curves CSV (one row per arm, seed and step; empty where not measured at that step)
-CSV_COLUMNS = ("study", "arm", "seed", "step", "rollout_accuracy", "heldout_accuracy", "response_length")
-#: CSV column -> key in metrics.jsonl (rollout values are the step's raw means, not smoothed)
-CSV_METRICS = {"rollout_accuracy": "accuracy", "heldout_accuracy": "eval_accuracy", "response_length": "response_length"}
+CSV_COLUMNS = ("study", "arm", "seed", "step", "rollout_accuracy", "heldout_accuracy", "response_length",
+               "mixed_group_fraction")
+#: the columns every curves CSV has (the later ones are read as empty from files written before them)
+CSV_REQUIRED = CSV_COLUMNS[:7]
+#: CSV column -> key in metrics.jsonl as :func:`ktae.train.logger.read_metrics` reads it (older runs' names are
+#: upgraded: ``mixed_groups`` is read as ``ktae/mixed_group_fraction``). Rollout values are the step's raw means, not
+#: smoothed; mixed_group_fraction: the trainer's ``ktae/mixed_group_fraction``, the share of the step's groups (the
+#: kept ones with dynamic sampling) with a rollout whose reward is above KTAE's threshold and one not above it (for
+#: the word tasks' 'math' reward and the default threshold: with both right and wrong answers)
+CSV_METRICS = {"rollout_accuracy": "accuracy", "heldout_accuracy": "eval_accuracy",
+               "response_length": "response_length", "mixed_group_fraction": MIXED_GROUP_FRACTION}
 
 
 @dataclass
@@ -69,7 +81,21 @@ class CompareConfig:
                    "word-small-grpo, ...), 'word-easy' (easy word problems: word-easy-grpo, ...) or 'smollm2' "
                    "(smollm2-cpu-grpo, smollm2-cpu; no --dapo)")
     entropy_arm: bool = option(False, "add the baseline trained only on its highest-entropy tokens (the top 20 percent, "
-                                  "top_entropy_quantile 0.2, Wang et al. 2025)")
+                                  "top_entropy_quantile 0.2, Wang et al. 2025): arm grpo-entropy20")
+    ktae_tuned: str = option("", "add the arm grpo-ktae-tuned (dapo-ktae-tuned with --dapo) with these KTAE values, "
+                             "written as a point of --ktae_points (e.g. top0.5-beta0); empty: no such arm")
+    ktae_points: list[str] = option([], "add one KTAE arm per point, comma-separated; a point is '-'-joined "
+                                    "<name><value> with name alpha, beta, gamma or top, e.g. top0.5-beta0,alpha0: "
+                                    "arms grpo-ktae-top0.5-beta0, grpo-ktae-alpha0 (the other values: the preset's)")
+    oracle_arms: bool = option(False, "add the oracle arms grpo-oracle (tokens of labelled wrong steps of wrong "
+                               "rollouts of mixed groups get A_i - ktae_top) and grpo-oracle-blame (those rollouts put "
+                               "A_i on their wrong steps only); word tasks only. A measuring instrument (a positive "
+                               "control that knows the mistakes), not a method")
+    gate_arm: bool = option(False, "add the exploratory label-free arm grpo-ktae-gate (A_i scaled per token by how "
+                            "specific the token is to its side of a mixed group; ktae.core.credit)")
+    warm_start_per_seed: bool = option(False, "give each seed its own warm start of the embedded model (tiny_seed = "
+                                       f"{PER_SEED_WARM_START} + seed: warm-start data order and initialisation; "
+                                       "cached per seed); default: one warm start shared by every seed")
     runs_dir: str = option("", "folder of the runs (empty: <output>/runs); comparisons that share it reuse each "
                            "other's finished runs")
     ablations: list[str] = option([], "KTAE ablations to add, comma-separated subset of alpha,beta,gamma "
@@ -91,6 +117,7 @@ class CompareConfig:
     def __post_init__(self) -> None:
         # comma-separated on the command line ("--ablations alpha,beta"): one item per value
         self.ablations = [a.strip() for item in self.ablations for a in str(item).split(",") if a.strip()]
+        self.ktae_points = [a.strip() for item in self.ktae_points for a in str(item).split(",") if a.strip()]
         steps = [t.strip() for item in self.table_steps for t in str(item).split(",") if t.strip()]
         try:
             self.table_steps = [int(t) for t in steps]
@@ -113,6 +140,17 @@ class CompareConfig:
         need(all(a in ABLATIONS for a in self.ablations), "ablations", f"a subset of {','.join(ABLATIONS)}")
         need(all(isinstance(s, int) and 0 <= s <= self.steps for s in self.table_steps), "table_steps",
              f"steps between 0 and --steps ({self.steps})")
+        need(len(set(self.ktae_points)) == len(self.ktae_points), "ktae_points", "distinct points")
+        for name, points in (("ktae_tuned", [self.ktae_tuned] if self.ktae_tuned else []),
+                             ("ktae_points", self.ktae_points)):
+            for point in points:
+                try:
+                    ktae_point(point)
+                except ValueError as exc:
+                    raise ValueError(f"--{name}: {exc}") from None
+        if self.oracle_arms and not self.task.startswith("word"):
+            raise ValueError(f"--oracle_arms: expected a word task (--task word, word-small or word-easy: they label "
+                             f"the wrong steps), got --task {self.task}")
         return self
 
 
@@ -128,6 +166,43 @@ class Method:
 
 #: share of tokens the entropy baseline keeps (Wang et al. 2025: the top 20%)
 ENTROPY_ARM_QUANTILE = 0.2
+#: KTAE options a point of --ktae_points / --ktae_tuned may set (name -> (train option, symbol))
+KTAE_POINT_OPTIONS = {"alpha": ("ktae_alpha", "α"), "beta": ("ktae_beta", "β"), "gamma": ("ktae_gamma", "γ"),
+                      "top": ("ktae_top", "top")}
+_POINT_PART = re.compile(r"^(alpha|beta|gamma|top)(\d+(?:\.\d+)?)$")
+
+
+def ktae_point(text: str) -> tuple[tuple[str, float], ...]:
+    """The KTAE values of a point such as ``top0.5-beta0``: ``(("top", 0.5), ("beta", 0.0))``, checked.
+
+    Raises:
+        ValueError: a part is not ``<alpha|beta|gamma|top><number>``, a name repeats, or the values are not valid
+        KTAE options (e.g. alpha = beta = 0, top = 0).
+    """
+    from ktae.core.config import KTAEConfig
+
+    values: dict[str, float] = {}
+    for part in str(text).split("-"):
+        m = _POINT_PART.match(part)
+        if not m:
+            raise ValueError(f"expected points such as top0.5-beta0 ('-'-joined <name><number>, name one of "
+                             f"{', '.join(KTAE_POINT_OPTIONS)}), got {text!r}")
+        if m.group(1) in values:
+            raise ValueError(f"{m.group(1)} is given twice in {text!r}")
+        values[m.group(1)] = float(m.group(2))
+    KTAEConfig(**values)  # alpha + beta > 0, top > 0, ...
+    return tuple(values.items())
+
+
+def point_key(point: tuple[tuple[str, float], ...]) -> str:
+    """The arm-name suffix of a KTAE point: ``top0.5-beta0``."""
+    return "-".join(f"{name}{value:g}" for name, value in point)
+
+
+def point_label(point: tuple[tuple[str, float], ...]) -> str:
+    return ", ".join(f"{KTAE_POINT_OPTIONS[name][1]}={value:g}" for name, value in point)
+
+
 #: the trainer preset of each arm, per task
 TASK_PRESETS = {
     "arithmetic": {"grpo": "grpo", "grpo-ktae": "grpo-ktae", "dapo": "dapo", "dapo-ktae": "dapo-ktae"},
@@ -141,8 +216,10 @@ TASK_PRESETS = {
 
 
 def methods(dapo: bool = False, ablations: list[str] | tuple[str, ...] = (), entropy_arm: bool = False,
-            task: str = "arithmetic") -> list[Method]:
-    """Baseline first, then KTAE, then one KTAE variant per ablation, then the entropy baseline."""
+            task: str = "arithmetic", *, ktae_tuned: str = "", ktae_points: list[str] | tuple[str, ...] = (),
+            oracle_arms: bool = False, gate_arm: bool = False) -> list[Method]:
+    """Baseline first, then KTAE, one KTAE variant per ablation, the tuned KTAE, one KTAE arm per point, the
+    oracles, the gate, then the entropy baseline."""
     base, name = ("dapo", "DAPO") if dapo else ("grpo", "GRPO")
     if task not in TASK_PRESETS:
         raise ValueError(f"--task: expected one of {tuple(TASK_PRESETS)}, got {task!r}")
@@ -156,11 +233,31 @@ def methods(dapo: bool = False, ablations: list[str] | tuple[str, ...] = (), ent
         option, symbol = ABLATIONS[ab]
         out.append(Method(f"{base}-ktae-no-{ab}", f"{name}+KTAE ({symbol}=0)", presets[f"{base}-ktae"],
                           ((option, 0.0),)))
+    points = [("tuned", ktae_point(ktae_tuned))] if ktae_tuned else []
+    for key, point in points + [(point_key(ktae_point(p)), ktae_point(p)) for p in ktae_points]:
+        tuned = " tuned" if key == "tuned" else ""
+        out.append(Method(f"{base}-ktae-{key}", f"{name}+KTAE{tuned} ({point_label(point)})", presets[f"{base}-ktae"],
+                          tuple((KTAE_POINT_OPTIONS[n][0], v) for n, v in point)))
+    if oracle_arms:
+        if not task.startswith("word"):
+            raise ValueError(f"--oracle_arms: expected a word task (they label the wrong steps), got --task {task}")
+        out.append(Method(f"{base}-oracle", f"{name}+oracle (wrong steps −c)", presets[base],
+                          (("estimator", "grpo+oracle"),)))
+        out.append(Method(f"{base}-oracle-blame", f"{name}+oracle (blame wrong steps only)", presets[base],
+                          (("estimator", "grpo+oracle-blame"),)))
+    if gate_arm:
+        out.append(Method(f"{base}-ktae-gate", f"{name}+KTAE gate", presets[base], (("estimator", "grpo+ktae-gate"),)))
     if entropy_arm:
         share = round(100 * ENTROPY_ARM_QUANTILE)
         out.append(Method(f"{base}-entropy{share}", f"{name} (top-{share}% entropy tokens)", presets[base],
                           (("top_entropy_quantile", ENTROPY_ARM_QUANTILE),)))
     return out
+
+
+def config_methods(config: CompareConfig) -> list[Method]:
+    """The arms that ``config`` asks for (:func:`methods`)."""
+    return methods(config.dapo, config.ablations, config.entropy_arm, config.task, ktae_tuned=config.ktae_tuned,
+                   ktae_points=config.ktae_points, oracle_arms=config.oracle_arms, gate_arm=config.gate_arm)
 
 
 # ============================================================================ statistics
@@ -224,14 +321,20 @@ def plan(config: CompareConfig, train_options: dict) -> list[tuple[Method, int, 
     """Every (method, seed, trainer configuration) of the comparison, validated before anything runs."""
     out = []
     root = Path(config.runs_dir) if config.runs_dir else Path(config.output) / "runs"
-    for method in methods(config.dapo, config.ablations, config.entropy_arm, config.task):
+    if config.warm_start_per_seed and "tiny.seed" in train_options:
+        raise ValueError(f"--warm_start_per_seed sets tiny_seed per seed; leave out {option_name('tiny.seed')}")
+    for method in config_methods(config):
         for seed in range(config.first_seed, config.first_seed + config.seeds):
             values = {**train_options, **dict(method.overrides), "seed": seed, "steps": config.steps,
                       "eval_every": config.eval_every, "run_dir": str(root / f"{method.key}-s{seed}")}
+            if config.warm_start_per_seed:
+                values["tiny.seed"] = PER_SEED_WARM_START + seed
             try:
                 cfg = make_config(method.preset, **values)
             except ValueError as exc:
                 raise ValueError(f"ktae train option for {method.label}: {exc}") from exc
+            if config.warm_start_per_seed and cfg.model.path != "embedded":
+                raise ValueError(f"--warm_start_per_seed: expected the embedded model, got --model {cfg.model.path}")
             out.append((method, seed, cfg))
     return out
 
@@ -413,16 +516,19 @@ def curve_rows(runs: dict[str, list[Path]], study: str) -> list[dict]:
 
 
 def read_curves_csv(path: Path) -> list[dict]:
-    """The rows of a curves CSV (:data:`CSV_COLUMNS`): seed and step as ints, values as floats or ``None``."""
+    """The rows of a curves CSV (:data:`CSV_COLUMNS`): seed and step as ints, values as floats or ``None``.
+
+    A file written before a column was added (it has the :data:`CSV_REQUIRED` columns) reads that column as ``None``.
+    """
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
-        if tuple(reader.fieldnames or ()) != CSV_COLUMNS:
+        if not set(CSV_REQUIRED) <= set(reader.fieldnames or ()):
             raise ValueError(f"{path}: not a curves CSV of ktae compare (columns {reader.fieldnames}, expected "
                              f"{', '.join(CSV_COLUMNS)})")
         rows = []
         for row in reader:
             rows.append({"study": row["study"], "arm": row["arm"], "seed": int(row["seed"]), "step": int(row["step"]),
-                         **{c: float(row[c]) if row[c] != "" else None for c in CSV_METRICS}})
+                         **{c: float(row[c]) if row.get(c) not in ("", None) else None for c in CSV_METRICS}})
     return rows
 
 
@@ -443,8 +549,8 @@ def write_curves_csv(path: Path, rows: list[dict]) -> Path:
         writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS, lineterminator="\n")
         writer.writeheader()
         for r in rows:
-            writer.writerow({k: ("" if r[k] is None else repr(r[k]) if isinstance(r[k], float) else r[k])
-                             for k in CSV_COLUMNS})
+            values = {k: r.get(k) for k in CSV_COLUMNS}  # a column the row lacks is empty
+            writer.writerow({k: "" if v is None else repr(v) if isinstance(v, float) else v for k, v in values.items()})
     tmp.replace(path)
     return path
 
@@ -546,17 +652,19 @@ def write_figure(summary: dict, path: Path, title: str = "") -> Path:
 COMMON_OPTIONS = ("output", "task", "dapo", "ablations", "seeds", "steps")
 #: ``ktae compare --help SECTION``: topic -> (title, options)
 HELP_SECTIONS = {
-    "arms": ("Arms (the methods compared)", ("dapo", "task", "entropy_arm", "ablations")),
-    "runs": ("Runs (one ktae train run per arm and seed)", ("seeds", "first_seed", "steps", "eval_every", "runs_dir")),
+    "arms": ("Arms (the methods compared)", ("dapo", "task", "entropy_arm", "ablations", "ktae_tuned", "ktae_points",
+                                             "oracle_arms", "gate_arm")),
+    "runs": ("Runs (one ktae train run per arm and seed)", ("seeds", "first_seed", "steps", "eval_every", "runs_dir",
+                                                            "warm_start_per_seed")),
     "report": ("Figure, tables and curves", ("output", "figure", "table_steps", "smooth", "target_accuracy", "study",
                                              "csv")),
 }
 _USAGE = ("ktae compare [--key value ...] [ktae train options ...]\n"
           "       ktae compare --help [SECTION | all]")
-_DESCRIPTION = ("Runs GRPO vs GRPO+KTAE (or DAPO vs DAPO+KTAE, KTAE ablations, the top-20%-entropy baseline) over "
-                "several seeds,\nthen writes <output>/compare.png (mean and 95% band per method) and compare.md / "
-                "compare.json (fixed-step\ntables). Finished runs are reused and interrupted ones resumed: run the "
-                "same command again to continue.")
+_DESCRIPTION = ("Runs GRPO vs GRPO+KTAE (or DAPO vs DAPO+KTAE, KTAE ablations and points, the top-20%-entropy "
+                "baseline,\nthe oracles, the gate: --help arms) over several seeds, then writes <output>/compare.png "
+                "(mean and 95%\nband per method) and compare.md / compare.json (fixed-step tables). Finished runs are "
+                "reused and\ninterrupted ones resumed: run the same command again to continue.")
 _TRAIN_OPTIONS = ("Every other --key value is passed to each 'ktae train' run (see 'ktae train --help'); --seed, "
                   "--steps,\n--eval_every, --run_dir and --preset are set by compare.")
 
@@ -599,7 +707,7 @@ def main(argv: list[str] | None = None) -> int:
         return answered
     try:
         config, train_options = parse_args(argv)
-        method_list = methods(config.dapo, config.ablations, config.entropy_arm, config.task)
+        method_list = config_methods(config)
         t0 = time.time()
         runs = run_compare(config, train_options)
         summary = summarise(runs, method_list, config.table_steps, config.smooth)

@@ -9,6 +9,8 @@ So a field added to :class:`KTAEConfig` reaches them all.
 0.5
 >>> parse_estimator("grpo_ktae"), parse_estimator("rloo+ktae"), parse_estimator("dr_grpo")
 (('grpo', True), ('rloo', True), ('dr_grpo', False))
+>>> parse_estimator("grpo+ktae-gate"), token_credit("grpo+ktae-gate"), token_credit("grpo_ktae")
+(('grpo', False), 'ktae-gate', 'ktae')
 """
 from __future__ import annotations
 
@@ -19,32 +21,59 @@ from typing import Any, Iterable
 
 from ktae.core.config import ROLLOUT_ESTIMATORS, KTAEConfig
 
-__all__ = ["ktae_config", "plain_options", "ktae_fields", "parse_estimator", "ESTIMATOR_NAMES", "KTAE_ONLY"]
+__all__ = ["ktae_config", "plain_options", "ktae_fields", "parse_estimator", "token_credit", "ESTIMATOR_NAMES",
+           "KTAE_ONLY", "TOKEN_CREDITS", "STUDY_CREDITS"]
 
 #: an estimator name made only of the key-token part: KTAE with the configured rollout estimator (verl's ``ktae``)
 KTAE_ONLY = "ktae"
-#: every spelling of an estimator: ``grpo``, ``grpo+ktae`` (the trainer's), ``grpo_ktae`` (verl's), ``ktae``
-ESTIMATOR_NAMES = (KTAE_ONLY,) + tuple(e + suffix for e in ROLLOUT_ESTIMATORS for suffix in ("", "+ktae", "_ktae"))
+#: token credit the trainer alone adds to a rollout estimator besides KTAE's key-token values
+#: (:mod:`ktae.core.credit`, learning study 3): the label-free specificity gate (a KTAE-family estimator: it counts
+#: tokens as KTAE does but gives no A_i + K), and the oracles that read the labelled wrong steps (not KTAE)
+STUDY_CREDITS = ("ktae-gate", "oracle", "oracle-blame")
+#: the token credit after ``+`` in an estimator name: key-token values (KTAE) or one of :data:`STUDY_CREDITS`
+TOKEN_CREDITS = ("ktae", *STUDY_CREDITS)
+#: every spelling of an estimator: ``grpo``, ``grpo+ktae`` (the trainer's), ``grpo_ktae`` (verl's), ``ktae``, and
+#: the trainer's ``grpo+ktae-gate``, ``grpo+oracle``, ``grpo+oracle-blame`` (verl and TRL do not offer these)
+ESTIMATOR_NAMES = (KTAE_ONLY,) + tuple(e + suffix for e in ROLLOUT_ESTIMATORS
+                                       for suffix in ("", "+ktae", "_ktae", *(f"+{c}" for c in STUDY_CREDITS)))
+
+
+def _parts(name: Any) -> tuple[str | None, str]:
+    """``(rollout estimator, token credit)`` of an estimator name (see :func:`parse_estimator`)."""
+    value = getattr(name, "value", name)
+    if value not in ESTIMATOR_NAMES:
+        raise ValueError(f"estimator: expected one of {ESTIMATOR_NAMES}, got {name!r}")
+    if value == KTAE_ONLY:
+        return None, "ktae"
+    if value.endswith("_ktae"):
+        return value[: -len("_ktae")], "ktae"
+    rollout, _, credit = value.partition("+")
+    return rollout, credit
 
 
 def parse_estimator(name: Any) -> tuple[str | None, bool]:
     """``(rollout estimator, with key-token values)`` of an estimator name in any front-end's spelling.
 
     ``name`` may be a string or an enum whose ``value`` is one (verl's ``AdvantageEstimator``). The rollout part
-    is None for ``ktae`` alone (the options' ``rollout`` decides).
+    is None for ``ktae`` alone (the options' ``rollout`` decides). "With key-token values" means A_i + K: true for
+    ``+ktae`` (and its spellings), false for the gate and the oracles (:data:`STUDY_CREDITS`, see
+    :func:`token_credit`).
 
     Raises:
         ValueError: not one of :data:`ESTIMATOR_NAMES`.
     """
-    value = getattr(name, "value", name)
-    if value not in ESTIMATOR_NAMES:
-        raise ValueError(f"estimator: expected one of {ESTIMATOR_NAMES}, got {name!r}")
-    if value == KTAE_ONLY:
-        return None, True
-    for suffix in ("+ktae", "_ktae"):
-        if value.endswith(suffix):
-            return value[: -len(suffix)], True
-    return value, False
+    rollout, credit = _parts(name)
+    return rollout, credit == "ktae"
+
+
+def token_credit(name: Any) -> str:
+    """The token credit of an estimator name: one of :data:`TOKEN_CREDITS` (``ktae`` also for verl's
+    ``grpo_ktae`` and ``ktae``), or ``""`` for a rollout estimator alone.
+
+    Raises:
+        ValueError: not one of :data:`ESTIMATOR_NAMES`.
+    """
+    return _parts(name)[1]
 
 
 def plain_options(source: Any, where: str) -> dict[str, Any]:

@@ -41,15 +41,18 @@ from typing import Any, ClassVar, Mapping
 
 from ktae.core.config import KTAEConfig
 from ktae.core.losses import KL_KINDS, LOSS_AGG_MODES
-from ktae.frontend.options import ESTIMATOR_NAMES, parse_estimator
+from ktae.frontend.options import ESTIMATOR_NAMES, TOKEN_CREDITS, parse_estimator, token_credit
 from ktae.generation import BACKENDS
 from ktae.loading import DTYPES
 from ktae.options import add_field, make_parser, option, parse
 from ktae.recipes.tiny_model import TinyModelConfig
 
-#: a rollout-level estimator of the core, alone or with key-token values (``grpo+ktae``; verl's ``grpo_ktae`` and
-#: ``ktae``, GRPO with key-token values, are accepted too)
+#: a rollout-level estimator of the core, alone or with token credit (``grpo+ktae``; verl's ``grpo_ktae`` and
+#: ``ktae``, GRPO with key-token values, are accepted too): key-token values (KTAE), the label-free specificity gate
+#: (ktae.core.credit), and the oracles that read the labelled wrong steps (the study's positive control)
 ESTIMATORS = ESTIMATOR_NAMES
+#: the oracles need a task that labels its wrong steps: the embedded word problems
+ORACLE_CREDITS = ("oracle", "oracle-blame")
 REWARDS = ("math", "dapo")
 LR_SCHEDULES = ("constant", "cosine")
 TASKS = ("arithmetic", "word")
@@ -229,7 +232,10 @@ class AlgorithmConfig(_Section):
     """Advantage estimator and rewards."""
 
     section: ClassVar[str] = "algorithm"
-    estimator: str = option("grpo+ktae", f"advantage estimator, one of {ESTIMATORS}")
+    estimator: str = option("grpo+ktae", "advantage estimator: grpo, dr_grpo or rloo, alone or with token credit: "
+                            "+ktae (verl's grpo_ktae, ktae also work), +ktae-gate (exploratory) or +oracle / "
+                            "+oracle-blame (they read the labelled wrong steps of --task word: measuring instruments "
+                            "of a study, not methods)")
     reward: str = option("math", "'math' (1 correct / 0 wrong) or 'dapo' (+1 / -1 plus overlong shaping)")
     overlong_buffer: int = option(0, "DAPO overlong shaping: length of the soft-penalty zone before max_new_tokens "
                                   "(0 = off)")
@@ -342,7 +348,8 @@ class TrainConfig(_Section):
     tiny: TinyModelConfig = _section(TinyModelConfig, "Tiny model (used with --model embedded; cached once built)")
     rollout: RolloutConfig = _section(RolloutConfig, "Rollouts")
     algorithm: AlgorithmConfig = _section(AlgorithmConfig, "Algorithm (advantages and rewards)")
-    ktae: KTAEConfig = _section(KTAEConfig, "KTAE (the core's KTAEConfig; used when --estimator ends with +ktae)")
+    ktae: KTAEConfig = _section(KTAEConfig, "KTAE (the core's KTAEConfig; used when --estimator has token credit: "
+                                "+ktae, +ktae-gate, +oracle, +oracle-blame)")
     ppo: PPOConfig = _section(PPOConfig, "Update (PPO)")
     eval: EvaluationConfig = _section(EvaluationConfig, "Held-out evaluation")
     log: LogConfig = _section(LogConfig, "Logging and checkpoints")
@@ -361,6 +368,10 @@ class TrainConfig(_Section):
         if self.rollout.backend == "vllm" and self.model.dtype == "float64":
             raise ValueError("--dtype: expected auto, float32, bfloat16 or float16 with --backend vllm (vLLM has no "
                              "float64 kernels), got 'float64'")
+        if self.token_credit in ORACLE_CREDITS and (self.task.name != "word" or self.data.path != "embedded"):
+            raise ValueError(f"--estimator {self.algorithm.estimator}: the oracle reads the labelled wrong steps of "
+                             f"the embedded word problems; expected --task word with --data embedded, got task "
+                             f"{self.task.name!r} with data {self.data.path!r}")
         if self.model.path == "embedded" and self.data.path != "embedded":
             raise ValueError(f"--data: expected 'embedded' when --model is 'embedded' (the tiny model only knows the "
                              f"embedded task's symbols), got {self.data.path!r}")
@@ -376,6 +387,13 @@ class TrainConfig(_Section):
     @property
     def uses_ktae(self) -> bool:
         return parse_estimator(self.algorithm.estimator)[1]
+
+    @property
+    def token_credit(self) -> str:
+        """The token credit of ``--estimator`` (one of :data:`TOKEN_CREDITS`; ``ktae`` also for verl's spellings),
+        or "" for a rollout estimator alone. :attr:`uses_ktae` (A_i + K) is true only for ``ktae``: the gate
+        counts tokens as KTAE does but gives no key-token values, the oracles are not KTAE."""
+        return token_credit(self.algorithm.estimator)
 
     @property
     def rollout_estimator(self) -> str:
@@ -700,6 +718,6 @@ __all__ = [
     "TrainConfig", "ModelConfig", "DataConfig", "TaskConfig", "TinyModelConfig", "RolloutConfig", "AlgorithmConfig",
     "KTAEConfig", "PPOConfig", "EvaluationConfig", "LogConfig", "make_config", "parse_args", "parse_command",
     "resume_config", "load_run_config", "with_options", "option_values", "read_values", "parser", "read_options",
-    "load_yaml", "save_yaml", "options", "option_name", "FLAT_ALIASES", "ESTIMATORS", "help_parser", "help_topics",
-    "COMMON_OPTIONS",
+    "load_yaml", "save_yaml", "options", "option_name", "FLAT_ALIASES", "ESTIMATORS", "TOKEN_CREDITS", "help_parser",
+    "help_topics", "COMMON_OPTIONS",
 ]

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 import ktae
+from ktae.core.credit import gate_advantages, oracle_advantages
 from ktae.environment import describe_environment
 from ktae.frontend.metrics import MIXED_GROUP_FRACTION, key_token_metrics
 from ktae.frontend.outcomes import mixed_groups
@@ -47,7 +48,7 @@ from ktae.train.data import PromptSampler, load_problems
 from ktae.train.logger import MetricsLogger
 from ktae.train.modeling import load_policy, parameter_dtype
 from ktae.train.rollouts import (Prompts, Rollouts, collect_rollouts, dump_rollouts, fitting_problems,
-                                 prepare_prompts)
+                                 mistake_tokens, prepare_prompts)
 from ktae.train.update import greedy_accuracy, ppo_update
 
 PHASES = ("generation", "reward", "advantage", "update")
@@ -124,8 +125,9 @@ def train(config: TrainConfig | dict | None = None, *, resume: str | Path | None
     """
     run = open_run(*run_config(config, resume, overrides), log=log or _print)
     cfg, state = run.cfg, run.state
-    watch = MixedGroupWatch(  # K is 0 when no group has both right and wrong rollouts: say so
-        patience=5 if cfg.uses_ktae else 0, warn=False, metric=MIXED_GROUP_FRACTION,
+    # token credit (K, gate, oracle) is 0 when no group has both right and wrong rollouts: say so
+    watch = MixedGroupWatch(
+        patience=5 if cfg.token_credit else 0, warn=False, metric=MIXED_GROUP_FRACTION,
         correctness=f"its reward is > {run.ktae_config.threshold} (--ktae_threshold)",
         advice="set --ktae_threshold between the rewards of wrong and right answers, or use a --reward that says "
                "whether the answer is right")
@@ -150,7 +152,7 @@ def train(config: TrainConfig | dict | None = None, *, resume: str | Path | None
                 times, t_step = dict.fromkeys(PHASES, 0.0), time.time()
                 batch, generated = collect_rollouts(run.model, run.tokenizer, run.prompts, run.sampler, cfg, times,
                                                     run.engine, run.amp)        # collect rollouts
-                advantages, key_values = compute_advantages(batch, cfg, run.ktae_config, times)
+                advantages, key_values = compute_advantages(batch, cfg, run.ktae_config, times, run.tokenizer)
                 with guard.critical():                                          # update (finished on Ctrl-C)
                     update = update_policy(run, batch, advantages, step, generated["generation_batches"], times)
                     record = step_record(step, generated, update, key_values, batch, times, time.time() - t_step,
@@ -172,14 +174,25 @@ def train(config: TrainConfig | dict | None = None, *, resume: str | Path | None
 
 # ============================================================================ the steps
 def compute_advantages(batch: Rollouts | None, cfg: TrainConfig, ktae_config: ktae.KTAEConfig,
-                       times: dict[str, float]) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """Token advantages ``[B, L]`` from the ktae core and, with KTAE, the key-token values ``[B, L]`` (else None)."""
+                       times: dict[str, float], tokenizer: Any = None
+                       ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Token advantages ``[B, L]`` from the ktae core and, with KTAE, the key-token values ``[B, L]`` (else None).
+
+    The oracles (``+oracle``, ``+oracle-blame``) label the responses' wrong steps first (needs ``tokenizer``)."""
     if batch is None:
         return None, None
     t0 = time.time()
-    if cfg.uses_ktae:
+    credit = cfg.token_credit
+    key_values = None
+    if credit == "ktae":
         parts = ktae.ktae_parts(batch.responses, batch.response_mask, batch.rewards, batch.group, ktae_config)
         advantages, key_values = parts.advantages, parts.key_values
+    elif credit == "ktae-gate":
+        advantages = gate_advantages(batch.responses, batch.response_mask, batch.rewards, batch.group, ktae_config)
+    elif credit in ("oracle", "oracle-blame"):
+        mistake = mistake_tokens(batch, tokenizer)
+        advantages = oracle_advantages(batch.response_mask, batch.rewards, batch.group, mistake, ktae_config,
+                                       blame_only=credit == "oracle-blame")
     else:
         base = ktae.rollout_advantages(batch.rewards, batch.group, ktae_config)       # [B]
         advantages, key_values = base[:, None] * batch.response_mask, None

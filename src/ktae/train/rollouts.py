@@ -210,6 +210,22 @@ def pad(rows: list[list[int]], pad_id: int, left: bool = False) -> tuple[torch.T
     return ids, mask
 
 
+def mistake_tokens(batch: Rollouts, tokenizer) -> torch.Tensor:
+    """``[B, L]`` bool: the response token lies in a line that the word-problem task labels a ``mistake``
+    (:func:`ktae.recipes.word_problems.token_labels` of the batch's story and the decoded text of each token)."""
+    from ktae.recipes.word_problems import token_labels
+
+    if tokenizer is None:
+        raise ValueError("mistake_tokens: the oracle estimators need the tokenizer to label the responses' tokens")
+    out = torch.zeros(batch.responses.shape, dtype=torch.bool)
+    for i, story in enumerate(batch.problems):
+        ids = batch.responses[i][batch.response_mask[i].bool()].tolist()
+        texts = tokenizer.batch_decode([[t] for t in ids], skip_special_tokens=True)
+        labels = token_labels(story, texts)
+        out[i, : len(ids)] = torch.tensor([label == "mistake" for label in labels], dtype=torch.bool)
+    return out.to(batch.responses.device)
+
+
 def dump_rollouts(dumper, batch: Rollouts, key_values: torch.Tensor | None, step: int, ktae_config) -> None:
     """Write the step's rollouts with ``dumper`` (:class:`ktae.frontend.records.KeyTokenDumper`: the records of
     every trainer, K included; K = 0 without KTAE) and, when ``ktae.analysis`` is available, the HTML key-token
