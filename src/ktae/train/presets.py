@@ -153,7 +153,7 @@ PRESET_HELP: dict[str, str] = {
 
 #: the study of issue 25 (docs/study-learning.md, study 3) on the word tasks: the oracles that read the labelled wrong
 #: steps (measuring instruments, not methods) and the exploratory label-free gate
-STUDY_CREDITS = {
+STUDY_PRESET_HELP = {
     "oracle": "GRPO plus the oracle: tokens of labelled wrong steps of wrong rollouts (mixed groups) get A_i - 1; "
               "a measuring instrument, not a method",
     "oracle-blame": "GRPO whose wrong rollouts (mixed groups) put A_i on their labelled wrong steps only; a "
@@ -164,7 +164,7 @@ STUDY_CREDITS = {
 for _family, _values, _name in (("word", _WORD, "word problems"),
                                 ("word-small", _WORD_SMALL, "word problems with small numbers"),
                                 ("word-easy", _WORD_EASY, "easy word problems")):
-    for _credit, _help in STUDY_CREDITS.items():
+    for _credit, _help in STUDY_PRESET_HELP.items():
         PRESETS[f"{_family}-grpo-{_credit}"] = {**_values, "estimator": f"grpo+{_credit}"}
         PRESET_HELP[f"{_family}-grpo-{_credit}"] = f"{_name}, {_help}"
 
