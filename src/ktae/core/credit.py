@@ -37,9 +37,7 @@ def mixed_members(correct: torch.Tensor, member: torch.Tensor, ids: torch.Tensor
         [B] bool: ``member[i]`` and rollout i's group has at least one correct and one wrong member.
     """
     num_groups = int(ids.max()) + 1 if ids.numel() else 0
-    zeros = torch.zeros(num_groups, dtype=torch.int64, device=ids.device)
-    n_true = zeros.clone().index_add_(0, ids, (correct & member).to(torch.int64))
-    n_false = zeros.clone().index_add_(0, ids, (~correct & member).to(torch.int64))
+    n_true, n_false, _, _ = group_totals(member.to(torch.int64), correct, ids, num_groups)   # KTAE's own counts
     return member & (n_true[ids] > 0) & (n_false[ids] > 0)
 
 

@@ -102,7 +102,7 @@ def upgrade_record(record: dict) -> dict:
     logged under both keeps the shared one's value)."""
     if not any(old in record for old in OLD_NAMES):
         return record
-    out = {OLD_NAMES.get(key, key): value for key, value in record.items() if key not in OLD_NAMES}
+    out = {key: value for key, value in record.items() if key not in OLD_NAMES}
     for old, new in OLD_NAMES.items():
         if old in record:
             out.setdefault(new, record[old])
