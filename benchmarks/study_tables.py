@@ -12,12 +12,13 @@ this script computes the outcomes of ``docs/study-learning.md``:
 * **steps to target**: the first evaluation step whose held-out accuracy is at least ``--target`` (runs that
   never reach it are counted and left out of the mean, not imputed);
 * **final length**: the mean sampled (rollout) response length over the last ``--last`` steps;
-* and, as secondary read-outs, the final held-out accuracy and the rollout accuracy over the first and the
-  last ``--last`` steps.
+* and, as secondary read-outs, the final held-out accuracy, the rollout accuracy over the first and the
+  last ``--last`` steps and (where the CSV has the column) the share of mixed groups per ``--last`` steps.
 
 Per arm it reports mean ± 95% CI over seeds (Student t), and for each pair (KTAE arm, its baseline:
 ``grpo-ktae`` - ``grpo``, ``dapo-ktae`` - ``dapo``, ``grpo-ktae-no-gamma`` - ``grpo`` ...) the paired
-same-seed difference with its 95% t-interval over the seeds both arms finished. Runs that did not reach the
+same-seed difference with its 95% t-interval over the seeds both arms finished (more pairs by name with
+``--pair ARM:BASELINE``, e.g. ``--pair grpo-ktae-gate:grpo-oracle-blame``). Runs that did not reach the
 last step of the study are reported as unfinished and left out.
 """
 from __future__ import annotations
@@ -100,8 +101,10 @@ def fmt(values: list[float]) -> str:
     return f"{mean:.1f} ± {ci:.1f}" if len(values) > 1 else f"{mean:.1f}"
 
 
-def tables(runs: dict[tuple[str, int], list[dict]], target: float, last: int) -> str:
-    """The markdown tables: per arm, then paired differences."""
+def tables(runs: dict[tuple[str, int], list[dict]], target: float, last: int,
+           extra_pairs: tuple[tuple[str, str], ...] = ()) -> str:
+    """The markdown tables: per arm, then paired differences (each arm against :func:`pair_of`, then
+    ``extra_pairs``: ``(arm, baseline)`` comparisons asked for by name)."""
     final_step = max(r[-1]["step"] for r in runs.values())
     finished = {k: v for k, v in runs.items() if v[-1]["step"] == final_step and v[-1]["heldout_accuracy"] is not None}
     unfinished = sorted(set(runs) - set(finished))
@@ -128,9 +131,9 @@ def tables(runs: dict[tuple[str, int], list[dict]], target: float, last: int) ->
                   f"steps to {100 * target:.0f}%: seeds where both reached it):", "",
               "| arm − baseline | n | " + " | ".join(name for name, _ in OUTCOMES.values()) + " |",
               "|---|---:|" + "---:|" * len(OUTCOMES)]
-    for a in arms:
-        base = pair_of(a)
-        if base is None or base not in arms:
+    pairs = [(a, pair_of(a)) for a in arms] + list(extra_pairs)
+    for a, base in pairs:
+        if base is None or base not in arms or a not in arms:
             continue
         seeds = sorted(s for arm, s in per if arm == a and (base, s) in per)
         cells = []
@@ -160,6 +163,26 @@ def step_table(runs: dict[tuple[str, int], list[dict]], column: str, scale: floa
                     if r["step"] == t and r[column] is not None]
             cells.append(fmt(vals))
         lines.append(f"| {t} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def window_table(runs: dict[tuple[str, int], list[dict]], column: str, width: int, scale: float = 100.0) -> str:
+    """Per arm, the mean ± 95% CI over seeds of each run's mean of ``column`` over steps 1..width, width+1..2·width,
+    ... (a per-step series too noisy to read step by step, e.g. the share of mixed groups)."""
+    last = max(r["step"] for v in runs.values() for r in v)
+    windows = [(lo, min(lo + width - 1, last)) for lo in range(1, last + 1, width)]
+    arms = [a for a in ORDER if any(k[0] == a for k in runs)] + sorted({k[0] for k in runs} - set(ORDER))
+    lines = ["| steps | " + " | ".join(LABELS.get(a, a) for a in arms) + " |", "|---|" + "---:|" * len(arms)]
+    for lo, hi in windows:
+        cells = []
+        for a in arms:
+            means = []
+            for (arm, _), run in runs.items():
+                vals = [r[column] for r in run if arm == a and lo <= r["step"] <= hi and r[column] is not None]
+                if vals:
+                    means.append(scale * sum(vals) / len(vals))
+            cells.append(fmt(means))
+        lines.append(f"| {lo}-{hi} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -213,7 +236,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--figure", type=Path, default=None, help="write the figure here (PNG)")
     p.add_argument("--title", default="mean over seeds, 95% band", help="figure title")
     p.add_argument("--out", type=Path, default=None, help="also write the tables to this markdown file")
+    p.add_argument("--pair", action="append", default=[], metavar="ARM:BASELINE",
+                   help="also give the paired differences ARM - BASELINE (repeatable), e.g. grpo-ktae-gate:grpo-oracle-blame")
     args = p.parse_args(argv)
+    extra_pairs = []
+    for spec in args.pair:
+        arm, sep, base = spec.partition(":")
+        if not (sep and arm and base):
+            p.error(f"--pair: expected ARM:BASELINE (two arm names and a colon), got {spec!r}")
+        extra_pairs.append((arm, base))
     if not 0 < args.target <= 1:
         p.error(f"--target: expected a share in (0, 1], got {args.target}")
     if args.last < 1:
@@ -224,8 +255,15 @@ def main(argv: list[str] | None = None) -> int:
         p.error(str(exc))
     if not runs:
         p.error(f"{args.csv}: no rows" + (f" of study {args.study!r}" if args.study else ""))
-    text = tables(runs, args.target, args.last) + "\nHeld-out accuracy (%) at the evaluation steps, mean ± 95% CI:\n\n" \
-        + step_table(runs, "heldout_accuracy")
+    arms = {a for a, _ in runs}
+    unknown = sorted({name for pair in extra_pairs for name in pair} - arms)
+    if unknown:
+        p.error(f"--pair: no arm {', '.join(map(repr, unknown))} in {args.csv} (arms: {', '.join(sorted(arms))})")
+    text = tables(runs, args.target, args.last, tuple(extra_pairs)) \
+        + "\nHeld-out accuracy (%) at the evaluation steps, mean ± 95% CI:\n\n" + step_table(runs, "heldout_accuracy")
+    if any(r.get("mixed_group_fraction") is not None for v in runs.values() for r in v):
+        text += f"\nShare of mixed groups (%: groups with right and wrong rollouts), each run's mean over " \
+                f"{args.last} steps, mean ± 95% CI over seeds:\n\n" + window_table(runs, "mixed_group_fraction", args.last)
     print(text)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

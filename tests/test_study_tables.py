@@ -75,3 +75,33 @@ def test_study_3_arms_pair_with_grpo(tmp_path):
     for label in ("GRPO+oracle − GRPO", "grpo-ktae-top0.5-beta0 − GRPO"):
         paired = next(line for line in text.splitlines() if line.startswith(f"| {label} "))
         assert "-10.0 ± 0.0 *" in paired
+    assert "Share of mixed groups" not in text   # the column is empty: no table
+
+
+def test_named_pairs_and_the_mixed_group_table(tmp_path):
+    st = load_script()
+    rows = []
+    for seed, gap in ((0, 0.1), (1, 0.3)):
+        for arm, held in (("grpo", [0.1, 0.2, 0.3]), ("grpo-oracle-blame", [0.1, 0.4, 0.5]),
+                          ("grpo-ktae-gate", [0.1, 0.4 - gap, 0.5 - gap])):
+            run = run_rows(arm, seed, held, [0.2] * 10, [50.0] * 10)
+            for r in run:
+                r["mixed_group_fraction"] = None if r["step"] == 0 else (0.5 if r["step"] <= 5 else 0.75 + seed / 8)
+            rows += run
+    path = write_curves_csv(tmp_path / "curves.csv", rows)
+    out = tmp_path / "t.md"
+    assert st.main([str(path), "--target", "0.25", "--last", "5", "--out", str(out),
+                    "--pair", "grpo-ktae-gate:grpo-oracle-blame"]) == 0
+    text = out.read_text()
+    # gate - blame: -gap at steps 5 and 10 -> AUC -0.75 gap: -7.5 and -22.5 points
+    mean, ci = mean_ci([-7.5, -22.5])
+    paired = next(line for line in text.splitlines() if line.startswith("| GRPO+KTAE gate − GRPO+oracle (blame) "))
+    assert f"{mean:.1f} ± {ci:.1f}" in paired
+    assert any(line.startswith("| GRPO+KTAE gate − GRPO ") for line in text.splitlines())
+    # steps 1-5: 50% in every run; steps 6-10: 75% and 87.5% -> 81.2 ± its interval
+    mean, ci = mean_ci([75.0, 87.5])
+    assert "| 1-5 | 50.0 ± 0.0 | 50.0 ± 0.0 | 50.0 ± 0.0 |" in text
+    assert f"| 6-10 | {mean:.1f} ± {ci:.1f} |" in text
+    for bad in ("grpo-ktae-gate", "grpo-ktae-gate:nope"):
+        with pytest.raises(SystemExit):
+            st.main([str(path), "--target", "0.25", "--pair", bad])
