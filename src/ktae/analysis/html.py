@@ -10,11 +10,11 @@ from __future__ import annotations
 import html
 import math
 import os
-import tempfile
 from typing import Any
 
 from ktae.analysis.colors import LEVELS, css_class, hex_color, level_color, mix, text_color
 from ktae.analysis.compute import Analysis, GroupSummary, _group_slices, step_rows
+from ktae.files import atomic_write
 from ktae.progress import progress_bar
 
 _FIELDS_HELP = (
@@ -275,21 +275,9 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
-def _atomic_write(path: str, text: str) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".html", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+def _write_page(path: str, text: str) -> None:
+    with atomic_write(path) as handle:
+        handle.write(text)
 
 
 def default_vmax(analysis: Analysis) -> float:
@@ -345,7 +333,7 @@ def write_html(
             for g in groups:
                 body.append(_group_html(analysis, g, *slices[g.index], vmax, open_rollouts))
                 bar.update(1)
-            _atomic_write(path, _page("KTAE key tokens", "".join(body)))
+            _write_page(path, _page("KTAE key tokens", "".join(body)))
             return [path]
         stem = os.path.splitext(os.path.basename(path))[0]
         folder_name = f"{stem}_pages"
@@ -364,9 +352,9 @@ def write_html(
                 bar.update(1)
             body.append(nav_html)
             target = os.path.join(folder, names[k])
-            _atomic_write(target, _page(f"KTAE key tokens · page {k + 1}", "".join(body)))
+            _write_page(target, _page(f"KTAE key tokens · page {k + 1}", "".join(body)))
             written.append(target)
-        _atomic_write(path, _page("KTAE key tokens", _index_body(analysis, vmax, pages, folder_name, names)))
+        _write_page(path, _page("KTAE key tokens", _index_body(analysis, vmax, pages, folder_name, names)))
         return [path] + written
     finally:
         bar.close()

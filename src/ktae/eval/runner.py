@@ -21,6 +21,7 @@ from typing import Any
 from ktae.environment import describe_environment
 from ktae.eval.benchmarks import Example, benchmark_names, canonical_benchmark, load_benchmark
 from ktae.eval.metrics import summarize
+from ktae.files import atomic_write
 from ktae.frontend.outcomes import as_verdict
 from ktae.generation import BACKENDS
 
@@ -163,11 +164,9 @@ class _Appender:
 
 
 def _write_json(path: str, obj: Any) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_write(path) as f:
         json.dump(obj, f, indent=2, ensure_ascii=False)
         f.write("\n")
-    os.replace(tmp, path)
 
 
 def _check_run_settings(output: str, settings: dict) -> None:
@@ -465,12 +464,9 @@ def regrade(
             "compared": result.compared, "agreed": result.agreed, "rate": result.agreement,
         }
     if output:
-        os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-        tmp = output + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
+        with atomic_write(output) as f:
             for r in result.records:
                 f.write(json.dumps(r, ensure_ascii=False) + "\n")
-        os.replace(tmp, output)
         base = output[: -len(".jsonl")] if output.endswith(".jsonl") else output
         _write_json(base + ".summary.json", result.summary)
     return result

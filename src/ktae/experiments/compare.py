@@ -34,6 +34,7 @@ from typing import Any, Callable
 
 from ktae.environment import describe_environment
 from ktae.experiments.plot import moving_average
+from ktae.files import atomic_write, exclusive
 from ktae.frontend.metrics import MIXED_GROUP_FRACTION
 from ktae.options import answer_help, make_parser, option, parse, topic_help_parser
 from ktae.train.config import TrainConfig, load_run_config, make_config, option_name, option_values, parse_command
@@ -540,18 +541,17 @@ def write_curves_csv(path: Path, rows: list[dict]) -> Path:
     """
     path = Path(path)
     replaced = {(r["study"], r["arm"], r["seed"]) for r in rows}
-    kept = [r for r in read_curves_csv(path) if (r["study"], r["arm"], r["seed"]) not in replaced] \
-        if path.is_file() else []
-    rows = sorted(kept + rows, key=lambda r: (r["study"], r["arm"], r["seed"], r["step"]))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        for r in rows:
-            values = {k: r.get(k) for k in CSV_COLUMNS}  # a column the row lacks is empty
-            writer.writerow({k: "" if v is None else repr(v) if isinstance(v, float) else v for k, v in values.items()})
-    tmp.replace(path)
+    with exclusive(path):  # two compare processes may share one CSV (the studies' two seed ranges)
+        kept = [r for r in read_curves_csv(path) if (r["study"], r["arm"], r["seed"]) not in replaced] \
+            if path.is_file() else []
+        rows = sorted(kept + rows, key=lambda r: (r["study"], r["arm"], r["seed"], r["step"]))
+        with atomic_write(path, newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS, lineterminator="\n")
+            writer.writeheader()
+            for r in rows:
+                values = {k: r.get(k) for k in CSV_COLUMNS}  # a column the row lacks is empty
+                writer.writerow({k: "" if v is None else repr(v) if isinstance(v, float) else v
+                                 for k, v in values.items()})
     return path
 
 

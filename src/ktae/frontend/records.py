@@ -20,7 +20,6 @@ import atexit
 import dataclasses
 import json
 import os
-import tempfile
 import weakref
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Sequence
@@ -28,6 +27,7 @@ from typing import Any, Sequence
 import torch
 
 from ktae.core.config import KTAEConfig
+from ktae.files import atomic_write
 from ktae.frontend.outcomes import is_correct
 
 __all__ = ["KeyTokenDumper", "DUMP_FILE", "DUMP_FOLDER", "tokenizer_source"]
@@ -149,26 +149,18 @@ class KeyTokenDumper:
         os.makedirs(self.folder, exist_ok=True)
         path = os.path.join(self.folder, DUMP_FILE.format(step=step))
         correct = is_correct(scores, config.threshold).tolist()
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".jsonl", dir=self.folder)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                for i, row in enumerate(ids):
-                    prompt = prompts[i] if prompts is not None else None
-                    if isinstance(prompt, (list, tuple)) and all(isinstance(t, int) for t in prompt):
-                        prompt = self._decode(list(prompt))
-                    record = {
-                        "group": group[i], "step": step, "prompt": prompt, "response": self._decode(row),
-                        "token_ids": row, "reward": scores[i], "correct": bool(correct[i]),
-                        "reference": references[i] if references is not None else None,
-                        "key_token_values": values[i], "ktae_config": options, "tokenizer": self.source,
-                    }
-                    handle.write(json.dumps({k: v for k, v in record.items() if v is not None}, ensure_ascii=False)
-                                 + "\n")
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        with atomic_write(path) as handle:
+            for i, row in enumerate(ids):
+                prompt = prompts[i] if prompts is not None else None
+                if isinstance(prompt, (list, tuple)) and all(isinstance(t, int) for t in prompt):
+                    prompt = self._decode(list(prompt))
+                record = {
+                    "group": group[i], "step": step, "prompt": prompt, "response": self._decode(row),
+                    "token_ids": row, "reward": scores[i], "correct": bool(correct[i]),
+                    "reference": references[i] if references is not None else None,
+                    "key_token_values": values[i], "ktae_config": options, "tokenizer": self.source,
+                }
+                handle.write(json.dumps({k: v for k, v in record.items() if v is not None}, ensure_ascii=False) + "\n")
         return path
 
     def _raise_failures(self) -> None:

@@ -35,6 +35,7 @@ import torch
 import ktae
 from ktae.core.credit import gate_advantages, oracle_advantages
 from ktae.environment import describe_environment
+from ktae.files import atomic_write
 from ktae.frontend.metrics import MIXED_GROUP_FRACTION, key_token_metrics
 from ktae.frontend.outcomes import mixed_groups
 from ktae.frontend.records import DUMP_FOLDER, KeyTokenDumper
@@ -364,9 +365,8 @@ def record_environment(run_dir: Path, resumed_at: int | None) -> Path:
     else:
         record = json.loads(path.read_text()) if path.is_file() else {"start": None, "resumes": []}
         record.setdefault("resumes", []).append({"step": resumed_at, "environment": environment})
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=1) + "\n")
-    tmp.replace(path)
+    with atomic_write(path) as handle:
+        handle.write(json.dumps(record, indent=1) + "\n")
     return path
 
 
