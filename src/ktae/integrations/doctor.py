@@ -22,10 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from packaging.specifiers import SpecifierSet
-from packaging.version import InvalidVersion, Version
 
 from ktae.environment import installed_version
-from ktae.integrations.compatibility import WARN, compatibility_checks
+from ktae.integrations.compatibility import WARN, allows, compatibility_checks
 from ktae.options import make_parser, option, parse
 
 SUPPORTED_TRL = ">=1.16,<2"
@@ -33,13 +32,6 @@ PLUGIN = "ktae.integrations.verl"
 
 #: (name, ok: True / False / None for skipped / WARN, detail)
 Check = tuple[str, Any, str]
-
-
-def _in_range(version: str, spec: str) -> bool:
-    try:
-        return Version(version) in SpecifierSet(spec)
-    except InvalidVersion:
-        return False
 
 
 def _verl_state() -> dict[str, Any]:
@@ -76,8 +68,8 @@ def run_checks(ray_worker: bool = True) -> list[Check]:
         checks.append(("verl installed", False, 'not installed: pip install "ktae[verl]"'))
     else:
         spec = _supported_verl()
-        checks.append(("verl version", _in_range(version, spec),
-                       f"verl {version}; supported verl{spec}" + ("" if _in_range(version, spec)
+        checks.append(("verl version", allows(SpecifierSet(spec), version),
+                       f"verl {version}; supported verl{spec}" + ("" if allows(SpecifierSet(spec), version)
                                                                  else f': pip install "verl{spec}"')))
         points = [ep for ep in metadata.entry_points(group="verl.plugins") if ep.name == "ktae"]
         checks.append(("entry point verl.plugins:ktae", bool(points) and points[0].value == PLUGIN,
@@ -106,7 +98,7 @@ def run_checks(ray_worker: bool = True) -> list[Check]:
     if trl is None:
         checks.append(("trl", None, 'not installed (optional): pip install "ktae[trl]"'))
     else:
-        ok = _in_range(trl, SUPPORTED_TRL)
+        ok = allows(SpecifierSet(SUPPORTED_TRL), trl)
         detail = f"trl {trl}; supported trl{SUPPORTED_TRL}"
         if ok:
             try:
