@@ -56,6 +56,7 @@ def run_ktae(args, workdir: Path) -> tuple[dict[str, list[float]], dict]:
     import torch
 
     import ktae
+    from ktae.frontend.records import DUMP_FILE, DUMP_FOLDER
     from ktae.train import make_config, train
     from ktae.train.logger import read_metrics
 
@@ -83,7 +84,8 @@ def run_ktae(args, workdir: Path) -> tuple[dict[str, list[float]], dict]:
     ktae_times = []
     kcfg = ktae.KTAEConfig()
     for r in records:
-        rows = [json.loads(line) for line in open(workdir / "ktae" / "key_tokens" / f"step_{r['step']:04d}.jsonl")]
+        dump = workdir / "ktae" / DUMP_FOLDER / DUMP_FILE.format(step=r["step"])   # the trainer's own record files
+        rows = [json.loads(line) for line in open(dump)]
         width = max(len(x["token_ids"]) for x in rows)
         responses = torch.zeros(len(rows), width, dtype=torch.long)
         mask = torch.zeros(len(rows), width, dtype=torch.long)
