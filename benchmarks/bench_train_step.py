@@ -52,7 +52,9 @@ def parse() -> argparse.Namespace:
 
 
 # ---------------------------------------------------------------------------- ktae
-def run_ktae(args, workdir: Path) -> tuple[dict[str, list[float]], dict]:
+def run_ktae(args, workdir: Path, **overrides) -> tuple[dict[str, list[float]], dict]:
+    """ktae train's phases per timed step and the estimator's time on each step's batch; ``overrides``: more
+    ``make_config`` options (the tests give a smaller model)."""
     import torch
 
     import ktae
@@ -67,7 +69,7 @@ def run_ktae(args, workdir: Path) -> tuple[dict[str, list[float]], dict]:
                       clip_low=0.2, clip_high=0.2, loss_agg_mode="token-mean", kl_coef=0.0, ppo_epochs=1,
                       mini_batch_prompts=0, micro_batch_size=0, eval_every=0, save_every=0, save_model=False,
                       grader_workers=1, threads=args.threads, run_dir=str(workdir / "ktae"), quiet=True,
-                      dump_key_tokens_every=1)
+                      dump_key_tokens_every=1, **overrides)
     train(cfg)
     records = [r for r in read_metrics(workdir / "ktae") if "time_step" in r][args.warmup:]
     phases = {
