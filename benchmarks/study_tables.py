@@ -27,6 +27,7 @@ import argparse
 import math
 import sys
 from pathlib import Path
+from typing import Any
 
 from ktae.experiments.compare import first_step_reaching, mean_ci, read_curves_csv
 from ktae.experiments.plot import moving_average
@@ -49,6 +50,12 @@ def pair_of(arm: str) -> str | None:
     if arm in PAIRS:
         return PAIRS[arm]
     return next((base for base in ("grpo", "dapo") if arm.startswith(base + "-")), None)
+
+
+def ordered_arms(runs: dict[tuple[str, int], Any]) -> list[str]:
+    """The arms of ``runs`` (keyed by ``(arm, seed)``) in :data:`ORDER`, then any others alphabetically."""
+    present = {arm for arm, _ in runs}
+    return [a for a in ORDER if a in present] + sorted(present - set(ORDER))
 
 
 def runs_of(rows: list[dict], study: str | None) -> dict[tuple[str, int], list[dict]]:
@@ -109,7 +116,7 @@ def tables(runs: dict[tuple[str, int], list[dict]], target: float, last: int,
     finished = {k: v for k, v in runs.items() if v[-1]["step"] == final_step and v[-1]["heldout_accuracy"] is not None}
     unfinished = sorted(set(runs) - set(finished))
     per = {k: outcomes(v, target, last) for k, v in finished.items()}
-    arms = [a for a in ORDER if any(k[0] == a for k in per)] + sorted({k[0] for k in per} - set(ORDER))
+    arms = ordered_arms(per)
     lines = [f"Runs finished ({final_step} steps): " + ", ".join(
         f"{LABELS.get(a, a)} {sum(1 for k in per if k[0] == a)}" for a in arms) + "."]
     if unfinished:
@@ -154,7 +161,7 @@ def significant(diffs: list[float]) -> bool:
 def step_table(runs: dict[tuple[str, int], list[dict]], column: str, scale: float = 100.0) -> str:
     """Mean ± 95% CI of ``column`` per arm at the evaluation steps (held-out accuracy) — the curve as a table."""
     steps = sorted({r["step"] for v in runs.values() for r in v if r[column] is not None})
-    arms = [a for a in ORDER if any(k[0] == a for k in runs)] + sorted({k[0] for k in runs} - set(ORDER))
+    arms = ordered_arms(runs)
     lines = ["| step | " + " | ".join(LABELS.get(a, a) for a in arms) + " |", "|---:|" + "---:|" * len(arms)]
     for t in steps:
         cells = []
@@ -171,14 +178,14 @@ def window_table(runs: dict[tuple[str, int], list[dict]], column: str, width: in
     ... (a per-step series too noisy to read step by step, e.g. the share of mixed groups)."""
     last = max(r["step"] for v in runs.values() for r in v)
     windows = [(lo, min(lo + width - 1, last)) for lo in range(1, last + 1, width)]
-    arms = [a for a in ORDER if any(k[0] == a for k in runs)] + sorted({k[0] for k in runs} - set(ORDER))
+    arms = ordered_arms(runs)
     lines = ["| steps | " + " | ".join(LABELS.get(a, a) for a in arms) + " |", "|---|" + "---:|" * len(arms)]
     for lo, hi in windows:
         cells = []
         for a in arms:
             means = []
-            for (arm, _), run in runs.items():
-                vals = [r[column] for r in run if arm == a and lo <= r["step"] <= hi and r[column] is not None]
+            for run in (run for (arm, _), run in runs.items() if arm == a):
+                vals = [r[column] for r in run if lo <= r["step"] <= hi and r[column] is not None]
                 if vals:
                     means.append(scale * sum(vals) / len(vals))
             cells.append(fmt(means))
@@ -197,7 +204,7 @@ def figure(runs: dict[tuple[str, int], list[dict]], path: Path, smooth: int, tit
               ("rollout_accuracy", f"rollout accuracy ({smooth}-step mean)", smooth),
               ("response_length", f"sampled response length ({smooth}-step mean)", smooth))
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
-    arms = [a for a in ORDER if any(k[0] == a for k in runs)] + sorted({k[0] for k in runs} - set(ORDER))
+    arms = ordered_arms(runs)
     for color, a in zip(plt.rcParams["axes.prop_cycle"].by_key()["color"], arms):
         seeds = [s for arm, s in runs if arm == a]
         for ax, (column, name, window) in zip(axes, panels):

@@ -82,7 +82,8 @@ def oracle_advantages(
     ids, _ = group_index(group, mask.shape[0], mask.device)
     mistake = (mistake != 0) & mask
     rollout = rollout_advantages(scores, ids, config).to(mask.device)        # [B]
-    wrong = ~(scores > config.threshold) & mixed_members(scores > config.threshold, mask.any(dim=1), ids)
+    correct = scores > config.threshold
+    wrong = ~correct & mixed_members(correct, mask.any(dim=1), ids)
     advantages = rollout.unsqueeze(1).expand(mask.shape).clone()
     if blame_only:
         advantages = torch.where(wrong.unsqueeze(1) & ~mistake, torch.zeros_like(advantages), advantages)

@@ -47,7 +47,6 @@ __all__ = ["CompareConfig", "Method", "methods", "config_methods", "ktae_point",
 _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
          2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
          2.045, 2.042)
-ABLATIONS = {"alpha": ("ktae_alpha", "α"), "beta": ("ktae_beta", "β"), "gamma": ("ktae_gamma", "γ")}
 #: with --warm_start_per_seed, seed s warm-starts the embedded model with tiny_seed PER_SEED_WARM_START + s
 PER_SEED_WARM_START = 10_000
 #: run metrics summarised (key in metrics.jsonl -> panel title)
@@ -149,9 +148,7 @@ class CompareConfig:
                     ktae_point(point)
                 except ValueError as exc:
                     raise ValueError(f"--{name}: {exc}") from None
-        if self.oracle_arms and not self.task.startswith("word"):
-            raise ValueError(f"--oracle_arms: expected a word task (--task word, word-small or word-easy: they label "
-                             f"the wrong steps), got --task {self.task}")
+        config_methods(self)   # the arms' own checks (--oracle_arms needs a word task)
         return self
 
 
@@ -170,7 +167,9 @@ ENTROPY_ARM_QUANTILE = 0.2
 #: KTAE options a point of --ktae_points / --ktae_tuned may set (name -> (train option, symbol))
 KTAE_POINT_OPTIONS = {"alpha": ("ktae_alpha", "α"), "beta": ("ktae_beta", "β"), "gamma": ("ktae_gamma", "γ"),
                       "top": ("ktae_top", "top")}
-_POINT_PART = re.compile(r"^(alpha|beta|gamma|top)(\d+(?:\.\d+)?)$")
+#: KTAE ablations (--ablations): one of the weights set to 0
+ABLATIONS = {name: KTAE_POINT_OPTIONS[name] for name in ("alpha", "beta", "gamma")}
+_POINT_PART = re.compile(rf"^({'|'.join(KTAE_POINT_OPTIONS)})(\d+(?:\.\d+)?)$")
 
 
 def ktae_point(text: str) -> tuple[tuple[str, float], ...]:
@@ -235,13 +234,15 @@ def methods(dapo: bool = False, ablations: list[str] | tuple[str, ...] = (), ent
         out.append(Method(f"{base}-ktae-no-{ab}", f"{name}+KTAE ({symbol}=0)", presets[f"{base}-ktae"],
                           ((option, 0.0),)))
     points = [("tuned", ktae_point(ktae_tuned))] if ktae_tuned else []
-    for key, point in points + [(point_key(ktae_point(p)), ktae_point(p)) for p in ktae_points]:
+    points += [(point_key(point), point) for point in map(ktae_point, ktae_points)]
+    for key, point in points:
         tuned = " tuned" if key == "tuned" else ""
         out.append(Method(f"{base}-ktae-{key}", f"{name}+KTAE{tuned} ({point_label(point)})", presets[f"{base}-ktae"],
                           tuple((KTAE_POINT_OPTIONS[n][0], v) for n, v in point)))
     if oracle_arms:
         if not task.startswith("word"):
-            raise ValueError(f"--oracle_arms: expected a word task (they label the wrong steps), got --task {task}")
+            raise ValueError(f"--oracle_arms: expected a word task (--task word, word-small or word-easy: they label "
+                             f"the wrong steps), got --task {task}")
         out.append(Method(f"{base}-oracle", f"{name}+oracle (wrong steps −c)", presets[base],
                           (("estimator", "grpo+oracle"),)))
         out.append(Method(f"{base}-oracle-blame", f"{name}+oracle (blame wrong steps only)", presets[base],

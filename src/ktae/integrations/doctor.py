@@ -68,9 +68,9 @@ def run_checks(ray_worker: bool = True) -> list[Check]:
         checks.append(("verl installed", False, 'not installed: pip install "ktae[verl]"'))
     else:
         spec = _supported_verl()
-        checks.append(("verl version", allows(SpecifierSet(spec), version),
-                       f"verl {version}; supported verl{spec}" + ("" if allows(SpecifierSet(spec), version)
-                                                                 else f': pip install "verl{spec}"')))
+        ok = allows(SpecifierSet(spec), version)
+        checks.append(("verl version", ok, f"verl {version}; supported verl{spec}" + ("" if ok else
+                                                                                     f': pip install "verl{spec}"')))
         points = [ep for ep in metadata.entry_points(group="verl.plugins") if ep.name == "ktae"]
         checks.append(("entry point verl.plugins:ktae", bool(points) and points[0].value == PLUGIN,
                        f"-> {points[0].value}" if points else "missing: reinstall ktae (pip install -e . / \"ktae[verl]\")"))

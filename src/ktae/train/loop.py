@@ -44,7 +44,7 @@ from ktae.loading import resolve_device, resolve_dtype
 from ktae.monitoring import MixedGroupWatch
 from ktae.special_tokens import special_token_ids
 from ktae.train import checkpoint as ckpt
-from ktae.train.config import PPOConfig, TrainConfig, make_config, resume_config, save_yaml, with_options
+from ktae.train.config import ORACLE_CREDITS, PPOConfig, TrainConfig, make_config, resume_config, save_yaml, with_options
 from ktae.train.data import PromptSampler, load_problems
 from ktae.train.logger import MetricsLogger
 from ktae.train.modeling import load_policy, parameter_dtype
@@ -190,13 +190,13 @@ def compute_advantages(batch: Rollouts | None, cfg: TrainConfig, ktae_config: kt
         advantages, key_values = parts.advantages, parts.key_values
     elif credit == "ktae-gate":
         advantages = gate_advantages(batch.responses, batch.response_mask, batch.rewards, batch.group, ktae_config)
-    elif credit in ("oracle", "oracle-blame"):
+    elif credit in ORACLE_CREDITS:
         mistake = mistake_tokens(batch, tokenizer)
         advantages = oracle_advantages(batch.response_mask, batch.rewards, batch.group, mistake, ktae_config,
                                        blame_only=credit == "oracle-blame")
     else:
         base = ktae.rollout_advantages(batch.rewards, batch.group, ktae_config)       # [B]
-        advantages, key_values = base[:, None] * batch.response_mask, None
+        advantages = base[:, None] * batch.response_mask
     times["advantage"] += time.time() - t0
     return advantages, key_values
 
