@@ -18,8 +18,10 @@ this script computes the outcomes of ``docs/study-learning.md``:
 Per arm it reports mean ± 95% CI over seeds (Student t), and for each pair (KTAE arm, its baseline:
 ``grpo-ktae`` - ``grpo``, ``dapo-ktae`` - ``dapo``, ``grpo-ktae-no-gamma`` - ``grpo`` ...) the paired
 same-seed difference with its 95% t-interval over the seeds both arms finished (more pairs by name with
-``--pair ARM:BASELINE``, e.g. ``--pair grpo-ktae-gate:grpo-oracle-blame``). Runs that did not reach the
-last step of the study are reported as unfinished and left out.
+``--pair ARM:BASELINE``, e.g. ``--pair grpo-ktae-gate:grpo-oracle-blame``). ``--per_seed`` adds each run's AUC
+per seed and its difference from the baseline on that seed, with their mean: the table of a sweep or pilot with
+two seeds, e.g. study 3's (``--study study-learning-3-sweep`` on ``docs/data/study-learning-3-pilots.csv``). Runs
+that did not reach the last step of the study are reported as unfinished and left out.
 """
 from __future__ import annotations
 
@@ -108,12 +110,18 @@ def fmt(values: list[float]) -> str:
     return f"{mean:.1f} ± {ci:.1f}" if len(values) > 1 else f"{mean:.1f}"
 
 
+def finished_runs(runs: dict[tuple[str, int], list[dict]]) -> tuple[int, dict[tuple[str, int], list[dict]]]:
+    """The study's last step and the runs that reached it with a held-out evaluation there."""
+    final_step = max(r[-1]["step"] for r in runs.values())
+    return final_step, {k: v for k, v in runs.items()
+                        if v[-1]["step"] == final_step and v[-1]["heldout_accuracy"] is not None}
+
+
 def tables(runs: dict[tuple[str, int], list[dict]], target: float, last: int,
            extra_pairs: tuple[tuple[str, str], ...] = ()) -> str:
     """The markdown tables: per arm, then paired differences (each arm against :func:`pair_of`, then
     ``extra_pairs``: ``(arm, baseline)`` comparisons asked for by name)."""
-    final_step = max(r[-1]["step"] for r in runs.values())
-    finished = {k: v for k, v in runs.items() if v[-1]["step"] == final_step and v[-1]["heldout_accuracy"] is not None}
+    final_step, finished = finished_runs(runs)
     unfinished = sorted(set(runs) - set(finished))
     per = {k: outcomes(v, target, last) for k, v in finished.items()}
     arms = ordered_arms(per)
@@ -156,6 +164,26 @@ def tables(runs: dict[tuple[str, int], list[dict]], target: float, last: int,
 def significant(diffs: list[float]) -> bool:
     mean, ci = mean_ci(diffs)
     return len(diffs) > 1 and math.isfinite(ci) and abs(mean) > ci
+
+
+def per_seed_table(runs: dict[tuple[str, int], list[dict]]) -> str:
+    """Each finished run's held-out AUC (trapezoids, as :func:`outcomes`) per seed, its difference from the arm's
+    baseline (:func:`pair_of`) on the same seed, and the mean of those differences: the table of a sweep or pilot
+    with few seeds, where the intervals of :func:`tables` say little."""
+    _, finished = finished_runs(runs)
+    area = {k: 100 * auc(curve(v, "heldout_accuracy")) for k, v in finished.items()}
+    seeds = sorted({s for _, s in finished})
+    lines = ["| arm | baseline | " + " | ".join(f"AUC s{s}" for s in seeds) + " | "
+             + " | ".join(f"− baseline s{s}" for s in seeds) + " | mean − baseline |",
+             "|---|---|" + "---:|" * (2 * len(seeds) + 1)]
+    for a in ordered_arms(finished):
+        base = pair_of(a)
+        diffs = {s: area[a, s] - area[base, s] for s in seeds if (a, s) in area and (base, s) in area}
+        lines.append(f"| {LABELS.get(a, a)} | {LABELS.get(base, base) if base else '–'} | "
+                     + " | ".join(f"{area[a, s]:.1f}" if (a, s) in area else "–" for s in seeds) + " | "
+                     + " | ".join(f"{diffs[s]:+.2f}" if s in diffs else "–" for s in seeds) + " | "
+                     + (f"{sum(diffs.values()) / len(diffs):+.2f}" if diffs else "–") + " |")
+    return "\n".join(lines) + "\n"
 
 
 def step_table(runs: dict[tuple[str, int], list[dict]], column: str, scale: float = 100.0) -> str:
@@ -245,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None, help="also write the tables to this markdown file")
     p.add_argument("--pair", action="append", default=[], metavar="ARM:BASELINE",
                    help="also give the paired differences ARM - BASELINE (repeatable), e.g. grpo-ktae-gate:grpo-oracle-blame")
+    p.add_argument("--per_seed", action="store_true",
+                   help="also give each run's AUC per seed and its difference from the baseline (a sweep's table)")
     args = p.parse_args(argv)
     extra_pairs = []
     for spec in args.pair:
@@ -268,6 +298,9 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--pair: no arm {', '.join(map(repr, unknown))} in {args.csv} (arms: {', '.join(sorted(arms))})")
     text = tables(runs, args.target, args.last, tuple(extra_pairs)) \
         + "\nHeld-out accuracy (%) at the evaluation steps, mean ± 95% CI:\n\n" + step_table(runs, "heldout_accuracy")
+    if args.per_seed:
+        text += "\nHeld-out AUC per seed (trapezoids, mean %) and its difference from the baseline on the same seed " \
+                "(points):\n\n" + per_seed_table(runs)
     if any(r.get("mixed_group_fraction") is not None for v in runs.values() for r in v):
         text += f"\nShare of mixed groups (%: groups with right and wrong rollouts), each run's mean over " \
                 f"{args.last} steps, mean ± 95% CI over seeds:\n\n" + window_table(runs, "mixed_group_fraction", args.last)

@@ -105,3 +105,32 @@ def test_named_pairs_and_the_mixed_group_table(tmp_path):
     for bad in ("grpo-ktae-gate", "grpo-ktae-gate:nope"):
         with pytest.raises(SystemExit):
             st.main([str(path), "--target", "0.25", "--pair", bad])
+
+
+def test_per_seed_table_uses_trapezoids_and_pairs_each_seed(tmp_path):
+    st = load_script()
+    rows = []
+    curves = {("grpo", 0): [0.1, 0.5, 0.6], ("grpo", 1): [0.2, 0.4, 0.4],
+              ("grpo-ktae-top0.5-beta0", 0): [0.1, 0.6, 0.6], ("grpo-ktae-top0.5-beta0", 1): [0.2, 0.5, 0.5]}
+    for (arm, seed), held in curves.items():
+        rows += run_rows(arm, seed, held, [0.2] * 10, [50.0] * 10)
+    rows += run_rows("grpo-oracle", 0, [0.1, 0.9], [0.2] * 5, [50.0] * 5)  # stopped at step 5 of 10: left out
+    path = write_curves_csv(tmp_path / "curves.csv", rows)
+    out = tmp_path / "t.md"
+    assert st.main([str(path), "--target", "0.25", "--per_seed", "--out", str(out)]) == 0
+    text = out.read_text().split("Held-out AUC per seed")[1]
+
+    def trapezoid(held):  # steps 0, 5, 10: the mean height of the trapezoids, in percent
+        return 100 * ((held[0] + held[1]) / 2 + (held[1] + held[2]) / 2) / 2
+
+    area = {k: trapezoid(v) for k, v in curves.items()}
+    assert area["grpo", 0] == pytest.approx(42.5)   # the plain mean of the evaluations would be 40.0
+    diffs = [area["grpo-ktae-top0.5-beta0", s] - area["grpo", s] for s in (0, 1)]
+    row = next(line for line in text.splitlines() if line.startswith("| grpo-ktae-top0.5-beta0 |"))
+    assert row == (f"| grpo-ktae-top0.5-beta0 | GRPO | {area['grpo-ktae-top0.5-beta0', 0]:.1f} | "
+                   f"{area['grpo-ktae-top0.5-beta0', 1]:.1f} | {diffs[0]:+.2f} | {diffs[1]:+.2f} | "
+                   f"{sum(diffs) / 2:+.2f} |")
+    assert f"| GRPO | – | {area['grpo', 0]:.1f} | {area['grpo', 1]:.1f} | – | – | – |" in text
+    assert "| GRPO+oracle |" not in text
+    assert st.main([str(path), "--target", "0.25", "--out", str(out)]) == 0
+    assert "Held-out AUC per seed" not in out.read_text()   # only with --per_seed
