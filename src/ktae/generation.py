@@ -4,7 +4,8 @@
 >>> gens[0].text, gens[0].num_tokens, gens[0].finished                   # doctest: +SKIP
 
 ``backend="hf"`` pads on the left, sorts prompts by length so batches waste
-little padding, and stops each sequence at EOS. ``backend="vllm"`` takes a
+little padding, stops each sequence at EOS and drops finished sequences from the batch
+(:func:`ktae.decoding.decode`). ``backend="vllm"`` takes a
 ``vllm.LLM`` as ``model`` (``pip install ktae[vllm]``); vLLM is imported only then.
 """
 from __future__ import annotations
@@ -224,28 +225,6 @@ def _left_padding(tokenizer):
             tokenizer.pad_token = None
 
 
-def _hf_generation_config(temperature: float, top_p: float, stop_ids: list[int]):
-    """transformers' ``GenerationConfig`` of greedy (temperature 0) or plain sampling, stopping at ``stop_ids``.
-
-    Every decoding knob is set explicitly: transformers fills unset ones from the model's own generation_config
-    (e.g. an instruct model's top_k=20, repetition_penalty=1.05), which would silently change "greedy" or
-    "temperature 1.0" from what the paper (and vLLM) do. ``max_new_tokens`` is set per batch.
-    """
-    from transformers import GenerationConfig
-
-    sampling = temperature > 0
-    return GenerationConfig(
-        do_sample=sampling,
-        temperature=temperature if sampling else 1.0,
-        top_p=top_p if sampling else 1.0,
-        top_k=0 if sampling else 50,  # 0 disables top-k when sampling; unused (library default) when greedy
-        repetition_penalty=1.0,
-        no_repeat_ngram_size=0,
-        num_beams=1,
-        eos_token_id=stop_ids,
-    )
-
-
 def _hf_batches(jobs: list[tuple[int, int]], limits: Sequence[int], batch_size: int) -> list[list[tuple[int, int]]]:
     """``(prompt, sample)`` jobs in batches of at most ``batch_size`` whose prompts share one response limit, so
     that no sequence of a batch runs past the model's positions."""
@@ -276,9 +255,13 @@ def _hf_generations(chunk: list[tuple[int, int]], rows: list[list[int]], stop: s
 
 def _generate_hf(model, tokenizer, encoded, limits, temperature, top_p, n, batch_size, seed, progress,
                  on_batch) -> list[Generation]:
-    """transformers' ``generate`` over batches of sequences sorted by prompt length (longest first), each batch
-    with its prompts' response limit."""
+    """:func:`ktae.decoding.decode` over batches of sequences sorted by prompt length (longest first), each batch
+    with its prompts' response limit. Greedy or plain sampling (temperature, top-p): the model's own
+    ``generation_config`` (an instruct model's top_k=20, repetition_penalty=1.05, ...) is not read, so "greedy" and
+    "temperature 1.0" mean what they mean in the paper and in vLLM."""
     import torch
+
+    from ktae.decoding import decode
 
     stop_ids = eos_token_ids(model, tokenizer)
     if not stop_ids:
@@ -286,7 +269,6 @@ def _generate_hf(model, tokenizer, encoded, limits, temperature, top_p, n, batch
     if seed is not None:
         torch.manual_seed(seed)
     jobs = sorted(((p, s) for p in range(len(encoded)) for s in range(n)), key=lambda ps: -len(encoded[ps[0]]))
-    config = _hf_generation_config(temperature, top_p, stop_ids)
     device = getattr(model, "device", None) or next(model.parameters()).device
     results: dict[tuple[int, int], Generation] = {}
     bar = None
@@ -297,15 +279,13 @@ def _generate_hf(model, tokenizer, encoded, limits, temperature, top_p, n, batch
     was_training = model.training
     model.eval()
     try:
-        with _left_padding(tokenizer), torch.inference_mode():
-            config.pad_token_id = tokenizer.pad_token_id
+        with _left_padding(tokenizer):
             for chunk in _hf_batches(jobs, limits, batch_size):
-                config.max_new_tokens = limits[chunk[0][0]]
                 batch = tokenizer.pad({"input_ids": [encoded[p] for p, _ in chunk]}, return_tensors="pt")
-                input_ids = batch["input_ids"].to(device)
-                out = model.generate(input_ids=input_ids, attention_mask=batch["attention_mask"].to(device),
-                                     generation_config=config)
-                made = _hf_generations(chunk, out[:, input_ids.shape[1]:].tolist(), set(stop_ids), tokenizer)
+                rows = decode(model, batch["input_ids"].to(device), batch["attention_mask"].to(device),
+                              max_new_tokens=limits[chunk[0][0]], stop_ids=stop_ids, pad_id=tokenizer.pad_token_id,
+                              temperature=temperature, top_p=top_p)
+                made = _hf_generations(chunk, rows, set(stop_ids), tokenizer)
                 results.update(((g.prompt_index, g.sample_index), g) for g in made)
                 if on_batch is not None:
                     on_batch(made)

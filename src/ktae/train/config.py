@@ -256,7 +256,8 @@ class PPOConfig(_Section):
     section: ClassVar[str] = "ppo"
     epochs: int = option(1, "passes over the step's rollouts")
     mini_batch_prompts: int = option(0, "prompts per PPO mini-batch (one optimizer step each); 0 = all")
-    micro_batch_size: int = option(0, "rollouts per forward/backward (gradient accumulation); 0 = whole mini-batch")
+    micro_batch_size: int = option(32, "rollouts per forward/backward (gradient accumulation; rollouts of similar "
+                                   "length together); 0 = whole mini-batch")
     lr: float = option(1e-4, "learning rate (AdamW)")
     weight_decay: float = option(0.0, "AdamW weight decay")
     adam_beta1: float = option(0.9, "AdamW beta1")

@@ -11,6 +11,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ktae.decoding import takes_logits_to_keep
 from ktae.core.losses import aggregate_loss, entropy_from_logits, high_entropy_mask, kl_loss, policy_loss
 from ktae.rewards import grade_batch
 from ktae.train.config import TrainConfig
@@ -32,7 +33,7 @@ def response_log_probs(model, prompt_ids: list[list[int]], responses: torch.Tens
     input_ids = torch.cat([prompt, responses.cpu()], dim=1).to(device)
     attention = torch.cat([prompt_mask, response_mask.cpu().long()], dim=1).to(device)
     positions = (attention.cumsum(-1) - 1).clamp(min=0)
-    kwargs = {"logits_to_keep": length + 1} if _takes_logits_to_keep(model) else {}
+    kwargs = {"logits_to_keep": length + 1} if takes_logits_to_keep(model) else {}
     out = model(input_ids=input_ids, attention_mask=attention, position_ids=positions, use_cache=False, **kwargs)
     logits = out.logits[:, -(length + 1):-1, :]                              # [b, L, V] predicting the response
     logits = logits.to(torch.promote_types(logits.dtype, torch.float32)) / temperature  # half -> float32
@@ -46,21 +47,17 @@ def response_log_probs(model, prompt_ids: list[list[int]], responses: torch.Tens
     return log_probs, ent
 
 
-def _takes_logits_to_keep(model) -> bool:
-    import inspect
-
-    forward = type(model).forward
-    cached = _LOGITS_TO_KEEP.get(forward)
-    if cached is None:
-        cached = _LOGITS_TO_KEEP[forward] = "logits_to_keep" in inspect.signature(forward).parameters
-    return cached
-
-
-_LOGITS_TO_KEEP: dict = {}
-
-
 def chunks(indices: torch.Tensor, size: int) -> list[torch.Tensor]:
     return [indices[i : i + size] for i in range(0, len(indices), size)] if len(indices) else []
+
+
+def micro_batches(indices: torch.Tensor, batch: Rollouts, size: int) -> list[torch.Tensor]:
+    """``indices`` in chunks of ``size`` rollouts of similar length (prompt + response, shortest first), so that
+    each forward pass pads its rows to little more than their own length."""
+    if size >= len(indices):
+        return chunks(indices, size)
+    lengths = torch.tensor([len(batch.prompt_ids[i]) for i in indices.tolist()]) + batch.response_mask[indices].sum(-1)
+    return chunks(indices[torch.argsort(lengths, stable=True)], size)
 
 
 @torch.no_grad()
@@ -69,7 +66,7 @@ def forward_log_probs(model, batch: Rollouts, cfg: TrainConfig, pad_id: int, mic
     """``[B, L]`` log-probs of every rollout under ``model`` (no gradient), micro-batch by micro-batch."""
     weights = next(model.parameters()).dtype
     out = torch.zeros(batch.responses.shape, dtype=torch.promote_types(weights, torch.float32))
-    for idx in chunks(torch.arange(len(batch.prompt_ids)), micro):
+    for idx in micro_batches(torch.arange(len(batch.prompt_ids)), batch, micro):
         width = max(int(batch.response_mask[idx].sum(-1).max()), 1)
         with amp():
             lp, _ = response_log_probs(model, [batch.prompt_ids[i] for i in idx], batch.responses[idx, :width],
@@ -126,7 +123,7 @@ def ppo_update(model, ref_model, optimizer, batch: Rollouts, advantages: torch.T
             optimizer.zero_grad(set_to_none=True)
             total = max(normaliser(batch.response_mask[mb], ppo.loss_agg_mode), 1.0)
             finite = all(micro_batch_backward(model, batch, advantages, idx, old_log_probs, ref_log_probs, total,
-                                              cfg, pad_id, stats, amp) for idx in chunks(mb, micro))
+                                              cfg, pad_id, stats, amp) for idx in micro_batches(mb, batch, micro))
             grad_norm = float("nan")
             if finite:
                 max_norm = ppo.grad_clip if ppo.grad_clip > 0 else float("inf")

@@ -1,0 +1,123 @@
+"""Token-by-token decoding of a transformers causal LM that drops finished rows from the batch.
+
+transformers' ``generate`` keeps every row of a batch in the forward pass until the last one stops: with rollouts
+of 20 to 96 tokens, a third or more of its work goes to rows that already emitted EOS. :func:`decode` runs the same
+forward passes (the model's own ``forward`` with transformers' ``DynamicCache``), picks tokens the way ``generate``
+does (``argmax`` when greedy; ``softmax`` then ``torch.multinomial`` when sampling, after transformers' own
+temperature and top-p warpers), and, once few enough rows are left, keeps only the unfinished ones (the cache too).
+
+What that changes: greedy responses are those of ``generate``; sampled responses follow the same distribution, but
+once a batch has shrunk ``torch.multinomial`` draws for fewer rows, so the same seed gives other samples than
+``generate`` from then on. With ``shrink_below=0`` (never shrink) both give the same tokens on the same seed
+(``tests/test_decoding.py`` checks both statements against ``generate``).
+"""
+from __future__ import annotations
+
+import torch
+
+__all__ = ["decode", "SHRINK_BELOW", "takes_logits_to_keep"]
+
+#: drop the finished rows once at most this share of the batch's rows is still unfinished
+SHRINK_BELOW = 0.75
+
+
+@torch.inference_mode()
+def decode(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, max_new_tokens: int,
+           stop_ids: list[int], pad_id: int, temperature: float = 0.0, top_p: float = 1.0,
+           shrink_below: float = SHRINK_BELOW) -> list[list[int]]:
+    """The new tokens of each row: up to and including its first stop token, at most ``max_new_tokens``.
+
+    Args:
+        model: a transformers causal LM (its ``forward`` takes ``past_key_values``, ``position_ids``).
+        input_ids: [B, P] left-padded prompt ids. attention_mask: [B, P], 1 on prompt tokens.
+        max_new_tokens: longest response. stop_ids: token ids that end a response (EOS and the like).
+        pad_id: the id written after a row's stop token while it is still in the batch (never returned).
+        temperature: 0 = greedy; > 0 samples from ``softmax(logits / temperature)``, cut to ``top_p``.
+        shrink_below: keep only the unfinished rows once they are at most this share of the rows computed
+            (0 = never: every row stays until the last one stops, as in ``generate``).
+
+    Returns:
+        B lists of token ids, in the rows' order.
+    """
+    device = input_ids.device
+    batch, width = input_ids.shape
+    warp = _warpers(temperature, top_p)
+    stop = torch.tensor(sorted(set(stop_ids)), dtype=torch.long, device=device)
+    positions = attention_mask.long().cumsum(-1) - 1
+    positions.masked_fill_(attention_mask == 0, 1)
+    cache = _new_cache()
+    logits = _last_logits(model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
+                                past_key_values=cache, use_cache=True, **_keep_last(model)))
+    mask = torch.cat([attention_mask, attention_mask.new_ones((batch, max_new_tokens))], dim=1)
+    next_position = positions[:, -1:] + 1
+    rows = torch.arange(batch, device=device)                 # the input row of each row computed
+    live = torch.ones(batch, dtype=torch.bool, device=device)
+    new = torch.full((batch, max_new_tokens), pad_id, dtype=torch.long, device=device)
+    lengths = torch.full((batch,), max_new_tokens, dtype=torch.long, device=device)
+    for t in range(max_new_tokens):
+        tokens = _pick(warp(logits), temperature)            # [b]
+        tokens = torch.where(live, tokens, torch.full_like(tokens, pad_id))
+        new[rows, t] = tokens
+        ended = live & torch.isin(tokens, stop)
+        lengths[rows[ended]] = t + 1
+        live &= ~ended
+        left = int(live.sum())
+        if left == 0 or t + 1 == max_new_tokens:
+            break
+        if left <= shrink_below * len(rows):
+            keep = live.nonzero().squeeze(1)
+            cache.batch_select_indices(keep)
+            rows, live, tokens, mask, next_position = rows[keep], live[keep], tokens[keep], mask[keep], \
+                next_position[keep]
+        logits = _last_logits(model(input_ids=tokens[:, None], attention_mask=mask[:, : width + t + 1],
+                                    position_ids=next_position, past_key_values=cache, use_cache=True))
+        next_position = next_position + 1
+    return [new[i, : lengths[i]].tolist() for i in range(batch)]
+
+
+def _pick(scores: torch.Tensor, temperature: float) -> torch.Tensor:
+    """[b] token ids from [b, V] float32 scores: argmax (greedy) or one draw of ``softmax(scores)``."""
+    if temperature == 0:
+        return scores.argmax(dim=-1)
+    return torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1).squeeze(1)
+
+
+def _warpers(temperature: float, top_p: float):
+    """transformers' temperature and top-p warpers, as ``generate`` applies them (none when greedy, or at 1.0)."""
+    from transformers.generation.logits_process import (LogitsProcessorList, TemperatureLogitsWarper,
+                                                        TopPLogitsWarper)
+
+    warpers = LogitsProcessorList()
+    if temperature > 0 and temperature != 1.0:
+        warpers.append(TemperatureLogitsWarper(temperature))
+    if temperature > 0 and top_p < 1.0:
+        warpers.append(TopPLogitsWarper(top_p))
+    return lambda scores: warpers(None, scores) if warpers else scores
+
+
+def _last_logits(output) -> torch.Tensor:
+    return output.logits[:, -1, :].to(dtype=torch.float32, copy=True)
+
+
+def _new_cache():
+    from transformers import DynamicCache
+
+    return DynamicCache()
+
+
+def _keep_last(model) -> dict:
+    """``logits_to_keep=1`` where the model takes it (the prompt's last position is all the first step needs)."""
+    return {"logits_to_keep": 1} if takes_logits_to_keep(model) else {}
+
+
+def takes_logits_to_keep(model) -> bool:
+    """Whether ``model.forward`` takes ``logits_to_keep`` (computes the logits of the last positions only)."""
+    import inspect
+
+    forward = type(model).forward
+    if forward not in _LOGITS_TO_KEEP:
+        _LOGITS_TO_KEEP[forward] = "logits_to_keep" in inspect.signature(forward).parameters
+    return _LOGITS_TO_KEEP[forward]
+
+
+_LOGITS_TO_KEEP: dict = {}

@@ -1,0 +1,117 @@
+"""ktae.decoding.decode against transformers' generate on the same model, prompts and seeds."""
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+import torch
+
+from ktae.decoding import decode
+from ktae.loading import load_model
+from ktae.model_source import resolve_model_source
+from test_generation import build_tiny_lm
+
+PROMPTS = ["a", "bb", "a much longer prompt", "mid size", "x y z", "?"] * 4
+SAMPLED_EOS = 2.0   # EOS logit bias that makes sampled rows stop after 1 to 30 tokens
+GREEDY_EOS = 0.4    # ... and greedy rows after 1, 10 or 30 tokens, depending on the prompt
+
+
+@contextlib.contextmanager
+def eos_bias(model, tokenizer, value):
+    head = model.get_output_embeddings()
+    saved = float(head.bias.data[tokenizer.eos_token_id])
+    head.bias.data[tokenizer.eos_token_id] = value
+    try:
+        yield
+    finally:
+        head.bias.data[tokenizer.eos_token_id] = saved
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """The tiny Qwen2 of test_generation with EOS made likely (+2 on its logit): sampled rows stop after 1 to 30
+    tokens."""
+    path = build_tiny_lm(tmp_path_factory.mktemp("tiny_decoding"))
+    model, tokenizer = load_model(resolve_model_source(str(path)), device="cpu")
+    bias = torch.zeros(model.config.vocab_size)
+    bias[tokenizer.eos_token_id] = SAMPLED_EOS
+    model.get_output_embeddings().bias = torch.nn.Parameter(bias)
+    return model, tokenizer
+
+
+def prompts_batch(tokenizer):
+    tokenizer.padding_side = "left"
+    try:
+        batch = tokenizer([p for p in PROMPTS], add_special_tokens=False, padding=True, return_tensors="pt")
+    finally:
+        tokenizer.padding_side = "right"
+    return batch["input_ids"], batch["attention_mask"]
+
+
+def with_generate(model, tokenizer, ids, mask, max_new, temperature, top_p, seed):
+    """transformers' generate, each row cut after its first EOS (as ktae.generation does)."""
+    from transformers import GenerationConfig
+
+    sampling = temperature > 0
+    config = GenerationConfig(do_sample=sampling, temperature=temperature if sampling else 1.0,
+                              top_p=top_p if sampling else 1.0, top_k=0 if sampling else 50, repetition_penalty=1.0,
+                              num_beams=1, max_new_tokens=max_new, eos_token_id=[tokenizer.eos_token_id],
+                              pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(seed)
+    with torch.inference_mode():
+        out = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)[:, ids.shape[1]:]
+    rows = []
+    for row in out.tolist():
+        end = row.index(tokenizer.eos_token_id) + 1 if tokenizer.eos_token_id in row else len(row)
+        rows.append(row[:end])
+    return rows
+
+
+def with_decode(model, tokenizer, ids, mask, max_new, temperature, top_p, seed, shrink_below):
+    torch.manual_seed(seed)
+    return decode(model, ids, mask, max_new_tokens=max_new, stop_ids=[tokenizer.eos_token_id],
+                  pad_id=tokenizer.pad_token_id, temperature=temperature, top_p=top_p, shrink_below=shrink_below)
+
+
+@pytest.mark.parametrize("temperature,top_p", [(0.0, 1.0), (1.0, 1.0), (0.7, 0.9)])
+def test_without_shrinking_the_tokens_are_generates(tiny, temperature, top_p):
+    model, tokenizer = tiny
+    ids, mask = prompts_batch(tokenizer)
+    with eos_bias(model, tokenizer, GREEDY_EOS if temperature == 0 else SAMPLED_EOS):
+        for seed in (0, 1):
+            expected = with_generate(model, tokenizer, ids, mask, 30, temperature, top_p, seed)
+            got = with_decode(model, tokenizer, ids, mask, 30, temperature, top_p, seed, shrink_below=0.0)
+            assert got == expected
+            assert len({len(row) for row in got}) >= 3            # rows stop at different steps
+
+
+@pytest.mark.parametrize("shrink_below", [0.5, 0.75, 1.0])
+def test_greedy_tokens_do_not_depend_on_shrinking(tiny, shrink_below):
+    model, tokenizer = tiny
+    ids, mask = prompts_batch(tokenizer)
+    with eos_bias(model, tokenizer, GREEDY_EOS):
+        expected = with_generate(model, tokenizer, ids, mask, 30, 0.0, 1.0, 0)
+        got = with_decode(model, tokenizer, ids, mask, 30, 0.0, 1.0, 0, shrink_below)
+    assert got == expected
+    assert len({len(row) for row in got}) >= 3
+
+
+def test_shrunk_sampling_draws_from_the_same_distribution(tiny):
+    """Once rows are dropped the draws differ from generate's on the same seed; the lengths' distribution does not
+    (mean length over 16 seeds x 24 rows within 4 standard errors)."""
+    model, tokenizer = tiny
+    ids, mask = prompts_batch(tokenizer)
+    ours = [len(r) for s in range(16) for r in with_decode(model, tokenizer, ids, mask, 30, 1.0, 1.0, s, 0.75)]
+    theirs = [len(r) for s in range(16) for r in with_generate(model, tokenizer, ids, mask, 30, 1.0, 1.0, 100 + s)]
+    mean_a, mean_b = sum(ours) / len(ours), sum(theirs) / len(theirs)
+    var = sum((x - mean_b) ** 2 for x in theirs) / (len(theirs) - 1)
+    assert abs(mean_a - mean_b) < 4 * (2 * var / len(ours)) ** 0.5
+    different = with_decode(model, tokenizer, ids, mask, 30, 1.0, 1.0, 0, 0.75)
+    assert different != with_generate(model, tokenizer, ids, mask, 30, 1.0, 1.0, 0)   # the draws did change
+
+
+def test_a_row_that_never_stops_runs_to_the_limit(tiny):
+    model, tokenizer = tiny
+    ids, mask = prompts_batch(tokenizer)
+    rows = decode(model, ids, mask, max_new_tokens=5, stop_ids=[len(tokenizer) + 7], pad_id=tokenizer.pad_token_id)
+    assert all(len(row) == 5 for row in rows)
