@@ -3,9 +3,9 @@
 Same batch as :mod:`ktae.core.advantages` (``responses`` [B, L], ``response_mask`` [B, L], ``scores`` [B], ``group``
 [B]). ``A_i`` is the rollout-level advantage of ``config.rollout``; a rollout is correct when its score is
 ``> config.threshold``; a rollout whose mask is all zero is no member of its group; a group is *mixed* when it has
-a correct and a wrong member, and ``W_i`` says "rollout i is a wrong member of a mixed group". Every rule gives
-the rollouts that are not ``W_i`` their GRPO advantage ``A_i`` on every token (but :func:`tree_advantages` and the
-additive unit KTAE, which change every rollout of a mixed group), and 0 at masked positions.
+a correct and a wrong member, and ``W_i`` says "rollout i is a wrong member of a mixed group". Every rule but
+:func:`tree_advantages` and the additive unit KTAE (which change every rollout of a mixed group) gives the rollouts
+that are not ``W_i`` their rollout advantage ``A_i`` on every token; every rule gives 0 at masked positions.
 
 A rule reads a response as its *sequence*: its unmasked tokens in order (for a right-padded batch, the first
 ``length_i`` tokens; a masked position inside a response is skipped, not a break). A *line* is a run of tokens
