@@ -60,6 +60,28 @@ def test_study_arms_plan_their_estimators_and_ktae_values(tmp_path):
     assert {c.task.max_count for c in by_arm.values()} == {30}
 
 
+def test_label_free_arms_plan_their_estimators(tmp_path):
+    argv = ["--task", "word-easy", "--label_free_arms", "prefix,line-ktae-blame", "tree",
+            "--gate_arm", "--output", str(tmp_path), "--algorithm.ngram", "2"]
+    runs = compare.plan(*compare.parse_args(argv))
+    by_arm = {m.key: cfg for m, _, cfg in runs}
+    assert list(by_arm) == ["grpo", "grpo-ktae", "grpo-ktae-gate", "grpo-prefix", "grpo-line-ktae-blame", "grpo-tree"]
+    assert {k: c.algorithm.estimator for k, c in by_arm.items()} == {
+        "grpo": "grpo", "grpo-ktae": "grpo+ktae", "grpo-ktae-gate": "grpo+ktae-gate", "grpo-prefix": "grpo+prefix",
+        "grpo-line-ktae-blame": "grpo+line-ktae-blame", "grpo-tree": "grpo+tree"}
+    assert {c.task.max_count for c in by_arm.values()} == {30} and {c.algorithm.ngram for c in by_arm.values()} == {2}
+    dapo = compare.methods(dapo=True, task="word", label_free_arms=["first-novel"])
+    assert [(m.key, m.preset, m.overrides) for m in dapo][-1] == ("dapo-first-novel", "word-dapo",
+                                                                  (("estimator", "grpo+first-novel"),))
+    # every rule is a compare arm on every task, the arithmetic one included (no labels needed)
+    assert [m.key for m in compare.methods(label_free_arms=compare.LABEL_FREE_CREDITS)][2:] == [
+        f"grpo-{rule}" for rule in compare.LABEL_FREE_CREDITS]
+    for bad, match in ((["--label_free_arms", "prefix,oracle"], "--label_free_arms: unknown rule 'oracle'"),
+                       (["--label_free_arms", "line,line"], "--label_free_arms: expected distinct rules")):
+        with pytest.raises(ValueError, match=match):
+            compare.parse_args(bad)
+
+
 def test_ktae_points_and_oracle_arms_are_checked():
     assert compare.ktae_point("top0.5-beta0") == (("top", 0.5), ("beta", 0.0))
     for bad, match in ((["--ktae_points", "top-1"], "--ktae_points: expected points such as"),

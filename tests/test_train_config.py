@@ -251,6 +251,8 @@ def test_every_preset_builds(name):
     (["--eval.every", "-1"], "--eval_every"),
     (["--estimator", "grpo+oracle"], "--estimator grpo.oracle: .*expected --task word with --data embedded"),
     (["--estimator", "rloo+oracle-blame", "--task", "arithmetic"], "--estimator rloo.oracle-blame: .*--task word"),
+    (["--estimator", "grpo+divergence"], "--estimator: expected one of"),
+    (["--algorithm.ngram", "0"], "--ngram: expected an integer >= 1"),
 ])
 def test_bad_input_names_the_option(argv, needle):
     with pytest.raises(ValueError, match=needle):

@@ -1,15 +1,18 @@
-"""The trainer's token credit of the study (oracle, oracle-blame, ktae-gate): labels, routing and one real step."""
+"""The trainer's token credit: of study 3 (oracle, oracle-blame, ktae-gate) and the label-free rules of issue 30
+(prefix, line, ...): labels, newline tokens, routing and real steps."""
 import random
 
 import pytest
 import torch
 
 from ktae.core.credit import gate_advantages, oracle_advantages
+from ktae.core.label_free import LABEL_FREE_CREDITS, label_free_advantages
 from ktae.frontend.metrics import MIXED_GROUP_FRACTION
 from ktae.frontend.options import parse_estimator, token_credit
 from ktae.recipes.word_problems import WordProblemTask, label_lines
 from ktae.train.config import ESTIMATORS, make_config
 from ktae.train.logger import read_metrics
+from ktae.special_tokens import newline_token_ids
 from ktae.train.loop import compute_advantages, train
 from ktae.train.rollouts import Rollouts, mistake_tokens, pad
 from test_train_loop import TINY
@@ -70,6 +73,61 @@ def test_compute_advantages_routes_each_credit(word_batch, credit):
     assert not torch.equal(advantages, grpo)
 
 
+def test_newline_tokens_of_the_word_tokenizer(word_batch):
+    batch, tokenizer = word_batch
+    ids = newline_token_ids(tokenizer)
+    assert ids and all("\n" in tokenizer.decode([i]) for i in ids)
+    assert set(tokenizer("a\nb", add_special_tokens=False)["input_ids"]) & set(ids)
+    lines_in_batch = sum(text.count("\n") for text in batch.texts)
+    assert int(torch.isin(batch.responses, torch.tensor(ids)).sum()) == lines_in_batch
+
+
+@pytest.mark.parametrize("credit", LABEL_FREE_CREDITS)
+def test_compute_advantages_routes_each_label_free_rule(word_batch, credit):
+    batch, tokenizer = word_batch
+    cfg = make_config("word-easy-grpo-" + credit, **{"algorithm.ngram": 2})
+    ktae_config = cfg.ktae_config((tokenizer.pad_token_id, tokenizer.eos_token_id))
+    times = {"advantage": 0.0}
+    advantages, key_values = compute_advantages(batch, cfg, ktae_config, times, tokenizer)
+    newline = tokenizer("\n", add_special_tokens=False)["input_ids"]
+    expected = label_free_advantages(credit, batch.responses, batch.response_mask, batch.rewards, batch.group,
+                                     ktae_config, newline_ids=newline, n=2)
+    assert key_values is None and torch.equal(advantages, expected)
+    grpo, _ = compute_advantages(batch, make_config("word-easy-grpo"), ktae_config, times, tokenizer)
+    assert not torch.equal(advantages, grpo)
+
+
+def test_the_line_rules_need_newline_tokens(word_batch):
+    batch, tokenizer = word_batch
+
+    class OneLineTokenizer:       # a vocabulary without a newline token
+        def __len__(self):
+            return 3
+
+        def batch_decode(self, ids):
+            return ["a", "b", "c"][: len(ids)]
+
+    cfg = make_config("word-easy-grpo-line")
+    times = {"advantage": 0.0}
+    with pytest.raises(ValueError, match="--estimator grpo.line: the tokenizer has no token whose text holds a newline"):
+        compute_advantages(batch, cfg, cfg.ktae_config(), times, OneLineTokenizer())
+    with pytest.raises(ValueError, match="--estimator grpo.line: the line rules need the tokenizer"):
+        compute_advantages(batch, cfg, cfg.ktae_config(), times, None)
+    prefix = make_config("word-easy-grpo-prefix")       # the prefix rule reads no lines
+    assert compute_advantages(batch, prefix, prefix.ktae_config(), times, None)[0] is not None
+
+
+@pytest.mark.parametrize("preset", ["word-easy-grpo-prefix", "word-easy-grpo-line-ktae-blame"])
+def test_label_free_rules_train_and_log(tmp_path, preset):
+    options = {**TINY, "tiny_max_positions": 192, "max_new_tokens": 48, "eval_every": 0, "save_model": False,
+               "cache_dir": str(tmp_path / "cache"), "run_dir": str(tmp_path / "run"), "steps": 2}
+    run_dir = train(make_config(preset, **options))
+    steps = [r for r in read_metrics(run_dir) if "reward" in r]
+    assert [r["step"] for r in steps] == [1, 2]
+    assert all(MIXED_GROUP_FRACTION in r and "ktae/abs_mean" not in r and r["time_advantage"] > 0 for r in steps)
+    assert "estimator: grpo+" + preset.removeprefix("word-easy-grpo-") in (run_dir / "config.yaml").read_text()
+
+
 def test_one_oracle_step_trains(tmp_path):
     options = {**TINY, "tiny_max_positions": 192, "max_new_tokens": 48, "eval_every": 0, "save_model": False,
                "cache_dir": str(tmp_path / "cache"), "run_dir": str(tmp_path / "run"), "steps": 1}
@@ -82,7 +140,8 @@ def test_one_oracle_step_trains(tmp_path):
 @pytest.mark.parametrize("estimator, credit, uses_ktae", [
     ("grpo", "", False), ("grpo+ktae", "ktae", True), ("grpo_ktae", "ktae", True), ("ktae", "ktae", True),
     ("grpo+ktae-gate", "ktae-gate", False), ("rloo+oracle", "oracle", False),
-    ("dr_grpo+oracle-blame", "oracle-blame", False),
+    ("dr_grpo+oracle-blame", "oracle-blame", False), ("grpo+prefix", "prefix", False),
+    ("rloo+line-ktae-blame", "line-ktae-blame", False), ("dr_grpo+tree", "tree", False),
 ])
 def test_the_credits_are_estimators_of_the_shared_schema(estimator, credit, uses_ktae):
     """The study's estimators are names of the shared list (``parse_estimator``): the gate is KTAE's family (it

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from ktae.core.label_free import LABEL_FREE_CREDITS
 from ktae.environment import describe_environment
 from ktae.experiments.plot import moving_average
 from ktae.files import atomic_write, exclusive
@@ -93,6 +94,9 @@ class CompareConfig:
                                "control that knows the mistakes), not a method")
     gate_arm: bool = option(False, "add the exploratory label-free arm grpo-ktae-gate (A_i scaled per token by how "
                             "specific the token is to its side of a mixed group; ktae.core.credit)")
+    label_free_arms: list[str] = option([], "add one arm per label-free rule, comma-separated subset of "
+                                        f"{','.join(LABEL_FREE_CREDITS)} (ktae.core.label_free): arms grpo-prefix, "
+                                        "grpo-line-ktae-blame, ... (dapo-... with --dapo)")
     warm_start_per_seed: bool = option(False, "give each seed its own warm start of the embedded model (tiny_seed = "
                                        f"{PER_SEED_WARM_START} + seed: warm-start data order and initialisation; "
                                        "cached per seed); default: one warm start shared by every seed")
@@ -118,6 +122,7 @@ class CompareConfig:
         # comma-separated on the command line ("--ablations alpha,beta"): one item per value
         self.ablations = [a.strip() for item in self.ablations for a in str(item).split(",") if a.strip()]
         self.ktae_points = [a.strip() for item in self.ktae_points for a in str(item).split(",") if a.strip()]
+        self.label_free_arms = [a.strip() for item in self.label_free_arms for a in str(item).split(",") if a.strip()]
         steps = [t.strip() for item in self.table_steps for t in str(item).split(",") if t.strip()]
         try:
             self.table_steps = [int(t) for t in steps]
@@ -141,6 +146,7 @@ class CompareConfig:
         need(all(isinstance(s, int) and 0 <= s <= self.steps for s in self.table_steps), "table_steps",
              f"steps between 0 and --steps ({self.steps})")
         need(len(set(self.ktae_points)) == len(self.ktae_points), "ktae_points", "distinct points")
+        need(len(set(self.label_free_arms)) == len(self.label_free_arms), "label_free_arms", "distinct rules")
         for name, points in (("ktae_tuned", [self.ktae_tuned] if self.ktae_tuned else []),
                              ("ktae_points", self.ktae_points)):
             for point in points:
@@ -148,7 +154,7 @@ class CompareConfig:
                     ktae_point(point)
                 except ValueError as exc:
                     raise ValueError(f"--{name}: {exc}") from None
-        config_methods(self)   # the arms' own checks (--oracle_arms needs a word task)
+        config_methods(self)   # the arms' own checks (--oracle_arms needs a word task, --label_free_arms known rules)
         return self
 
 
@@ -217,9 +223,10 @@ TASK_PRESETS = {
 
 def methods(dapo: bool = False, ablations: list[str] | tuple[str, ...] = (), entropy_arm: bool = False,
             task: str = "arithmetic", *, ktae_tuned: str = "", ktae_points: list[str] | tuple[str, ...] = (),
-            oracle_arms: bool = False, gate_arm: bool = False) -> list[Method]:
+            oracle_arms: bool = False, gate_arm: bool = False,
+            label_free_arms: list[str] | tuple[str, ...] = ()) -> list[Method]:
     """Baseline first, then KTAE, one KTAE variant per ablation, the tuned KTAE, one KTAE arm per point, the
-    oracles, the gate, then the entropy baseline."""
+    oracles, the gate, one arm per label-free rule, then the entropy baseline."""
     base, name = ("dapo", "DAPO") if dapo else ("grpo", "GRPO")
     if task not in TASK_PRESETS:
         raise ValueError(f"--task: expected one of {tuple(TASK_PRESETS)}, got {task!r}")
@@ -249,6 +256,11 @@ def methods(dapo: bool = False, ablations: list[str] | tuple[str, ...] = (), ent
                           (("estimator", "grpo+oracle-blame"),)))
     if gate_arm:
         out.append(Method(f"{base}-ktae-gate", f"{name}+KTAE gate", presets[base], (("estimator", "grpo+ktae-gate"),)))
+    for rule in label_free_arms:
+        if rule not in LABEL_FREE_CREDITS:
+            raise ValueError(f"--label_free_arms: unknown rule {rule!r}; expected a subset of "
+                             f"{','.join(LABEL_FREE_CREDITS)}")
+        out.append(Method(f"{base}-{rule}", f"{name}+{rule}", presets[base], (("estimator", f"grpo+{rule}"),)))
     if entropy_arm:
         share = round(100 * ENTROPY_ARM_QUANTILE)
         out.append(Method(f"{base}-entropy{share}", f"{name} (top-{share}% entropy tokens)", presets[base],
@@ -259,7 +271,8 @@ def methods(dapo: bool = False, ablations: list[str] | tuple[str, ...] = (), ent
 def config_methods(config: CompareConfig) -> list[Method]:
     """The arms that ``config`` asks for (:func:`methods`)."""
     return methods(config.dapo, config.ablations, config.entropy_arm, config.task, ktae_tuned=config.ktae_tuned,
-                   ktae_points=config.ktae_points, oracle_arms=config.oracle_arms, gate_arm=config.gate_arm)
+                   ktae_points=config.ktae_points, oracle_arms=config.oracle_arms, gate_arm=config.gate_arm,
+                   label_free_arms=config.label_free_arms)
 
 
 # ============================================================================ statistics
@@ -654,7 +667,7 @@ COMMON_OPTIONS = ("output", "task", "dapo", "ablations", "seeds", "steps")
 #: ``ktae compare --help SECTION``: topic -> (title, options)
 HELP_SECTIONS = {
     "arms": ("Arms (the methods compared)", ("dapo", "task", "entropy_arm", "ablations", "ktae_tuned", "ktae_points",
-                                             "oracle_arms", "gate_arm")),
+                                             "oracle_arms", "gate_arm", "label_free_arms")),
     "runs": ("Runs (one ktae train run per arm and seed)", ("seeds", "first_seed", "steps", "eval_every", "runs_dir",
                                                             "warm_start_per_seed")),
     "report": ("Figure, tables and curves", ("output", "figure", "table_steps", "smooth", "target_accuracy", "study",
@@ -663,8 +676,9 @@ HELP_SECTIONS = {
 _USAGE = ("ktae compare [--key value ...] [ktae train options ...]\n"
           "       ktae compare --help [SECTION | all]")
 _DESCRIPTION = ("Runs GRPO vs GRPO+KTAE (or DAPO vs DAPO+KTAE, KTAE ablations and points, the top-20%-entropy "
-                "baseline,\nthe oracles, the gate: --help arms) over several seeds, then writes <output>/compare.png "
-                "(mean and 95%\nband per method) and compare.md / compare.json (fixed-step tables). Finished runs are "
+                "baseline,\nthe oracles, the gate, the label-free rules: --help arms) over several seeds, then writes "
+                "<output>/compare.png\n(mean and 95% band per method) and compare.md / compare.json (fixed-step "
+                "tables). Finished runs are "
                 "reused and\ninterrupted ones resumed: run the same command again to continue.")
 _TRAIN_OPTIONS = ("Every other --key value is passed to each 'ktae train' run (see 'ktae train --help'); --seed, "
                   "--steps,\n--eval_every, --run_dir and --preset are set by compare.")

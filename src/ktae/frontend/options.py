@@ -11,6 +11,8 @@ So a field added to :class:`KTAEConfig` reaches them all.
 (('grpo', True), ('rloo', True), ('dr_grpo', False))
 >>> parse_estimator("grpo+ktae-gate"), token_credit("grpo+ktae-gate"), token_credit("grpo_ktae")
 (('grpo', False), 'ktae-gate', 'ktae')
+>>> parse_estimator("rloo+line-ktae-blame"), token_credit("grpo+prefix")
+(('rloo', False), 'prefix')
 """
 from __future__ import annotations
 
@@ -20,9 +22,10 @@ from collections.abc import Mapping
 from typing import Any, Iterable
 
 from ktae.core.config import ROLLOUT_ESTIMATORS, KTAEConfig
+from ktae.core.label_free import LABEL_FREE_CREDITS
 
 __all__ = ["ktae_config", "plain_options", "ktae_fields", "parse_estimator", "token_credit", "ESTIMATOR_NAMES",
-           "KTAE_ONLY", "TOKEN_CREDITS", "STUDY_CREDITS"]
+           "KTAE_ONLY", "TOKEN_CREDITS", "STUDY_CREDITS", "LABEL_FREE_CREDITS"]
 
 #: an estimator name made only of the key-token part: KTAE with the configured rollout estimator (verl's ``ktae``)
 KTAE_ONLY = "ktae"
@@ -30,12 +33,15 @@ KTAE_ONLY = "ktae"
 #: (:mod:`ktae.core.credit`, learning study 3): the label-free specificity gate (a KTAE-family estimator: it counts
 #: tokens as KTAE does but gives no A_i + K), and the oracles that read the labelled wrong steps (not KTAE)
 STUDY_CREDITS = ("ktae-gate", "oracle", "oracle-blame")
-#: the token credit after ``+`` in an estimator name: key-token values (KTAE) or one of :data:`STUDY_CREDITS`
-TOKEN_CREDITS = ("ktae", *STUDY_CREDITS)
+#: the token credit after ``+`` in an estimator name: key-token values (KTAE), one of :data:`STUDY_CREDITS`, or one
+#: of the trainer's label-free rules :data:`LABEL_FREE_CREDITS` (:mod:`ktae.core.label_free`, issue 30)
+TOKEN_CREDITS = ("ktae", *STUDY_CREDITS, *LABEL_FREE_CREDITS)
 #: every spelling of an estimator: ``grpo``, ``grpo+ktae`` (the trainer's), ``grpo_ktae`` (verl's), ``ktae``, and
-#: the trainer's ``grpo+ktae-gate``, ``grpo+oracle``, ``grpo+oracle-blame`` (verl and TRL do not offer these)
+#: the trainer's ``grpo+ktae-gate``, ``grpo+oracle``, ``grpo+oracle-blame`` and label-free ``grpo+prefix``, ...
+#: (verl and TRL do not offer these)
 ESTIMATOR_NAMES = (KTAE_ONLY,) + tuple(e + suffix for e in ROLLOUT_ESTIMATORS
-                                       for suffix in ("", "+ktae", "_ktae", *(f"+{c}" for c in STUDY_CREDITS)))
+                                       for suffix in ("", "+ktae", "_ktae",
+                                                      *(f"+{c}" for c in (*STUDY_CREDITS, *LABEL_FREE_CREDITS))))
 
 
 def _parts(name: Any) -> tuple[str | None, str]:
@@ -55,9 +61,10 @@ def parse_estimator(name: Any) -> tuple[str | None, bool]:
     """``(rollout estimator, with key-token values)`` of an estimator name in any front-end's spelling.
 
     ``name`` may be a string or an enum whose ``value`` is one (verl's ``AdvantageEstimator``). The rollout part
-    is None for ``ktae`` alone (the options' ``rollout`` decides). "With key-token values" means A_i + K: true for
-    ``+ktae`` (and its spellings), false for the gate and the oracles (:data:`STUDY_CREDITS`, see
-    :func:`token_credit`).
+    is None for ``ktae`` alone (the options' ``rollout`` decides). "With key-token values" means A_i + K of the
+    tokens: true for ``+ktae`` (and its spellings), false for the gate, the oracles (:data:`STUDY_CREDITS`) and the
+    label-free rules (:data:`LABEL_FREE_CREDITS`; the step-level KTAE adds K of lines or n-grams, not of tokens;
+    see :func:`token_credit`).
 
     Raises:
         ValueError: not one of :data:`ESTIMATOR_NAMES`.

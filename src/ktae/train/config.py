@@ -49,7 +49,8 @@ from ktae.recipes.tiny_model import TinyModelConfig
 
 #: a rollout-level estimator of the core, alone or with token credit (``grpo+ktae``; verl's ``grpo_ktae`` and
 #: ``ktae``, GRPO with key-token values, are accepted too): key-token values (KTAE), the label-free specificity gate
-#: (ktae.core.credit), and the oracles that read the labelled wrong steps (the study's positive control)
+#: (ktae.core.credit), the oracles that read the labelled wrong steps (the study's positive control), and the
+#: label-free rules of ktae.core.label_free (``grpo+prefix``, ``grpo+line-ktae-blame``, ...)
 ESTIMATORS = ESTIMATOR_NAMES
 #: the oracles need a task that labels its wrong steps: the embedded word problems
 ORACLE_CREDITS = ("oracle", "oracle-blame")
@@ -82,7 +83,7 @@ FLAT_ALIASES: dict[str, str] = {
     **_aliases("rollout", "prompts_per_step rollouts_per_prompt max_new_tokens temperature top_p generation_batch_size "
                           "backend vllm_gpu_memory_utilization vllm_enforce_eager dynamic_sampling generation_prompts "
                           "max_generation_batches"),
-    **_aliases("algorithm", "estimator reward overlong_buffer overlong_penalty grader_workers"),
+    **_aliases("algorithm", "estimator ngram reward overlong_buffer overlong_penalty grader_workers"),
     **_aliases("ktae", "alpha beta gamma top threshold fisher_at_one eps", "ktae_"),
     **_aliases("ppo", "mini_batch_prompts micro_batch_size lr weight_decay adam_beta1 adam_beta2 warmup_steps "
                       "lr_schedule grad_clip clip_low clip_high dual_clip loss_agg_mode kl_coef kl_kind entropy_coef "
@@ -232,10 +233,11 @@ class AlgorithmConfig(_Section):
     """Advantage estimator and rewards."""
 
     section: ClassVar[str] = "algorithm"
-    estimator: str = option("grpo+ktae", "advantage estimator: grpo, dr_grpo or rloo, alone or with token credit: "
-                            "+ktae (verl's grpo_ktae, ktae also work), +ktae-gate (exploratory) or +oracle / "
-                            "+oracle-blame (they read the labelled wrong steps of --task word: measuring instruments "
-                            "of a study, not methods)")
+    estimator: str = option("grpo+ktae", "grpo, dr_grpo or rloo, alone or with token credit: +ktae (also grpo_ktae, "
+                            "ktae), study 3's +ktae-gate, +oracle, +oracle-blame (instruments, not methods), or a label-free rule: "
+                            "+prefix, +line, +first-novel, +tree, +line-ktae, +ngram-ktae (and their -blame forms)")
+    ngram: int = option(3, "n of the token n-grams whose presence +ngram-ktae and +ngram-ktae-blame count in place "
+                        "of single tokens")
     reward: str = option("math", "'math' (1 correct / 0 wrong) or 'dapo' (+1 / -1 plus overlong shaping)")
     overlong_buffer: int = option(0, "DAPO overlong shaping: length of the soft-penalty zone before max_new_tokens "
                                   "(0 = off)")
@@ -247,6 +249,7 @@ class AlgorithmConfig(_Section):
         self.need(self.reward in REWARDS, "reward", f"one of {REWARDS}")
         self.need_all(("overlong_buffer", "grader_workers"), _at_least(0), "an integer >= 0")
         self.need(math.isfinite(self.overlong_penalty), "overlong_penalty", "a finite number")
+        self.need(self.ngram >= 1, "ngram", "an integer >= 1")
 
 
 @dataclass(frozen=True)
@@ -350,7 +353,7 @@ class TrainConfig(_Section):
     rollout: RolloutConfig = _section(RolloutConfig, "Rollouts")
     algorithm: AlgorithmConfig = _section(AlgorithmConfig, "Algorithm (advantages and rewards)")
     ktae: KTAEConfig = _section(KTAEConfig, "KTAE (the core's KTAEConfig; used when --estimator has token credit: "
-                                "+ktae, +ktae-gate, +oracle, +oracle-blame)")
+                                "+ktae, +ktae-gate, +oracle, +oracle-blame, the label-free rules)")
     ppo: PPOConfig = _section(PPOConfig, "Update (PPO)")
     eval: EvaluationConfig = _section(EvaluationConfig, "Held-out evaluation")
     log: LogConfig = _section(LogConfig, "Logging and checkpoints")

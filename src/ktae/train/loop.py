@@ -34,6 +34,7 @@ import torch
 
 import ktae
 from ktae.core.credit import gate_advantages, oracle_advantages
+from ktae.core.label_free import LABEL_FREE_CREDITS, NEWLINE_CREDITS, label_free_advantages
 from ktae.environment import describe_environment
 from ktae.files import atomic_write
 from ktae.frontend.metrics import MIXED_GROUP_FRACTION, key_token_metrics
@@ -42,7 +43,7 @@ from ktae.frontend.records import DUMP_FOLDER, KeyTokenDumper
 from ktae.generation import model_positions
 from ktae.loading import resolve_device, resolve_dtype
 from ktae.monitoring import MixedGroupWatch
-from ktae.special_tokens import special_token_ids
+from ktae.special_tokens import newline_token_ids, special_token_ids
 from ktae.train import checkpoint as ckpt
 from ktae.train.config import ORACLE_CREDITS, PPOConfig, TrainConfig, make_config, resume_config, save_yaml, with_options
 from ktae.train.data import PromptSampler, load_problems
@@ -126,7 +127,7 @@ def train(config: TrainConfig | dict | None = None, *, resume: str | Path | None
     """
     run = open_run(*run_config(config, resume, overrides), log=log or _print)
     cfg, state = run.cfg, run.state
-    # token credit (K, gate, oracle) is 0 when no group has both right and wrong rollouts: say so
+    # token credit (K, gate, oracle, label-free rules) adds nothing when no group has right and wrong rollouts: say so
     watch = MixedGroupWatch(
         patience=5 if cfg.token_credit else 0, warn=False, metric=MIXED_GROUP_FRACTION,
         correctness=f"its reward is > {run.ktae_config.threshold} (--ktae_threshold)",
@@ -179,7 +180,9 @@ def compute_advantages(batch: Rollouts | None, cfg: TrainConfig, ktae_config: kt
                        ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """Token advantages ``[B, L]`` from the ktae core and, with KTAE, the key-token values ``[B, L]`` (else None).
 
-    The oracles (``+oracle``, ``+oracle-blame``) label the responses' wrong steps first (needs ``tokenizer``)."""
+    The oracles (``+oracle``, ``+oracle-blame``) label the responses' wrong steps first, and the label-free rules
+    that cut lines (``+line``, ``+first-novel``, ``+line-ktae``, ...) take the newline token ids from it: both need
+    ``tokenizer``."""
     if batch is None:
         return None, None
     t0 = time.time()
@@ -194,11 +197,27 @@ def compute_advantages(batch: Rollouts | None, cfg: TrainConfig, ktae_config: kt
         mistake = mistake_tokens(batch, tokenizer)
         advantages = oracle_advantages(batch.response_mask, batch.rewards, batch.group, mistake, ktae_config,
                                        blame_only=credit == "oracle-blame")
+    elif credit in LABEL_FREE_CREDITS:
+        newline_ids = line_ends(tokenizer, cfg.algorithm.estimator) if credit in NEWLINE_CREDITS else ()
+        advantages = label_free_advantages(credit, batch.responses, batch.response_mask, batch.rewards, batch.group,
+                                           ktae_config, newline_ids=newline_ids, n=cfg.algorithm.ngram)
     else:
         base = ktae.rollout_advantages(batch.rewards, batch.group, ktae_config)       # [B]
         advantages = base[:, None] * batch.response_mask
     times["advantage"] += time.time() - t0
     return advantages, key_values
+
+
+def line_ends(tokenizer: Any, estimator: str) -> tuple[int, ...]:
+    """The newline token ids of ``tokenizer`` (:func:`ktae.special_tokens.newline_token_ids`), for an estimator that
+    cuts responses into lines; a clear error when there is no tokenizer or it has no such token."""
+    if tokenizer is None:
+        raise ValueError(f"--estimator {estimator}: the line rules need the tokenizer to find the newline tokens")
+    ids = newline_token_ids(tokenizer)
+    if not ids:
+        raise ValueError(f"--estimator {estimator}: the tokenizer has no token whose text holds a newline, so the "
+                         "responses cannot be cut into lines; use +prefix, +tree or +ngram-ktae")
+    return ids
 
 
 def update_policy(run: Run, batch: Rollouts | None, advantages: torch.Tensor | None, step: int, batches: int,

@@ -161,10 +161,22 @@ STUDY_PRESET_HELP = {
     "ktae-gate": "GRPO with A_i scaled per token by how specific the token is to its side of a mixed group "
                  "(exploratory, label-free)",
 }
+#: the label-free rules of issue 30 (ktae.core.label_free, docs/how-ktae-works.md), on the word tasks
+LABEL_FREE_PRESET_HELP = {
+    "prefix": "GRPO whose wrong rollouts (mixed groups) get 0 on the longest prefix they share with a right one",
+    "line": "GRPO whose wrong rollouts (mixed groups) get 0 on the lines a right rollout also wrote",
+    "first-novel": "GRPO whose wrong rollouts (mixed groups) get 0 before their first line no right rollout wrote",
+    "line-ktae": "GRPO plus KTAE's values of whole lines instead of single tokens (A_i + K_line)",
+    "line-ktae-blame": "GRPO whose wrong rollouts (mixed groups) put A_i on the lines KTAE's line values blame (K < 0)",
+    "ngram-ktae": "GRPO plus KTAE's values of token n-grams (n = --algorithm.ngram, 3) instead of single tokens",
+    "ngram-ktae-blame": "GRPO whose wrong rollouts (mixed groups) put A_i on the n-grams KTAE's n-gram values blame",
+    "tree": "the group's prefix tree: each token worth its prefix's value against the root and its parent (after "
+            "TreeRL)",
+}
 for _family, _values, _name in (("word", _WORD, "word problems"),
                                 ("word-small", _WORD_SMALL, "word problems with small numbers"),
                                 ("word-easy", _WORD_EASY, "easy word problems")):
-    for _credit, _help in STUDY_PRESET_HELP.items():
+    for _credit, _help in {**STUDY_PRESET_HELP, **LABEL_FREE_PRESET_HELP}.items():
         PRESETS[f"{_family}-grpo-{_credit}"] = {**_values, "estimator": f"grpo+{_credit}"}
         PRESET_HELP[f"{_family}-grpo-{_credit}"] = f"{_name}, {_help}"
 
