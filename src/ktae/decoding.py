@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["decode", "SHRINK_BELOW", "takes_logits_to_keep"]
+__all__ = ["decode", "SHRINK_BELOW", "new_cache", "keep_logits", "takes_logits_to_keep"]
 
 #: drop the finished rows once at most this share of the batch's rows is still unfinished
 SHRINK_BELOW = 0.75
@@ -45,9 +45,9 @@ def decode(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, max_
     stop = torch.tensor(sorted(set(stop_ids)), dtype=torch.long, device=device)
     positions = attention_mask.long().cumsum(-1) - 1
     positions.masked_fill_(attention_mask == 0, 1)
-    cache = _new_cache()
+    cache = new_cache()
     logits = _last_logits(model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
-                                past_key_values=cache, use_cache=True, **_keep_last(model)))
+                                past_key_values=cache, use_cache=True, **keep_logits(model, 1)))
     mask = torch.cat([attention_mask, attention_mask.new_ones((batch, max_new_tokens))], dim=1)
     next_position = positions[:, -1:] + 1
     rows = torch.arange(batch, device=device)                 # the input row of each row computed
@@ -99,15 +99,16 @@ def _last_logits(output) -> torch.Tensor:
     return output.logits[:, -1, :].to(dtype=torch.float32, copy=True)
 
 
-def _new_cache():
+def new_cache():
+    """An empty transformers ``DynamicCache`` (keys and values of the positions run so far, grown per step)."""
     from transformers import DynamicCache
 
     return DynamicCache()
 
 
-def _keep_last(model) -> dict:
-    """``logits_to_keep=1`` where the model takes it (the prompt's last position is all the first step needs)."""
-    return {"logits_to_keep": 1} if takes_logits_to_keep(model) else {}
+def keep_logits(model, last: int) -> dict:
+    """``{"logits_to_keep": last}`` where the model takes it (computes the logits of the last positions only)."""
+    return {"logits_to_keep": last} if takes_logits_to_keep(model) else {}
 
 
 def takes_logits_to_keep(model) -> bool:

@@ -11,7 +11,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ktae.decoding import takes_logits_to_keep
+from ktae.decoding import keep_logits, new_cache
 from ktae.core.losses import aggregate_loss, entropy_from_logits, high_entropy_mask, kl_loss, policy_loss
 from ktae.rewards import grade_batch
 from ktae.train.config import TrainConfig
@@ -27,17 +27,9 @@ def response_log_probs(model, prompt_ids: list[list[int]], responses: torch.Tens
     as in generation, so the log-probs match the sampling distribution. The entropy ``[b, L]``
     carries a gradient only with ``entropy_grad`` (an entropy bonus).
     """
-    device = next(model.parameters()).device
-    prompt, prompt_mask = pad(prompt_ids, pad_id, left=True)
-    length = responses.shape[1]
-    input_ids = torch.cat([prompt, responses.cpu()], dim=1).to(device)
-    attention = torch.cat([prompt_mask, response_mask.cpu().long()], dim=1).to(device)
-    positions = (attention.cumsum(-1) - 1).clamp(min=0)
-    kwargs = {"logits_to_keep": length + 1} if takes_logits_to_keep(model) else {}
-    out = model(input_ids=input_ids, attention_mask=attention, position_ids=positions, use_cache=False, **kwargs)
-    logits = out.logits[:, -(length + 1):-1, :]                              # [b, L, V] predicting the response
+    logits = response_logits(model, prompt_ids, responses, response_mask, pad_id)     # [b, L, V]
     logits = logits.to(torch.promote_types(logits.dtype, torch.float32)) / temperature  # half -> float32
-    targets = responses.to(device)
+    targets = responses.to(logits.device)
     log_probs = -F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
                                  reduction="none").view(targets.shape)
     ent = None
@@ -47,17 +39,57 @@ def response_log_probs(model, prompt_ids: list[list[int]], responses: torch.Tens
     return log_probs, ent
 
 
+def response_logits(model, prompt_ids: list[list[int]], responses: torch.Tensor, response_mask: torch.Tensor,
+                    pad_id: int) -> torch.Tensor:
+    """``[b, L, V]``: the logits that predict each response token, computing each distinct prompt once.
+
+    Rollouts of one prompt share it: the prompts run once (left-padded, ``[U, P]``), their key-value cache is
+    repeated to the rows that have them, then the responses (but their last token, whose prediction no token
+    needs) run on it. The same numbers as one forward pass over ``[prompt | response]`` rows, for a fraction of
+    the prompt tokens' cost (gradients reach the prompt's keys and values through the repeat). A model with
+    gradient checkpointing (which runs without a cache) takes the one forward pass.
+    """
+    device = next(model.parameters()).device
+    unique: dict[tuple[int, ...], int] = {}
+    owner = torch.tensor([unique.setdefault(tuple(ids), len(unique)) for ids in prompt_ids], device=device)
+    prompt, prompt_mask = (t.to(device) for t in pad([list(ids) for ids in unique], pad_id, left=True))
+    responses, response_mask = responses.to(device), response_mask.to(device).long()
+    length = responses.shape[1]
+    if getattr(model, "is_gradient_checkpointing", False):
+        attention = torch.cat([prompt_mask[owner], response_mask], dim=1)
+        positions = (attention.cumsum(-1) - 1).clamp(min=0)
+        out = model(input_ids=torch.cat([prompt[owner], responses], dim=1), attention_mask=attention,
+                    position_ids=positions, use_cache=False, **keep_logits(model, length + 1))
+        return out.logits[:, -(length + 1):-1, :]
+    cache = new_cache()
+    first = model(input_ids=prompt, attention_mask=prompt_mask, position_ids=(prompt_mask.cumsum(-1) - 1).clamp(min=0),
+                  past_key_values=cache, use_cache=True, **keep_logits(model, 1)).logits[:, -1:, :]   # [U, 1, V]
+    if length == 1:
+        return first[owner]
+    cache.batch_select_indices(owner)
+    attention = torch.cat([prompt_mask[owner], response_mask[:, :-1]], dim=1)
+    positions = prompt_mask.sum(-1)[owner].unsqueeze(1) + torch.arange(length - 1, device=device)
+    rest = model(input_ids=responses[:, :-1], attention_mask=attention, position_ids=positions,
+                 past_key_values=cache, use_cache=True).logits                                 # [b, L - 1, V]
+    return torch.cat([first[owner], rest], dim=1)
+
+
 def chunks(indices: torch.Tensor, size: int) -> list[torch.Tensor]:
     return [indices[i : i + size] for i in range(0, len(indices), size)] if len(indices) else []
 
 
 def micro_batches(indices: torch.Tensor, batch: Rollouts, size: int) -> list[torch.Tensor]:
-    """``indices`` in chunks of ``size`` rollouts of similar length (prompt + response, shortest first), so that
-    each forward pass pads its rows to little more than their own length."""
+    """``indices`` in chunks of ``size`` rollouts: the rollouts of one prompt together (their prompt runs once,
+    :func:`response_logits`), prompts ordered by their longest rollout (prompt + response), so that each forward
+    pass pads its rows to little more than their own length."""
     if size >= len(indices):
         return chunks(indices, size)
     lengths = torch.tensor([len(batch.prompt_ids[i]) for i in indices.tolist()]) + batch.response_mask[indices].sum(-1)
-    return chunks(indices[torch.argsort(lengths, stable=True)], size)
+    group = batch.group[indices]
+    longest = torch.zeros(int(group.max()) + 1, dtype=lengths.dtype).scatter_reduce_(0, group, lengths, "amax")
+    order = torch.argsort(group, stable=True)
+    order = order[torch.argsort(longest[group[order]], stable=True)]
+    return chunks(indices[order], size)
 
 
 @torch.no_grad()
