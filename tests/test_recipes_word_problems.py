@@ -117,3 +117,12 @@ def test_task_options_are_checked():
         WordProblemTask(min_events=3, max_events=2)
     with pytest.raises(ValueError, match="slip"):
         WordProblemTask(slip=1.5)
+
+
+def test_a_problems_answer_is_the_careful_teachers():
+    """problems() takes the answer from the story's own count; the careful solution reads it from the story."""
+    task = WordProblemTask(max_count=30, max_change=5)
+    records = task.problems(400, seed=3)
+    assert all(r["answer"] == answer_of(r["problem"]) for r in records)
+    rng_a, rng_b = random.Random(5), random.Random(5)
+    assert [task.sample(rng_a) for _ in range(50)] == [task.sample_counted(rng_b)[0] for _ in range(50)]

@@ -79,3 +79,22 @@ def test_micro_batches_keep_a_prompts_rollouts_together_shortest_prompts_first()
     firsts = list(dict.fromkeys(groups))
     assert [longest[g] for g in firsts] == sorted(longest)
     assert micro_batches(torch.arange(12), batch, 12)[0].tolist() == list(range(12))
+
+
+def test_the_warm_starts_micro_batches_give_the_whole_batchs_loss_and_gradient():
+    from ktae.recipes.tiny_model import causal_lm_loss, sft_backward
+
+    model = tiny_llama(3)
+    gen = torch.Generator().manual_seed(3)
+    lengths = torch.randint(3, 12, (10,), generator=gen)
+    mask = (torch.arange(12) < lengths[:, None]).long()
+    ids = torch.randint(1, 50, (10, 12), generator=gen) * mask
+    labels = torch.where((torch.arange(12) >= 2) & (mask == 1), ids, torch.full_like(ids, -100))
+    loss = sft_backward(model, ids, mask, labels, micro=3)
+    grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    whole = causal_lm_loss(model(input_ids=ids, attention_mask=mask).logits, labels)
+    whole.backward()
+    assert abs(loss - float(whole)) < 1e-10
+    for g, p in zip(grads, model.parameters()):   # float64, but transformers' RMSNorm computes in float32
+        assert float((g - p.grad).norm()) <= 1e-5 * float(p.grad.norm())

@@ -45,9 +45,7 @@ def decode(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, max_
     stop = torch.tensor(sorted(set(stop_ids)), dtype=torch.long, device=device)
     positions = attention_mask.long().cumsum(-1) - 1
     positions.masked_fill_(attention_mask == 0, 1)
-    cache = new_cache()
-    logits = _last_logits(model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
-                                past_key_values=cache, use_cache=True, **keep_logits(model, 1)))
+    logits, cache = _prefill(model, input_ids, attention_mask, positions)
     mask = torch.cat([attention_mask, attention_mask.new_ones((batch, max_new_tokens))], dim=1)
     next_position = positions[:, -1:] + 1
     rows = torch.arange(batch, device=device)                 # the input row of each row computed
@@ -73,6 +71,20 @@ def decode(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, max_
                                     position_ids=next_position, past_key_values=cache, use_cache=True))
         next_position = next_position + 1
     return [new[i, : lengths[i]].tolist() for i in range(batch)]
+
+
+def _prefill(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor):
+    """The prompts' pass: ``(logits [B, V] of each row's last position, the cache of all B rows)``, each distinct
+    row (rollouts of one prompt) computed once and its keys and values repeated to the rows that have it."""
+    distinct, owner = torch.unique(torch.cat([input_ids, attention_mask.long()], dim=1), dim=0, return_inverse=True)
+    first = owner.new_full((len(distinct),), input_ids.shape[0]).scatter_reduce_(
+        0, owner, torch.arange(input_ids.shape[0], device=owner.device), "amin")      # a row of each distinct one
+    cache = new_cache()
+    out = model(input_ids=input_ids[first], attention_mask=attention_mask[first], position_ids=positions[first],
+                past_key_values=cache, use_cache=True, **keep_logits(model, 1))
+    if len(first) < input_ids.shape[0]:
+        cache.batch_select_indices(owner)
+    return _last_logits(out)[owner], cache
 
 
 def _pick(scores: torch.Tensor, temperature: float) -> torch.Tensor:

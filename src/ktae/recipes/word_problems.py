@@ -98,6 +98,10 @@ class WordProblemTask:
     # ------------------------------------------------------------------ problems
     def sample(self, rng: random.Random) -> str:
         """One story whose every intermediate value stays in 0..max_count."""
+        return self.sample_counted(rng)[0]
+
+    def sample_counted(self, rng: random.Random) -> tuple[str, int]:
+        """One story (as :meth:`sample`, the same draws) and its right answer, the count at its end."""
         while True:
             name, item = rng.choice(NAMES), rng.choice(ITEMS)
             if rng.random() < 0.5:
@@ -124,7 +128,7 @@ class WordProblemTask:
                 ok = ok and 0 <= value <= self.max_count
             if ok:
                 sentences.append(f"How many {item} does {name} have now?")
-                return " ".join(sentences)
+                return " ".join(sentences), value
 
     def problems(self, count: int, seed: int, exclude: set[str] | frozenset[str] = frozenset()) -> list[dict]:
         """``count`` distinct problems as ``{"problem", "answer"}`` records, reproducible from ``seed``."""
@@ -133,10 +137,10 @@ class WordProblemTask:
         rng = random.Random(seed)
         seen, out = set(exclude), []
         while len(out) < count:
-            story = self.sample(rng)
+            story, value = self.sample_counted(rng)
             if story not in seen:
                 seen.add(story)
-                out.append({"problem": story, "answer": answer_of(story)})
+                out.append({"problem": story, "answer": str(value)})
         return out
 
     def size(self) -> int:
