@@ -14,6 +14,10 @@ evaluations), generation, reward, advantage, update (the trainer's own ``time_*`
 and evaluation (``time_eval``). The baseline commit runs from a ``git worktree`` of it (its ``src/`` first on
 PYTHONPATH), the current tree from its own ``src/``; rounds alternate which code goes first.
 
+``--default_job`` instead times the README's main job, ``ktae train`` without options (the embedded arithmetic task,
+150 steps), with both codes side by side, each from an empty model cache (its warm start included, as a newcomer's
+first run), and reports each one's wall time and final held-out accuracy.
+
 ``--curves N`` instead runs GRPO and the blame oracle (``word-easy-grpo-oracle-blame``) on seeds 0..N-1 with both
 codes (one process per code, side by side) and reports each arm's held-out AUC (trapezoids over steps 0-30, in
 accuracy points) per seed, and the paired difference old - new with its 95% t-interval: the faster code's curves
@@ -44,6 +48,7 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=1, help="pairs of each code, alternating which goes first (default 1)")
     p.add_argument("--seed", type=int, default=0, help="seed of the runs (default 0)")
     p.add_argument("--curves", type=int, default=0, help="instead: old vs new held-out curves on seeds 0..N-1")
+    p.add_argument("--default_job", action="store_true", help="instead: the README's main job with both codes")
     p.add_argument("--train_args", default="", help="more ktae train options for every run (the tests: a small model)")
     p.add_argument("--workdir", default="", help="folder of the runs (default: a temporary folder, removed)")
     p.add_argument("--json", default="", help="also write the numbers (and the environment) to this JSON file")
@@ -154,11 +159,28 @@ def compare_curves(args, codes: dict[str, Path], work: Path, extra: list[str]) -
     summary = {}
     for arm, by_code in auc.items():
         old, new = by_code.values()
-        mean, low, high = mean_ci([a - b for a, b in zip(old, new)])
+        mean, half = mean_ci([a - b for a, b in zip(old, new)])
+        low, high = mean - half, mean + half
         spread = statistics.stdev(old) if len(old) > 1 else float("nan")
         summary[arm] = {"auc": by_code, "old_minus_new": {"mean": mean, "ci95": [low, high]}, "seed_sd_old": spread}
         print(f"{arm}: old - new {mean:+.2f} [{low:+.2f}, {high:+.2f}] AUC points; seed-to-seed SD (old) {spread:.2f}")
     return summary
+
+
+def default_job(codes: dict[str, Path], work: Path, extra: list[str]) -> dict:
+    """``ktae train`` (no options but ``extra``) with each code side by side, each from an empty model cache."""
+    jobs, dirs = [], {}
+    for k, (code, src) in enumerate(codes.items()):
+        dirs[code] = work / f"default-{k}"
+        command = [sys.executable, "-m", "ktae", "train", "--run_dir", str(dirs[code]), *extra]
+        jobs.append((command, {**os.environ, "PYTHONPATH": str(src), "KTAE_CACHE": str(work / f"cache-{k}")}))
+    walls = side_by_side(jobs)
+    out = {}
+    for (code, run_dir), wall in zip(dirs.items(), walls):
+        evals = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if "eval_acc" in line]
+        out[code] = {"wall": wall, "heldout_first": evals[0]["eval_accuracy"], "heldout_last": evals[-1]["eval_accuracy"]}
+        print(f"{code}: {wall:.0f} s, held-out {evals[0]['eval_accuracy']:.1%} -> {evals[-1]['eval_accuracy']:.1%}")
+    return out
 
 
 def main(argv=None) -> dict:
@@ -178,7 +200,9 @@ def main(argv=None) -> dict:
     result = {"command": " ".join(["python", "benchmarks/bench_study.py", *(argv or sys.argv[1:])]),
               "codes": list(codes), "load_before": os.getloadavg()[0], "environment": describe_environment()}
     try:
-        if args.curves:
+        if args.default_job:
+            result["default_job"] = default_job(codes, work, extra)
+        elif args.curves:
             result["curves"] = compare_curves(args, codes, work, extra)
         else:
             result["pairs"] = time_pairs(args, codes, work, extra)
