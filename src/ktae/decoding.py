@@ -2,14 +2,15 @@
 
 transformers' ``generate`` keeps every row of a batch in the forward pass until the last one stops: with rollouts
 of 20 to 96 tokens, a third or more of its work goes to rows that already emitted EOS. :func:`decode` runs the same
-forward passes (the model's own ``forward`` with transformers' ``DynamicCache``), picks tokens the way ``generate``
-does (``argmax`` when greedy; ``softmax`` then ``torch.multinomial`` when sampling, after transformers' own
-temperature and top-p warpers), and, once few enough rows are left, keeps only the unfinished ones (the cache too).
+forward passes (the model's own ``forward`` with transformers' ``DynamicCache``), each distinct prompt once, and,
+once few enough rows are left, keeps only the unfinished ones (the cache too).
 
-What that changes: greedy responses are those of ``generate``; sampled responses follow the same distribution, but
-once a batch has shrunk ``torch.multinomial`` draws for fewer rows, so the same seed gives other samples than
-``generate`` from then on. With ``shrink_below=0`` (never shrink) both give the same tokens on the same seed
-(``tests/test_decoding.py`` checks both statements against ``generate``).
+Greedy decoding takes the ``argmax``, as ``generate`` does: the same tokens. Sampling applies transformers' own
+temperature and top-p warpers, then draws each row's token from ``softmax`` by one uniform number per row and step
+(the inverse of the cumulative distribution), drawn for every row of the batch whether it is still computed or not:
+the tokens do not depend on when the batch shrinks, and they follow the distribution ``generate`` samples from, but
+not its draws (``torch.multinomial``), so a seed gives other rollouts than ``generate`` (``tests/test_decoding.py``
+checks both statements against ``generate``).
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def decode(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, max_
         pad_id: the id written after a row's stop token while it is still in the batch (never returned).
         temperature: 0 = greedy; > 0 samples from ``softmax(logits / temperature)``, cut to ``top_p``.
         shrink_below: keep only the unfinished rows once they are at most this share of the rows computed
-            (0 = never: every row stays until the last one stops, as in ``generate``).
+            (0 = never: every row stays until the last one stops, as in ``generate``; the tokens are the same).
 
     Returns:
         B lists of token ids, in the rows' order.
@@ -53,7 +54,8 @@ def decode(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, max_
     new = torch.full((batch, max_new_tokens), pad_id, dtype=torch.long, device=device)
     lengths = torch.full((batch,), max_new_tokens, dtype=torch.long, device=device)
     for t in range(max_new_tokens):
-        tokens = _pick(warp(logits), temperature)            # [b]
+        uniform = torch.rand(batch, device=device)[rows] if temperature > 0 else None   # one per input row
+        tokens = _pick(warp(logits), uniform)                 # [b]
         tokens = torch.where(live, tokens, torch.full_like(tokens, pad_id))
         new[rows, t] = tokens
         ended = live & torch.isin(tokens, stop)
@@ -87,11 +89,15 @@ def _prefill(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, posit
     return _last_logits(out)[owner], cache
 
 
-def _pick(scores: torch.Tensor, temperature: float) -> torch.Tensor:
-    """[b] token ids from [b, V] float32 scores: argmax (greedy) or one draw of ``softmax(scores)``."""
-    if temperature == 0:
+def _pick(scores: torch.Tensor, uniform: torch.Tensor | None) -> torch.Tensor:
+    """[b] token ids from [b, V] float32 scores: the argmax (``uniform`` None: greedy), or the token whose interval
+    of the cumulative ``softmax(scores)`` holds ``uniform`` [b] (numbers in [0, 1)): a draw from ``softmax(scores)``
+    that never picks a token of probability 0."""
+    if uniform is None:
         return scores.argmax(dim=-1)
-    return torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1).squeeze(1)
+    cumulative = torch.softmax(scores, dim=-1).cumsum(dim=-1)
+    point = (uniform * cumulative[:, -1]).unsqueeze(1)
+    return torch.searchsorted(cumulative, point, right=True).squeeze(1).clamp_(max=scores.shape[-1] - 1)
 
 
 def _warpers(temperature: float, top_p: float):
