@@ -14,7 +14,8 @@ each rule's paired held-out AUC difference from GRPO (points, mean over seeds):
 
 For every measure of :data:`ktae.targeting.score.MEASURES` it prints Spearman's rank correlation between the
 measure and the gains over the rules that have both, with its exact two-sided p-value (all orderings enumerated:
-with n = 6 rules only |rho| >= 0.89 reaches p < 0.05), and the table of values it was computed from.
+with n = 6 rules only |rho| >= 0.89 reaches p < 0.05), the same without the blame oracle (the reference that the
+agreement measures compare with: it agrees with itself by construction), and the table of values.
 """
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from study_tables import auc, curve, runs_of  # noqa: E402
 
 from ktae.experiments.compare import read_curves_csv  # noqa: E402
+from ktae.targeting.rules import REFERENCE_RULE  # noqa: E402
 from ktae.targeting.score import MEASURES  # noqa: E402
 
 #: study arm -> the targeting rule that gives its token advantages (grpo-entropy20 has none: it gates the gradient
@@ -93,9 +95,11 @@ def spearman(x: list[float], y: list[float]) -> tuple[float, float]:
     return rho, sum(1 for r in null if abs(r) >= abs(rho) - 1e-12) / len(null)
 
 
-def validate(measures: dict[str, dict[str, float]], gains: dict[str, float]) -> dict[str, dict[str, float]]:
-    """Measure -> ``{"rho", "p", "n"}`` over the rules in both ``measures`` (rule -> measures) and ``gains``."""
-    rules = [r for r in gains if r in measures]
+def validate(measures: dict[str, dict[str, float]], gains: dict[str, float],
+             leave_out: tuple[str, ...] = ()) -> dict[str, dict[str, float]]:
+    """Measure -> ``{"rho", "p", "n"}`` over the rules in both ``measures`` (rule -> measures) and ``gains``, but
+    ``leave_out``."""
+    rules = [r for r in gains if r in measures and r not in leave_out]
     out = {}
     for name in MEASURES:
         pairs = [(measures[r][name], gains[r]) for r in rules if not math.isnan(measures[r][name])]
@@ -104,13 +108,18 @@ def validate(measures: dict[str, dict[str, float]], gains: dict[str, float]) -> 
     return out
 
 
-def report(measures: dict[str, dict[str, float]], gains: dict[str, float], result: dict) -> str:
+def report(measures: dict[str, dict[str, float]], gains: dict[str, float]) -> str:
+    """The Markdown table: per measure, rho and its exact p over every rule with a gain, the same without the blame
+    oracle (the reference of the agreement measures, which it meets by construction), and the values."""
     rules = sorted((r for r in gains if r in measures), key=lambda r: gains[r])
-    lines = ["| measure | Spearman rho | exact p | n | " + " | ".join(rules) + " |",
-             "|---|---:|---:|---:|" + "---:|" * len(rules),
-             "| *gain (held-out AUC points)* | | | | " + " | ".join(f"{gains[r]:+.2f}" for r in rules) + " |"]
-    for name, row in result.items():
-        lines.append(f"| {name} | {row['rho']:+.2f} | {row['p']:.3f} | {row['n']} | "
+    every, without = validate(measures, gains), validate(measures, gains, leave_out=(REFERENCE_RULE,))
+    lines = [f"| measure | rho | exact p | rho without {REFERENCE_RULE} | exact p | " + " | ".join(rules) + " |",
+             "|---|---:|---:|---:|---:|" + "---:|" * len(rules),
+             f"| *gain (held-out AUC points; n = {len(rules)})* | | | | | "
+             + " | ".join(f"{gains[r]:+.2f}" for r in rules) + " |"]
+    for name in MEASURES:
+        a, b = every[name], without[name]
+        lines.append(f"| {name} | {a['rho']:+.2f} | {a['p']:.3f} | {b['rho']:+.2f} | {b['p']:.3f} | "
                      + " | ".join(f"{measures[r][name]:.3f}" for r in rules) + " |")
     return "\n".join(lines)
 
@@ -129,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     if len([r for r in gains if r in measures]) < 3:
         print("error: fewer than 3 rules have both a gain and targeting measures", file=sys.stderr)
         return 2
-    text = report(measures, gains, validate(measures, gains))
+    text = report(measures, gains)
     print(text)
     if args.out:
         Path(args.out).write_text(text + "\n")

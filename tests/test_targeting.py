@@ -219,3 +219,35 @@ def test_both_corpora_are_committed():
     for path in CORPORA:
         assert path.stat().st_size < 3_000_000
         assert read_corpus(path).command.startswith("python -m ktae.targeting.build")
+
+
+def test_the_word_corpus_is_built_from_the_runs_dumps(tmp_path):
+    from ktae.targeting.build import WORD_PRESET, build_word_corpus
+
+    for seed in (0, 1):   # complete run folders are reused, not trained again
+        fake_run(tmp_path / "runs" / f"{WORD_PRESET}-s{seed}", steps=(1, 5, 10), groups=2, seed=seed)
+    corpus = build_word_corpus(tmp_path / "word.jsonl.gz", tmp_path / "runs", seeds=(0, 1), command="the command")
+    again = read_corpus(tmp_path / "word.jsonl.gz")
+    assert again.rollouts == corpus.rollouts and again.command == "the command"
+    assert sorted({r.batch for r in again.rollouts}) == ["s0/step1", "s0/step10", "s1/step1", "s1/step10"]  # step 5: no
+    assert again.environment["packages"]["torch"]
+
+
+def test_the_smollm2_chunks_resume_from_the_partial_file(tmp_path):
+    from ktae.targeting.build import _generate_chunks
+
+    problems = [{"problem": f"Calculate {i} + 1 + 1.", "answer": str(i + 2)} for i in range(3)]
+    done = [[{"group": f"p{k}", "token_ids": [5], "reward": 1.0}] for k in range(2)]   # 2 chunks of 2 problems
+    partial = tmp_path / "out.partial.jsonl"
+    partial.write_text("".join(json.dumps(rows) + "\n" for rows in done))
+    said = []
+    assert _generate_chunks(None, None, problems, partial, 8, 16, 0, said.append) == [r for rows in done for r in rows]
+    assert said == []        # nothing left to generate: no model needed
+
+
+def test_the_page_shows_the_committed_results():
+    page = (ROOT / "docs" / "targeting.md").read_text(encoding="utf-8")
+    for path in CORPORA:
+        result = json.loads(path.with_name(path.name.replace(".jsonl.gz", ".json")).read_text())
+        assert cli.format_table(result, f"docs/data/targeting/{path.name}") in page
+    assert (ROOT / "docs" / "data" / "targeting" / "validation.md").read_text().strip() in page

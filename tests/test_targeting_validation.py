@@ -62,7 +62,8 @@ def test_the_report_over_a_targeting_json(script, tmp_path, capsys):
     assert script.main([str(tmp_path / "t.json"), "--study", str(STUDY), "--gains", str(tmp_path / "gains.csv"),
                         "--out", str(out)]) == 0
     text = out.read_text()
-    assert "| auroc_pooled |" in text and "+1.42" in text and "| 6 |" in text      # 5 study arms + the pilot
+    assert "| auroc_pooled |" in text and "+1.42" in text and "n = 6" in text      # 5 study arms + the pilot
+    assert script.validate(measures, {"grpo": 0, "ktae": 1, "gate": 2}, leave_out=("gate",))["blame_share"]["n"] == 2
     assert text in capsys.readouterr().out
     (tmp_path / "bad.csv").write_text("name,value\n")
     with pytest.raises(ValueError, match="rule,gain"):

@@ -127,7 +127,7 @@ def _generate_chunks(model, tokenizer, problems: list[dict], partial: Path, roll
 
 def build_smollm2_corpus(out: str | os.PathLike, problems: int = 48, rollouts: int = 8, max_new_tokens: int = 200,
                          seed: int = 0, threads: int = 1, command: str = "",
-                         say: Callable[[str], None] = print) -> Corpus:
+                         say: Callable[[str], None] = lambda text: print(text, flush=True)) -> Corpus:
     """Sample, grade and label SmolLM2's rollouts (see the module docstring) and write the corpus at ``out``."""
     from ktae.core.config import KTAEConfig
     from ktae.environment import describe_environment

@@ -149,8 +149,11 @@ def main(argv: list[str] | None = None) -> int:
         rules = args.rule_names()
     except ValueError as exc:
         parser.error(str(exc))
+    import torch
+
     from ktae.environment import describe_environment
 
+    torch.set_num_threads(1)   # small tensors: one thread is the fastest, and leaves the other cores alone
     try:
         result, table = analyse(positional.inputs, rules, args.fraction, args.seed,
                                 progress=not args.quiet)
