@@ -9,7 +9,8 @@ from ktae.core.targeting import auroc, blame, from_first, grouped_auroc, share_i
 
 
 def pairwise_auroc(scores, labels):
-    """Reference from the definition: over (positive, negative) pairs, 1 when the positive scores higher, 1/2 on a tie."""
+    """Reference from the definition: over (positive, negative) pairs, 1 when the positive scores higher, 1/2 on a
+    tie."""
     pos = [s for s, y in zip(scores, labels) if y]
     neg = [s for s, y in zip(scores, labels) if not y]
     if not pos or not neg:

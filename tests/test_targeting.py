@@ -6,7 +6,7 @@ import random
 from pathlib import Path
 
 import pytest
-import torch
+from test_core_targeting import pairwise_auroc
 
 from ktae.core.advantages import grpo_advantages
 from ktae.core.config import KTAEConfig
@@ -96,14 +96,6 @@ def test_a_run_folder_is_read_and_labelled_by_the_task(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------------- measures
-def pairwise_auroc(scores, labels):
-    pos = [s for s, y in zip(scores, labels) if y]
-    neg = [s for s, y in zip(scores, labels) if not y]
-    if not pos or not neg:
-        return float("nan")
-    return sum(1.0 if p > n else 0.5 if p == n else 0.0 for p in pos for n in neg) / (len(pos) * len(neg))
-
-
 def reference_measures(corpus: Corpus, rule: str) -> dict:
     """Some measures of ``rule`` written plainly from their definitions, one rollout and one token at a time."""
     targets, per_rollout, right, shared, pairs = [], [], [], [], []

