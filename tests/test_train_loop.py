@@ -56,6 +56,7 @@ def test_steps_run_and_log_every_metric(tmp_path, cache, preset):
     assert (run_dir / "checkpoints" / "step_000002" / "trainer_state.pt").is_file()
     assert (run_dir / "final" / "config.json").is_file()
     dump = run_dir / "key_tokens" / "step_000002.jsonl"
+    assert (run_dir / "key_tokens" / "step_000001.jsonl").is_file() == bool(steps[0]["groups"])  # the first step too
     if steps[-1]["groups"]:
         rows = [json.loads(line) for line in dump.read_text().splitlines()]
         assert len(rows) == steps[-1]["groups"] * 4

@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plot": ("ktae.experiments.plot", "plot accuracy, response length and entropy of one or more run folders"),
     "eval": ("ktae.eval.cli", "evaluate a model on the five math benchmarks, or re-grade saved generations"),
     "analyze": ("ktae.analysis.cli", "show which tokens KTAE rewards or punishes in a file of rollouts"),
+    "targeting": ("ktae.targeting.cli", "score token-credit rules against labelled mistakes on frozen rollouts"),
     "verl": ("ktae.integrations.verl_launch", "verl's main_ppo with the KTAE plug-in and options checked first"),
     "doctor": ("ktae.integrations.doctor", "check that KTAE loads in verl (and its Ray workers) and TRL"),
 }
@@ -28,6 +29,7 @@ PARSERS: dict[str, str] = {
     "plot": "ktae.experiments.plot:build_parser",
     "eval": "ktae.eval.cli:build_parser",
     "analyze": "ktae.analysis.cli:build_parser",
+    "targeting": "ktae.targeting.cli:build_parser",
     "doctor": "ktae.integrations.doctor:build_parser",
 }
 

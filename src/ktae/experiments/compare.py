@@ -34,7 +34,7 @@ from typing import Any, Callable
 
 from ktae.core.label_free import LABEL_FREE_CREDITS
 from ktae.environment import describe_environment
-from ktae.experiments.plot import moving_average
+from ktae.experiments.plot import moving_average, save_figure
 from ktae.files import atomic_write, exclusive
 from ktae.frontend.metrics import MIXED_GROUP_FRACTION
 from ktae.options import answer_help, make_parser, option, parse, topic_help_parser
@@ -654,11 +654,7 @@ def write_figure(summary: dict, path: Path, title: str = "") -> Path:
             ax.set_ylim(-0.02, 1.02)
     axes[0].legend(fontsize=8, loc="lower right")
     fig.suptitle(title or "mean over seeds, 95% confidence band", fontsize=11)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 # ============================================================================ command line

@@ -14,6 +14,18 @@ from ktae.options import make_parser, option, parse
 from ktae.train.logger import read_metrics
 
 
+def save_figure(fig, path: str | Path) -> Path:
+    """Lay out ``fig``, write it to ``path`` as a 120-dpi PNG (folders made as needed) and close it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def moving_average(values: list[float], window: int) -> list[float]:
     """Trailing mean over the last ``window`` values (fewer at the start); ``window`` <= 1: the values."""
     if window <= 1:
@@ -78,12 +90,7 @@ def plot_runs(run_dirs: list[str | Path], output: str | Path, labels: list[str] 
     axes[1].legend(fontsize=7)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(output, dpi=120)
-    plt.close(fig)
-    return output
+    return save_figure(fig, output)
 
 
 @dataclass

@@ -324,8 +324,9 @@ class LogConfig(_Section):
     tensorboard: bool = option(False, "also log to tensorboard (<run_dir>/tensorboard; needs ktae[tensorboard])")
     wandb: bool = option(False, "also log to Weights & Biases (needs ktae[wandb])")
     wandb_project: str = option("ktae", "W&B project")
-    dump_key_tokens_every: int = option(0, "every N steps write the step's rollouts to key_tokens/step_XXXXXX.jsonl (and "
-                                        "an HTML key-token report; 0 = never)")
+    dump_key_tokens_every: int = option(0, "every N steps, and at step 1 (the starting policy's rollouts), write the "
+                                        "step's rollouts to key_tokens/step_XXXXXX.jsonl (and an HTML key-token "
+                                        "report; 0 = never)")
 
     def __post_init__(self) -> None:
         self.need_all(("save_every", "dump_key_tokens_every"), _at_least(0), "an integer >= 0")

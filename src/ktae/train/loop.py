@@ -164,7 +164,7 @@ def train(config: TrainConfig | dict | None = None, *, resume: str | Path | None
                                                           batch.response_mask) if batch else (0, 0)), step)
                     if warning:
                         run.log(f"warning: {warning}")
-                    if batch is not None and run.dumper is not None and step % run.dumper.every == 0:
+                    if batch is not None and run.dumper is not None and (step == 1 or step % run.dumper.every == 0):
                         dump_rollouts(run.dumper, batch, key_values, step, run.ktae_config)
                     state = RunState.now(step, bool(cfg.eval.every) and (step % cfg.eval.every == 0
                                                                          or step == cfg.steps), run.sampler)
