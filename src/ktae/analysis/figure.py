@@ -10,13 +10,6 @@ import os
 import unicodedata
 from typing import Sequence
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.colorbar import ColorbarBase
-from matplotlib.colors import LinearSegmentedColormap, Normalize
-from matplotlib.figure import Figure
-from matplotlib.patches import Rectangle
-from matplotlib.collections import PatchCollection
-
 from ktae.analysis.colors import GREEN, RED, WHITE, mix
 
 _FONT = "DejaVu Sans Mono"
@@ -80,8 +73,10 @@ def layout(pieces: Sequence[str], width: int) -> tuple[list[str], list[tuple[int
     return ["".join(line) for line in lines], boxes
 
 
-def diverging_cmap() -> LinearSegmentedColormap:
-    """Red (K = -vmax) -> white (0) -> green (+vmax), the report's scale."""
+def diverging_cmap():
+    """Red (K = -vmax) -> white (0) -> green (+vmax), the report's scale (a matplotlib colormap)."""
+    from matplotlib.colors import LinearSegmentedColormap
+
     return LinearSegmentedColormap.from_list(
         "ktae", [tuple(c / 255 for c in RED), tuple(c / 255 for c in WHITE), tuple(c / 255 for c in GREEN)]
     )
@@ -110,6 +105,13 @@ def plot_rollout(
     Returns:
         the path written.
     """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg   # matplotlib only when a figure is drawn
+    from matplotlib.collections import PatchCollection
+    from matplotlib.colorbar import ColorbarBase
+    from matplotlib.colors import LinearSegmentedColormap, Normalize
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
+
     values = [float(v) for v in values]
     if len(pieces) != len(values):
         raise ValueError(f"pieces and values must have the same length, got {len(pieces)} and {len(values)}")
