@@ -222,3 +222,17 @@ def test_generate_refuses_a_prompt_without_room(short):
     model, tokenizer = short
     with pytest.raises(ValueError, match=r"1 of 2 prompts have more than 23 tokens.*indices \[1\]"):
         generate(model, tokenizer, ["a" * 5, "b" * 24], max_new_tokens=4, progress=False)
+
+
+def test_prompt_token_ids_are_the_tokenizers_own(tiny):
+    """The fast tokenizer's batch encoder gives the ids of tokenizer(text), for the char-level test tokenizer and the
+    word task's byte-level BPE (special tokens in the text included)."""
+    from ktae.generation import prompt_token_ids
+    from ktae.recipes.word_problems import WordProblemTask
+
+    _, char_level = tiny
+    word = WordProblemTask().build_tokenizer()
+    texts = ["short", "<|im_start|>user\nhi<|im_end|>\n", "Mia has 3 boxes of 4 pens.\n", "", "ünïcode ✓"]
+    for tokenizer in (char_level, word):
+        expected = [list(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
+        assert prompt_token_ids(tokenizer, texts) == expected

@@ -141,7 +141,13 @@ def model_positions(model: Any) -> int | None:
 
 
 def prompt_token_ids(tokenizer: Any, prompts: Sequence[str]) -> list[list[int]]:
-    """The token ids both backends generate from: the templated text, no special tokens added."""
+    """The token ids both backends generate from: the templated text, no special tokens added.
+
+    A fast tokenizer's own encoder (``backend_tokenizer``, what ``tokenizer(text)`` calls) encodes them in one batch:
+    the same ids without transformers' per-text bookkeeping (a third of the time for a training pool)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        return [encoding.ids for encoding in backend.encode_batch(list(prompts), add_special_tokens=False)]
     return [list(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
 
 
