@@ -503,3 +503,15 @@ def test_high_entropy_mask_is_trl_top_entropy_quantile():
             high_entropy_mask(entropy, mask, bad)
     with pytest.raises(ValueError, match="same shape"):
         high_entropy_mask(entropy, mask[:, :3], 0.2)
+
+
+def test_entropy_from_log_probs_is_entropy_from_logits():
+    from ktae.core.losses import entropy_from_log_probs
+
+    logits = torch.randn(3, 5, 11, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    logits[0, 0, :4] = float("-inf")                      # banned tokens
+    log_p = torch.log_softmax(logits, dim=-1)
+    assert torch.equal(entropy_from_log_probs(log_p), entropy_from_logits(logits))
+    assert torch.equal(entropy_from_log_probs(log_p, chunk_size=4), entropy_from_logits(logits))
+    with pytest.raises(ValueError, match="log_probs"):
+        entropy_from_log_probs(torch.zeros(3, 0))

@@ -65,19 +65,16 @@ def test_one_token_responses_and_gradient_checkpointing_take_their_own_paths():
                               joint_log_probs(model, prompt_ids, responses, mask, 1.0) * mask, atol=1e-10)
 
 
-def test_micro_batches_keep_a_prompts_rollouts_together_shortest_prompts_first():
+def test_micro_batches_hold_rollouts_of_similar_length_shortest_first():
     prompt_ids, responses, mask = batch_of(3, groups=4, n=3)
     group = torch.arange(4).repeat_interleave(3)
     batch = Rollouts(prompt_ids, responses, mask, group, torch.zeros(12), torch.zeros(12, dtype=torch.bool),
                      torch.ones(12, dtype=torch.bool), [""] * 12, [""] * 12, [""] * 12)
-    chunks = micro_batches(torch.arange(12), batch, 6)
-    order = torch.cat(chunks)
-    assert sorted(order.tolist()) == list(range(12)) and [len(c) for c in chunks] == [6, 6]
-    groups = group[order].tolist()
-    assert [groups[i] for i in range(0, 12, 3)] == list(dict.fromkeys(groups))     # each group contiguous
-    longest = [max(len(prompt_ids[i]) + int(mask[i].sum()) for i in range(12) if group[i] == g) for g in range(4)]
-    firsts = list(dict.fromkeys(groups))
-    assert [longest[g] for g in firsts] == sorted(longest)
+    chunks = micro_batches(torch.arange(12), batch, 5)
+    order = torch.cat(chunks).tolist()
+    assert sorted(order) == list(range(12)) and [len(c) for c in chunks] == [5, 5, 2]
+    lengths = [len(prompt_ids[i]) + int(mask[i].sum()) for i in order]
+    assert lengths == sorted(lengths)
     assert micro_batches(torch.arange(12), batch, 12)[0].tolist() == list(range(12))
 
 

@@ -30,6 +30,7 @@ __all__ = [
     "kl_loss",
     "high_entropy_mask",
     "entropy_from_logits",
+    "entropy_from_log_probs",
 ]
 
 LOSS_AGG_MODES = ("token-mean", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm")
@@ -406,11 +407,28 @@ def kl_loss(
 
 
 def _entropy_block(logits: torch.Tensor) -> torch.Tensor:
-    log_p = torch.log_softmax(logits, dim=-1)
+    return _entropy_of(torch.log_softmax(logits, dim=-1))
+
+
+def _entropy_of(log_p: torch.Tensor) -> torch.Tensor:
     # exp(log_p) * log_p is 0 * -inf = nan where a logit is -inf; clamping log_p to the smallest finite value
     # makes those terms exactly 0 (p is 0 there) without touching the others.
     finite_log_p = torch.clamp(log_p, min=torch.finfo(log_p.dtype).min)
     return -(log_p.exp() * finite_log_p).sum(dim=-1)
+
+
+def entropy_from_log_probs(log_probs: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
+    """Entropy ``-sum_v p_v log p_v`` at every position from normalised log-probabilities ``log_softmax(logits)``
+    ``[..., V]`` (what a caller that needs the log-probabilities anyway already has: one ``log_softmax`` fewer than
+    :func:`entropy_from_logits`, the same numbers). ``chunk_size`` as there. Returns ``[...]``, differentiable."""
+    _check_tensor(log_probs, "log_probs", floating=True)
+    if log_probs.dim() < 1 or log_probs.shape[-1] == 0:
+        raise ValueError(f"log_probs must have a non-empty last (vocabulary) dimension, got shape "
+                         f"{list(log_probs.shape)}")
+    flat = log_probs.reshape(-1, log_probs.shape[-1])
+    if chunk_size is None or flat.shape[0] <= chunk_size:
+        return _entropy_of(flat).reshape(log_probs.shape[:-1])
+    return torch.cat([_entropy_of(part) for part in flat.split(chunk_size, dim=0)]).reshape(log_probs.shape[:-1])
 
 
 def entropy_from_logits(logits: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:

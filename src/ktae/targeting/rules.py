@@ -5,9 +5,11 @@ A rule takes a :class:`Batch` (the trainer's batch of one step: ``responses`` [B
 oracles, a seed) and returns the token advantages ``[B, L]`` it would train with (0 at masked positions). Adding a
 rule is one entry in :data:`RULES`::
 
-    from ktae.core.label_free import prefix_advantages
-    RULES["prefix"] = lambda batch, context: prefix_advantages(
+    RULES["my-rule"] = lambda batch, context: my_advantages(
         batch.responses, batch.response_mask, batch.scores, batch.group, context.config)
+
+The label-free rules of :mod:`ktae.core.label_free` (``prefix``, ``line``, ``first-novel``, ``line-ktae``, ...)
+are registered under their estimator names, with the trainer's n-gram size (3).
 
 A label-free rule must not read ``context.mistake``: only the oracles (the ceiling) do.
 """
@@ -22,8 +24,9 @@ import torch
 from ktae.core.advantages import ktae_advantages, rollout_advantages
 from ktae.core.config import KTAEConfig
 from ktae.core.credit import gate_advantages, oracle_advantages
+from ktae.core.label_free import LABEL_FREE_CREDITS, label_free_advantages
 
-__all__ = ["Batch", "Context", "Rule", "RULES", "SANITY_RULES", "REFERENCE_RULE", "PAPER", "TUNED"]
+__all__ = ["Batch", "Context", "Rule", "RULES", "SANITY_RULES", "REFERENCE_RULE", "PAPER", "TUNED", "label_free"]
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,17 @@ def oracle_with(blame_only: bool) -> Rule:
     return rule
 
 
+def label_free(credit: str) -> Rule:
+    """The label-free credit ``credit`` of :mod:`ktae.core.label_free`, as ``ktae train --estimator grpo+CREDIT``
+    trains with it (the run's KTAE options, the n-gram size's default)."""
+    def rule(batch: Batch, context: Context) -> torch.Tensor:
+        return label_free_advantages(credit, batch.responses, batch.response_mask, batch.scores, batch.group,
+                                     context.config, newline_ids=sorted(context.newline_ids))
+
+    rule.__doc__ = f"the label-free credit {credit!r} (ktae.core.label_free)"
+    return rule
+
+
 #: name -> rule; ``ktae targeting --rules`` picks from these (all by default), in this order
 RULES: dict[str, Rule] = {
     "random": random_marking,
@@ -110,6 +124,7 @@ RULES: dict[str, Rule] = {
     "ktae": ktae_with(PAPER),
     "ktae-tuned": ktae_with(TUNED),
     "gate": gate,
+    **{credit: label_free(credit) for credit in LABEL_FREE_CREDITS},
     "oracle": oracle_with(blame_only=False),
     "oracle-blame": oracle_with(blame_only=True),
 }

@@ -9,10 +9,9 @@ import contextlib
 import math
 
 import torch
-import torch.nn.functional as F
 
 from ktae.decoding import keep_logits, new_cache
-from ktae.core.losses import aggregate_loss, entropy_from_logits, high_entropy_mask, kl_loss, policy_loss
+from ktae.core.losses import aggregate_loss, entropy_from_log_probs, high_entropy_mask, kl_loss, policy_loss
 from ktae.rewards import grade_batch
 from ktae.train.config import TrainConfig
 from ktae.train.rollouts import Rollouts, build_prompts, pad
@@ -29,13 +28,12 @@ def response_log_probs(model, prompt_ids: list[list[int]], responses: torch.Tens
     """
     logits = response_logits(model, prompt_ids, responses, response_mask, pad_id)     # [b, L, V]
     logits = logits.to(torch.promote_types(logits.dtype, torch.float32)) / temperature  # half -> float32
-    targets = responses.to(logits.device)
-    log_probs = -F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
-                                 reduction="none").view(targets.shape)
+    log_p = torch.log_softmax(logits, dim=-1)                                            # [b, L, V]
+    log_probs = log_p.gather(-1, responses.to(logits.device).unsqueeze(-1)).squeeze(-1)
     ent = None
     if entropy:
         with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
-            ent = entropy_from_logits(logits if entropy_grad else logits.detach(), chunk_size=4096)
+            ent = entropy_from_log_probs(log_p if entropy_grad else log_p.detach(), chunk_size=4096)
     return log_probs, ent
 
 
@@ -79,17 +77,13 @@ def chunks(indices: torch.Tensor, size: int) -> list[torch.Tensor]:
 
 
 def micro_batches(indices: torch.Tensor, batch: Rollouts, size: int) -> list[torch.Tensor]:
-    """``indices`` in chunks of ``size`` rollouts: the rollouts of one prompt together (their prompt runs once,
-    :func:`response_logits`), prompts ordered by their longest rollout (prompt + response), so that each forward
-    pass pads its rows to little more than their own length."""
+    """``indices`` in chunks of ``size`` rollouts of similar length (prompt + response, shortest first), so that each
+    forward pass pads its rows to little more than their own length (rollouts of one prompt that land in one chunk
+    share its pass, :func:`response_logits`)."""
     if size >= len(indices):
         return chunks(indices, size)
     lengths = torch.tensor([len(batch.prompt_ids[i]) for i in indices.tolist()]) + batch.response_mask[indices].sum(-1)
-    group = batch.group[indices]
-    longest = torch.zeros(int(group.max()) + 1, dtype=lengths.dtype).scatter_reduce_(0, group, lengths, "amax")
-    order = torch.argsort(group, stable=True)
-    order = order[torch.argsort(longest[group[order]], stable=True)]
-    return chunks(indices[order], size)
+    return chunks(indices[torch.argsort(lengths, stable=True)], size)
 
 
 @torch.no_grad()
