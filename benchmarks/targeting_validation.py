@@ -1,7 +1,8 @@
 """Does a targeting measure order the credit rules as their measured learning effects do?
 
     python benchmarks/targeting_validation.py docs/data/targeting/word-easy-grpo.json \\
-        --study docs/data/study-learning-3.csv [--gains docs/data/targeting/gains.csv] [--out FILE.md]
+        --study docs/data/study-learning-3.csv [--study docs/data/study-learning-4-pilots.csv] [--gains GAINS.csv] \\
+        [--out FILE.md]
 
 The first argument is the JSON of ``ktae targeting CORPUS --json OUT`` (the measures of every rule). The gains are
 each rule's paired held-out AUC difference from GRPO (points, mean over seeds):
@@ -31,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from study_tables import auc, curve, runs_of  # noqa: E402
 
+from ktae.core.label_free import LABEL_FREE_CREDITS  # noqa: E402
 from ktae.experiments.compare import read_curves_csv  # noqa: E402
 from ktae.targeting.rules import REFERENCE_RULE  # noqa: E402
 from ktae.targeting.score import MEASURES  # noqa: E402
@@ -38,7 +40,8 @@ from ktae.targeting.score import MEASURES  # noqa: E402
 #: study arm -> the targeting rule that gives its token advantages (grpo-entropy20 has none: it gates the gradient
 #: by the policy's entropy, which frozen rollouts do not hold)
 ARM_RULES = {"grpo": "grpo", "grpo-ktae": "ktae", "grpo-ktae-tuned": "ktae-tuned", "grpo-ktae-gate": "gate",
-             "grpo-oracle": "oracle", "grpo-oracle-blame": "oracle-blame"}
+             "grpo-oracle": "oracle", "grpo-oracle-blame": "oracle-blame",
+             **{f"grpo-{credit}": credit for credit in LABEL_FREE_CREDITS}}
 
 
 def study_gains(csv_path: str | Path, study: str | None = None) -> dict[str, float]:
@@ -127,14 +130,19 @@ def report(measures: dict[str, dict[str, float]], gains: dict[str, float]) -> st
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("targeting_json", help="the JSON of ktae targeting CORPUS --json OUT")
-    parser.add_argument("--study", default=None, help="a ktae compare curves CSV (study 3's arms)")
+    parser.add_argument("--study", action="append", default=[],
+                        help="a ktae compare curves CSV (study 3's arms, label-free arms); several: the first that "
+                             "has a rule gives its gain")
     parser.add_argument("--study_name", default=None, help="only the rows of this study in the CSV")
     parser.add_argument("--gains", default=None, help="CSV rule,gain[,source] of rules measured elsewhere")
     parser.add_argument("--out", default=None, help="also write the table to this Markdown file")
     args = parser.parse_args(argv)
     measures = json.loads(Path(args.targeting_json).read_text())["rules"]
-    gains = {**(study_gains(args.study, args.study_name) if args.study else {}),
-             **(table_gains(args.gains) if args.gains else {})}
+    gains: dict[str, float] = {}
+    for path in args.study:
+        for rule, gain in study_gains(path, args.study_name).items():
+            gains.setdefault(rule, gain)
+    gains.update(table_gains(args.gains) if args.gains else {})
     if len([r for r in gains if r in measures]) < 3:
         print("error: fewer than 3 rules have both a gain and targeting measures", file=sys.stderr)
         return 2
