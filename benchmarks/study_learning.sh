@@ -23,6 +23,14 @@
 #                                           # (FIRST_SEED=6 ... study OUT 6: seeds 6-11, e.g. in a second process)
 #   STUDY=3 TUNED=top0.5-beta0 benchmarks/study_learning.sh tables [OUT [SEEDS]]
 #
+# STUDY=4 (issue 31: do label-free rules recover the oracle's gain?):
+#
+#   STUDY=4 benchmarks/study_learning.sh pilot [OUT [SEEDS]]   # shared warm start, seeds 300-303 by default: grpo,
+#                                           # grpo-ktae, both oracles, grpo-prefix, grpo-line
+#   STUDY=4 RULES=a,b benchmarks/study_learning.sh study [OUT [SEEDS]]   # each seed its own warm start: grpo,
+#                                           # grpo-ktae, both oracles and the two chosen label-free rules
+#   STUDY=4 RULES=a,b benchmarks/study_learning.sh tables [OUT [SEEDS]]
+#
 # TUNED (or a 4th argument) is the KTAE point chosen after the sweep, written as an arm of the sweep without its
 # 'grpo-ktae-' (e.g. top0.5-beta0). The pilot and the sweep end with one comparison over all their seeds (their
 # tables; every run reused) and write their curves as the studies <name>-pilot and <name>-sweep.
@@ -33,7 +41,9 @@ case "${STUDY:-2}" in
   2) name=study-learning-2; design=(--task word-easy --steps 30 --eval_every 2 --target_accuracy 0.60) ;;
   3) name=study-learning-3
      design=(--task word-easy --steps 30 --eval_every 2 --target_accuracy 0.60 --warm_start_per_seed) ;;
-  *) echo "study_learning.sh: unknown STUDY '$STUDY' (expected 1, 2 or 3)" >&2; exit 2 ;;
+  4) name=study-learning-4
+     design=(--task word-easy --steps 30 --eval_every 2 --target_accuracy 0.60) ;;
+  *) echo "study_learning.sh: unknown STUDY '$STUDY' (expected 1, 2, 3 or 4)" >&2; exit 2 ;;
 esac
 OUT=${2:-runs/$name}
 KTAE=${KTAE:-ktae}
@@ -63,6 +73,26 @@ by_seed() {
     $KTAE compare "${common[@]}" --study "$study" "$@" --seeds "$count" --first_seed "$first" --output "$OUT/$part"
   fi
 }
+
+if [[ "${STUDY:-2}" == 4 ]]; then
+  need_rules() {
+    if [[ -z "${RULES:-}" ]]; then
+      echo "study_learning.sh: STUDY=4 part '$PART' needs the two chosen label-free rules: RULES=a,b" >&2
+      exit 2
+    fi
+  }
+  case "$PART" in
+    pilot) SUMMARY=1 by_seed "$name-pilots" pilot "${FIRST_SEED:-300}" "${3:-4}" --oracle_arms --label_free_arms prefix,line ;;
+    study) need_rules; by_seed "$name" study "${FIRST_SEED:-0}" "${3:-12}" --warm_start_per_seed --oracle_arms \
+             --label_free_arms "$RULES" ;;
+    tables)
+      need_rules
+      $KTAE compare "${common[@]}" --study "$name" --warm_start_per_seed --oracle_arms --label_free_arms "$RULES" \
+        --seeds "${3:-12}" --output "$OUT/study" ;;
+    *) echo "study_learning.sh: unknown part '$PART' of STUDY=4 (expected pilot, study or tables)" >&2; exit 2 ;;
+  esac
+  exit 0
+fi
 
 if [[ "${STUDY:-2}" == 3 ]]; then
   study_arms=(--oracle_arms --gate_arm --entropy_arm)

@@ -92,7 +92,7 @@ def test_study_3_tables_and_the_tuned_point(tmp_path):
 
 
 def test_unknown_study_or_part_is_refused(tmp_path):
-    for env, part in (({"STUDY": "4"}, "grpo"), ({}, "nope"), ({"STUDY": "3"}, "grpo")):
+    for env, part in (({"STUDY": "5"}, "grpo"), ({}, "nope"), ({"STUDY": "3"}, "grpo"), ({"STUDY": "4"}, "grpo")):
         done = subprocess.run(["bash", str(SCRIPT), part, str(tmp_path)], env={**os.environ, **env}, check=False,
                               capture_output=True, text=True)
         assert done.returncode == 2 and "study_learning.sh: unknown" in done.stderr
@@ -101,3 +101,21 @@ def test_unknown_study_or_part_is_refused(tmp_path):
 def test_study_3_seeds_can_be_split_between_processes(tmp_path):
     cmds = commands(tmp_path, "3", "study", TUNED="top0.5-beta0", FIRST_SEED="6")
     assert [{s for _, s, _ in plan_of(argv)[1]} for argv in cmds] == [{6}, {7}]
+
+
+@pytest.mark.parametrize("part, arms, seeds, own_warm_start", [
+    ("pilot", ["grpo", "grpo-ktae", "grpo-oracle", "grpo-oracle-blame", "grpo-prefix", "grpo-line"], [300, 301], False),
+    ("study", ["grpo", "grpo-ktae", "grpo-oracle", "grpo-oracle-blame", "grpo-first-novel", "grpo-tree"], [0, 1], True),
+])
+def test_study_4_parts_plan_their_arms(tmp_path, part, arms, seeds, own_warm_start):
+    cmds = commands(tmp_path, "4", part, RULES="first-novel,tree")
+    for seed, argv in zip(seeds, cmds):
+        config, runs = plan_of(argv)
+        assert [m.key for m, _, _ in runs] == arms and {s for _, s, _ in runs} == {seed}
+        assert {cfg.task.max_count for _, _, cfg in runs} == {30} and config.steps == 30
+        warm = {cfg.tiny.seed for _, _, cfg in runs}
+        assert warm == ({compare.PER_SEED_WARM_START + seed} if own_warm_start else {1234})
+    assert len(cmds) == len(seeds) + (part == "pilot")      # the pilot ends with its summary
+    done = subprocess.run(["bash", str(SCRIPT), "study", str(tmp_path)], check=False, capture_output=True, text=True,
+                          env={k: v for k, v in {**os.environ, "STUDY": "4"}.items() if k != "RULES"})
+    assert done.returncode == 2 and "RULES=a,b" in done.stderr
