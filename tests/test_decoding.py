@@ -120,6 +120,18 @@ def test_a_draw_follows_the_probabilities_and_skips_impossible_tokens():
     assert _pick(scores[:2], None).tolist() == [1, 1]
 
 
+def test_distinct_prompts_in_any_order_are_generates(tiny):
+    """Every prompt distinct, not in sorted order: the prompts' pass runs them sorted and must hand each row its own
+    keys and values back."""
+    model, tokenizer = tiny
+    ids, mask = prompts_batch(tokenizer)
+    distinct = [5, 0, 3, 1, 2, 4]              # PROMPTS[:6] are distinct; this order is not torch.unique's
+    ids, mask = ids[distinct], mask[distinct]
+    with eos_bias(model, tokenizer, GREEDY_EOS):
+        assert with_decode(model, tokenizer, ids, mask, 30, 0.0, 1.0, 0, 0.75) == \
+            with_generate(model, tokenizer, ids, mask, 30, 0.0, 1.0, 0)
+
+
 def test_a_row_that_never_stops_runs_to_the_limit(tiny):
     model, tokenizer = tiny
     ids, mask = prompts_batch(tokenizer)

@@ -84,7 +84,7 @@ def _prefill(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, posit
     cache = new_cache()
     out = model(input_ids=input_ids[first], attention_mask=attention_mask[first], position_ids=positions[first],
                 past_key_values=cache, use_cache=True, **keep_logits(model, 1))
-    if len(first) < input_ids.shape[0]:
+    if not torch.equal(owner, torch.arange(len(owner), device=owner.device)):   # distinct rows come sorted
         cache.batch_select_indices(owner)
     return _last_logits(out)[owner], cache
 
