@@ -70,12 +70,16 @@ def test_micro_batches_hold_rollouts_of_similar_length_shortest_first():
     group = torch.arange(4).repeat_interleave(3)
     batch = Rollouts(prompt_ids, responses, mask, group, torch.zeros(12), torch.zeros(12, dtype=torch.bool),
                      torch.ones(12, dtype=torch.bool), [""] * 12, [""] * 12, [""] * 12)
-    chunks = micro_batches(torch.arange(12), batch, 5)
-    order = torch.cat(chunks).tolist()
-    assert sorted(order) == list(range(12)) and [len(c) for c in chunks] == [5, 5, 2]
-    lengths = [len(prompt_ids[i]) + int(mask[i].sum()) for i in order]
-    assert lengths == sorted(lengths)
-    assert micro_batches(torch.arange(12), batch, 12)[0].tolist() == list(range(12))
+    lengths = {i: len(prompt_ids[i]) + int(mask[i].sum()) for i in range(12)}
+    for size, tokens in ((5, 0), (0, 30), (4, 30)):
+        chunks = micro_batches(torch.arange(12), batch, size, tokens)
+        order = torch.cat(chunks).tolist()
+        assert sorted(order) == list(range(12))
+        assert [lengths[i] for i in order] == sorted(lengths.values())
+        assert all(len(c) <= (size or 12) for c in chunks)
+        assert all(len(c) == 1 or len(c) * max(lengths[i] for i in c.tolist()) <= tokens for c in chunks if tokens)
+    assert [c.tolist() for c in micro_batches(torch.arange(12), batch, 0, 0)] == [list(range(12))]
+    assert [c.tolist() for c in micro_batches(torch.arange(12), batch, 12, 0)] == [list(range(12))]
 
 
 def test_the_warm_starts_micro_batches_give_the_whole_batchs_loss_and_gradient():
@@ -87,7 +91,7 @@ def test_the_warm_starts_micro_batches_give_the_whole_batchs_loss_and_gradient()
     mask = (torch.arange(12) < lengths[:, None]).long()
     ids = torch.randint(1, 50, (10, 12), generator=gen) * mask
     labels = torch.where((torch.arange(12) >= 2) & (mask == 1), ids, torch.full_like(ids, -100))
-    loss = sft_backward(model, ids, mask, labels, micro=3)
+    loss = sft_backward(model, ids, mask, labels, max_tokens=20)
     grads = [p.grad.clone() for p in model.parameters()]
     model.zero_grad()
     whole = causal_lm_loss(model(input_ids=ids, attention_mask=mask).logits, labels)

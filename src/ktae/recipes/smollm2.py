@@ -205,6 +205,7 @@ PRESET: dict[str, Any] = {
     "kl_coef": 0.0,
     "loss_agg_mode": "token-mean",
     "micro_batch_size": 32,
+    "micro_batch_tokens": 0,
     "save_every": 10,
     "save_model": False,
 }

@@ -26,8 +26,8 @@ import torch
 #: bump when the build recipe changes so that old caches are not reused (2: each warm-start step in micro-batches of
 #: similar length, the same gradient up to float rounding)
 BUILD_VERSION = 2
-#: sequences per forward/backward pass of a warm-start step
-SFT_MICRO_BATCH = 16
+#: padded tokens per forward/backward pass of a warm-start step at most (micro-batches of similar length)
+SFT_MICRO_TOKENS = 2048
 
 
 @dataclass(frozen=True)
@@ -126,14 +126,17 @@ def _encode_batch(tokenizer, pairs: list[tuple[str, str]]) -> tuple[torch.Tensor
 
 
 def sft_backward(model, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor,
-                 micro: int = SFT_MICRO_BATCH) -> float:
+                 max_tokens: int = SFT_MICRO_TOKENS) -> float:
     """Backward of :func:`causal_lm_loss` over the batch ``ids, mask, labels`` ``[B, T]`` (right-padded), in
-    micro-batches of ``micro`` sequences of similar length, each cut to its longest row and weighted by its share
-    of the labelled tokens: the gradient of the whole batch's mean loss, for less padding. Returns that loss."""
+    micro-batches of similar length of at most ``max_tokens`` padded tokens (:func:`ktae.core.batching.length_buckets`),
+    each cut to its longest row and weighted by its share of the labelled tokens: the gradient of the whole batch's
+    mean loss, for less padding and smaller activations. Returns that loss."""
+    from ktae.core.batching import length_buckets
+
     lengths = mask.sum(-1)
     labelled = int((labels[:, 1:] != -100).sum())
     total = 0.0
-    for rows in torch.argsort(lengths, stable=True).split(micro):
+    for rows in length_buckets(lengths, max_tokens=max_tokens):
         width = int(lengths[rows].max())
         part = labels[rows, :width]
         share = int((part[:, 1:] != -100).sum()) / max(labelled, 1)

@@ -85,7 +85,7 @@ FLAT_ALIASES: dict[str, str] = {
                           "max_generation_batches"),
     **_aliases("algorithm", "estimator ngram reward overlong_buffer overlong_penalty grader_workers"),
     **_aliases("ktae", "alpha beta gamma top threshold fisher_at_one eps", "ktae_"),
-    **_aliases("ppo", "mini_batch_prompts micro_batch_size lr weight_decay adam_beta1 adam_beta2 warmup_steps "
+    **_aliases("ppo", "mini_batch_prompts micro_batch_size micro_batch_tokens lr weight_decay adam_beta1 adam_beta2 warmup_steps "
                       "lr_schedule grad_clip clip_low clip_high dual_clip loss_agg_mode kl_coef kl_kind entropy_coef "
                       "top_entropy_quantile"),
     **_aliases("eval", "split size every max_new_tokens batch_size", "eval_"),
@@ -259,8 +259,9 @@ class PPOConfig(_Section):
     section: ClassVar[str] = "ppo"
     epochs: int = option(1, "passes over the step's rollouts")
     mini_batch_prompts: int = option(0, "prompts per PPO mini-batch (one optimizer step each); 0 = all")
-    micro_batch_size: int = option(32, "rollouts per forward/backward (gradient accumulation; rollouts of similar "
-                                   "length together); 0 = whole mini-batch")
+    micro_batch_size: int = option(0, "rollouts per forward/backward at most (gradient accumulation); 0 = no limit")
+    micro_batch_tokens: int = option(2048, "padded tokens (prompt + response) per forward/backward at most, rollouts "
+                                     "of similar length together; 0 = no limit")
     lr: float = option(1e-4, "learning rate (AdamW)")
     weight_decay: float = option(0.0, "AdamW weight decay")
     adam_beta1: float = option(0.9, "AdamW beta1")
@@ -281,7 +282,8 @@ class PPOConfig(_Section):
 
     def __post_init__(self) -> None:
         self.need(self.epochs >= 1, "epochs", "an integer >= 1")
-        self.need_all(("mini_batch_prompts", "micro_batch_size", "warmup_steps"), _at_least(0), "an integer >= 0")
+        self.need_all(("mini_batch_prompts", "micro_batch_size", "micro_batch_tokens", "warmup_steps"), _at_least(0),
+                      "an integer >= 0")
         self.need_all(("lr", "clip_low", "clip_high", "kl_coef", "entropy_coef", "grad_clip", "weight_decay"),
                       _finite, "a finite number")
         self.need_all(("lr", "clip_high", "kl_coef", "grad_clip"), _at_least(0), "a number >= 0")

@@ -52,6 +52,7 @@ _PAPER_COMMON = {
     "ppo_epochs": 1,
     "mini_batch_prompts": 128,
     "micro_batch_size": 4,
+    "micro_batch_tokens": 0,
     "lr": 1e-6,
     "weight_decay": 0.01,
     "adam_beta2": 0.999,

@@ -10,6 +10,7 @@ import math
 
 import torch
 
+from ktae.core.batching import length_buckets
 from ktae.decoding import keep_logits, new_cache
 from ktae.core.losses import aggregate_loss, entropy_from_log_probs, high_entropy_mask, kl_loss, policy_loss
 from ktae.rewards import grade_batch
@@ -76,14 +77,15 @@ def chunks(indices: torch.Tensor, size: int) -> list[torch.Tensor]:
     return [indices[i : i + size] for i in range(0, len(indices), size)] if len(indices) else []
 
 
-def micro_batches(indices: torch.Tensor, batch: Rollouts, size: int) -> list[torch.Tensor]:
-    """``indices`` in chunks of ``size`` rollouts of similar length (prompt + response, shortest first), so that each
-    forward pass pads its rows to little more than their own length (rollouts of one prompt that land in one chunk
-    share its pass, :func:`response_logits`)."""
-    if size >= len(indices):
-        return chunks(indices, size)
+def micro_batches(indices: torch.Tensor, batch: Rollouts, size: int, tokens: int = 0) -> list[torch.Tensor]:
+    """``indices`` in micro-batches of at most ``size`` rollouts (0: no limit) and ``tokens`` padded tokens (0: no
+    limit) of similar length (prompt + response): :func:`ktae.core.batching.length_buckets`. A forward pass then pads
+    its rows to little more than their own length and keeps its activations small; rollouts of one prompt that land
+    in one micro-batch share its pass (:func:`response_logits`). Neither limit: ``indices`` as they are."""
+    if not tokens and (not size or size >= len(indices)):
+        return [indices] if len(indices) else []
     lengths = torch.tensor([len(batch.prompt_ids[i]) for i in indices.tolist()]) + batch.response_mask[indices].sum(-1)
-    return chunks(indices[torch.argsort(lengths, stable=True)], size)
+    return [indices[rows] for rows in length_buckets(lengths, size, tokens)]
 
 
 @torch.no_grad()
@@ -92,7 +94,7 @@ def forward_log_probs(model, batch: Rollouts, cfg: TrainConfig, pad_id: int, mic
     """``[B, L]`` log-probs of every rollout under ``model`` (no gradient), micro-batch by micro-batch."""
     weights = next(model.parameters()).dtype
     out = torch.zeros(batch.responses.shape, dtype=torch.promote_types(weights, torch.float32))
-    for idx in micro_batches(torch.arange(len(batch.prompt_ids)), batch, micro):
+    for idx in micro_batches(torch.arange(len(batch.prompt_ids)), batch, micro, cfg.ppo.micro_batch_tokens):
         width = max(int(batch.response_mask[idx].sum(-1).max()), 1)
         with amp():
             lp, _ = response_log_probs(model, [batch.prompt_ids[i] for i in idx], batch.responses[idx, :width],
@@ -149,7 +151,7 @@ def ppo_update(model, ref_model, optimizer, batch: Rollouts, advantages: torch.T
             optimizer.zero_grad(set_to_none=True)
             total = max(normaliser(batch.response_mask[mb], ppo.loss_agg_mode), 1.0)
             finite = all(micro_batch_backward(model, batch, advantages, idx, old_log_probs, ref_log_probs, total,
-                                              cfg, pad_id, stats, amp) for idx in micro_batches(mb, batch, micro))
+                                              cfg, pad_id, stats, amp) for idx in micro_batches(mb, batch, micro, ppo.micro_batch_tokens))
             grad_norm = float("nan")
             if finite:
                 max_norm = ppo.grad_clip if ppo.grad_clip > 0 else float("inf")
