@@ -23,11 +23,11 @@ from pathlib import Path
 
 import torch
 
-#: bump when the build recipe changes so that old caches are not reused (2: each warm-start step in micro-batches of
+#: bump when the build recipe changes so that old caches are not reused (3: each warm-start step in micro-batches of
 #: similar length, the same gradient up to float rounding)
-BUILD_VERSION = 2
+BUILD_VERSION = 3
 #: padded tokens per forward/backward pass of a warm-start step at most (micro-batches of similar length)
-SFT_MICRO_TOKENS = 2048
+SFT_MICRO_TOKENS = 4096
 
 
 @dataclass(frozen=True)
