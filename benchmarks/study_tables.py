@@ -31,6 +31,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ktae.core.label_free import LABEL_FREE_CREDITS
 from ktae.experiments.compare import first_step_reaching, mean_ci, read_curves_csv
 from ktae.experiments.plot import moving_average
 
@@ -41,9 +42,10 @@ LABELS = {"grpo": "GRPO", "grpo-ktae": "GRPO+KTAE", "dapo": "DAPO", "dapo-ktae":
           "grpo-ktae-no-gamma": "GRPO+KTAE (γ=0)", "grpo-ktae-no-alpha": "GRPO+KTAE (α=0)",
           "grpo-ktae-no-beta": "GRPO+KTAE (β=0)", "grpo-ktae-tuned": "GRPO+KTAE tuned", "grpo-oracle": "GRPO+oracle",
           "grpo-oracle-blame": "GRPO+oracle (blame)", "grpo-entropy20": "GRPO (top-20% entropy)",
-          "grpo-ktae-gate": "GRPO+KTAE gate"}
+          "grpo-ktae-gate": "GRPO+KTAE gate", **{f"grpo-{credit}": f"GRPO+{credit}" for credit in LABEL_FREE_CREDITS}}
 ORDER = ("grpo", "grpo-ktae", "dapo", "dapo-ktae", "grpo-ktae-no-gamma", "grpo-ktae-no-alpha", "grpo-ktae-no-beta",
-         "grpo-ktae-tuned", "grpo-oracle", "grpo-oracle-blame", "grpo-entropy20", "grpo-ktae-gate")
+         "grpo-ktae-tuned", "grpo-oracle", "grpo-oracle-blame", "grpo-entropy20", "grpo-ktae-gate",
+         *(f"grpo-{credit}" for credit in LABEL_FREE_CREDITS))
 
 
 def pair_of(arm: str) -> str | None:
