@@ -36,6 +36,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from study_tables import auc  # noqa: E402
+
+from ktae.train.logger import read_metrics  # noqa: E402
 STUDY = ["--steps", "30", "--eval_every", "2", "--dump_key_tokens_every", "10"]
 PAIR = ("word-easy-grpo", "word-easy-grpo-ktae")
 CURVE_ARMS = ("word-easy-grpo", "word-easy-grpo-oracle-blame")
@@ -92,7 +97,7 @@ def side_by_side(jobs: list[tuple[list[str], dict]]) -> list[float]:
 
 def run_split(run_dir: Path, wall: float) -> dict[str, float]:
     """A finished run's seconds: wall, start-up, each phase and evaluation (from its metrics.jsonl)."""
-    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    records = read_metrics(run_dir)
     steps = [r for r in records if "time_step" in r]
     evals = [r for r in records if "time_eval" in r]
     split = {"wall": wall, **{p: sum(r[f"time_{p}"] for r in steps) for p in PHASES},
@@ -138,10 +143,7 @@ def timing_table(pairs: dict[str, list[dict]]) -> str:
 
 def held_out_auc(run_dir: Path) -> float:
     """Held-out AUC in accuracy points: the trapezoid mean of eval_accuracy over the evaluated steps."""
-    points = sorted((r["step"], r["eval_accuracy"]) for r in map(json.loads, (run_dir / "metrics.jsonl").read_text()
-                                                                  .splitlines()) if "eval_accuracy" in r)
-    area = sum((s1 - s0) * (a0 + a1) / 2 for (s0, a0), (s1, a1) in zip(points, points[1:]))
-    return 100 * area / (points[-1][0] - points[0][0])
+    return 100 * auc(sorted((r["step"], r["eval_accuracy"]) for r in read_metrics(run_dir) if "eval_accuracy" in r))
 
 
 def compare_curves(args, codes: dict[str, Path], work: Path, extra: list[str]) -> dict:
@@ -177,7 +179,7 @@ def default_job(codes: dict[str, Path], work: Path, extra: list[str]) -> dict:
     walls = side_by_side(jobs)
     out = {}
     for (code, run_dir), wall in zip(dirs.items(), walls):
-        evals = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if "eval_acc" in line]
+        evals = [r for r in read_metrics(run_dir) if "eval_accuracy" in r]
         out[code] = {"wall": wall, "heldout_first": evals[0]["eval_accuracy"], "heldout_last": evals[-1]["eval_accuracy"]}
         print(f"{code}: {wall:.0f} s, held-out {evals[0]['eval_accuracy']:.1%} -> {evals[-1]['eval_accuracy']:.1%}")
     return out
