@@ -421,14 +421,7 @@ def entropy_from_log_probs(log_probs: torch.Tensor, chunk_size: int | None = Non
     """Entropy ``-sum_v p_v log p_v`` at every position from normalised log-probabilities ``log_softmax(logits)``
     ``[..., V]`` (what a caller that needs the log-probabilities anyway already has: one ``log_softmax`` fewer than
     :func:`entropy_from_logits`, the same numbers). ``chunk_size`` as there. Returns ``[...]``, differentiable."""
-    _check_tensor(log_probs, "log_probs", floating=True)
-    if log_probs.dim() < 1 or log_probs.shape[-1] == 0:
-        raise ValueError(f"log_probs must have a non-empty last (vocabulary) dimension, got shape "
-                         f"{list(log_probs.shape)}")
-    flat = log_probs.reshape(-1, log_probs.shape[-1])
-    if chunk_size is None or flat.shape[0] <= chunk_size:
-        return _entropy_of(flat).reshape(log_probs.shape[:-1])
-    return torch.cat([_entropy_of(part) for part in flat.split(chunk_size, dim=0)]).reshape(log_probs.shape[:-1])
+    return _per_position(_entropy_of, log_probs, chunk_size, "log_probs")
 
 
 def entropy_from_logits(logits: torch.Tensor, chunk_size: int | None = None) -> torch.Tensor:
@@ -446,20 +439,25 @@ def entropy_from_logits(logits: torch.Tensor, chunk_size: int | None = None) -> 
         ``[...]`` (``logits.shape[:-1]``), float32 for half/bfloat16 input, otherwise ``logits.dtype``;
         differentiable with respect to ``logits``.
     """
-    _check_tensor(logits, "logits", floating=True)
-    if logits.dim() < 1 or logits.shape[-1] == 0:
-        raise ValueError(f"logits must have a non-empty last (vocabulary) dimension, got shape {list(logits.shape)}")
+    return _per_position(_entropy_block, logits, chunk_size, "logits")
+
+
+def _per_position(block, values: torch.Tensor, chunk_size: int | None, name: str) -> torch.Tensor:
+    """``block`` ([n, V] -> [n]) over the positions of ``values`` ``[..., V]`` (checked; half/bfloat16 computed in
+    float32), ``chunk_size`` positions at a time when set. Returns ``[...]``."""
+    _check_tensor(values, name, floating=True)
+    if values.dim() < 1 or values.shape[-1] == 0:
+        raise ValueError(f"{name} must have a non-empty last (vocabulary) dimension, got shape {list(values.shape)}")
     if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
         raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
-    if logits.dtype in (torch.float16, torch.bfloat16):
-        logits = logits.float()
-    lead = logits.shape[:-1]
-    flat = logits.reshape(-1, logits.shape[-1])
+    if values.dtype in (torch.float16, torch.bfloat16):
+        values = values.float()
+    flat = values.reshape(-1, values.shape[-1])
     if chunk_size is None or flat.shape[0] <= chunk_size:
-        out = _entropy_block(flat)
+        out = block(flat)
     else:
-        out = torch.cat([_entropy_block(part) for part in flat.split(chunk_size, dim=0)])
-    return out.reshape(lead)
+        out = torch.cat([block(part) for part in flat.split(chunk_size, dim=0)])
+    return out.reshape(values.shape[:-1])
 
 
 def high_entropy_mask(entropy: torch.Tensor, mask: torch.Tensor, top_quantile: float) -> torch.Tensor:
