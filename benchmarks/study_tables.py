@@ -22,6 +22,13 @@ same-seed difference with its 95% t-interval over the seeds both arms finished (
 per seed and its difference from the baseline on that seed, with their mean: the table of a sweep or pilot with
 two seeds, e.g. study 3's (``--study study-learning-3-sweep`` on ``docs/data/study-learning-3-pilots.csv``). Runs
 that did not reach the last step of the study are reported as unfinished and left out.
+
+``--primary ARM,ARM,...`` adds the pre-registered test of held-out AUC for those arms against their baselines: mean,
+95% t-interval, seeds ahead, the two-sided paired t-test's p, Holm's adjusted p over the arms named, the standard
+deviation of the differences and the minimum detectable effect (α 0.05 two-sided, power 0.8). ``--share_of REF``
+adds, for every other primary arm, the share of REF's gain it recovers, ``mean(arm − baseline) / mean(REF −
+baseline)`` over the seeds all three finished, with a 95% percentile interval of a paired bootstrap over seeds
+(10,000 resamples, seed 0; scipy's ``bootstrap``): study 4's share of the blame oracle's gain.
 """
 from __future__ import annotations
 
@@ -168,6 +175,73 @@ def significant(diffs: list[float]) -> bool:
     return len(diffs) > 1 and math.isfinite(ci) and abs(mean) > ci
 
 
+def auc_differences(runs: dict[tuple[str, int], list[dict]], arm: str, base: str) -> dict[int, float]:
+    """``{seed: AUC(arm) − AUC(base)}`` in points over the seeds where both runs finished."""
+    _, finished = finished_runs(runs)
+    return {s: 100 * (auc(curve(finished[arm, s], "heldout_accuracy")) - auc(curve(finished[base, s], "heldout_accuracy")))
+            for arm_, s in finished if arm_ == arm and (base, s) in finished}
+
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm's step-down adjusted p-values, in the order given: the k-th smallest p times (m − k + 1), made
+    non-decreasing in that order and capped at 1; a comparison is significant at level α when its adjusted p < α."""
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    adjusted, running = [0.0] * len(p_values), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(p_values) - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def primary_table(runs: dict[tuple[str, int], list[dict]], arms: list[str]) -> str:
+    """The primary comparisons of held-out AUC (each arm against :func:`pair_of`): mean, 95% t-interval, seeds
+    ahead, paired t-test p, Holm's adjusted p over ``arms``, SD of the differences, minimum detectable effect."""
+    from scipy import stats
+
+    rows = []
+    for arm in arms:
+        diffs = list(auc_differences(runs, arm, pair_of(arm)).values())
+        n = len(diffs)
+        mean, ci = mean_ci(diffs)
+        sd = stats.tstd(diffs) if n > 1 else float("nan")
+        p = float(stats.ttest_1samp(diffs, 0.0).pvalue) if n > 1 else float("nan")
+        mde = (stats.t.ppf(0.975, n - 1) + stats.t.ppf(0.8, n - 1)) * sd / math.sqrt(n) if n > 1 else float("nan")
+        rows.append((arm, n, mean, ci, sum(d > 0 for d in diffs), p, sd, mde))
+    adjusted = holm([r[5] for r in rows])
+    lines = ["| arm − baseline, held-out AUC | n | mean | 95% interval | seeds ahead | p | Holm p | SD of the "
+             "differences | MDE |", "|---|---:|---:|---|---:|---:|---:|---:|---:|"]
+    for (arm, n, mean, ci, ahead, p, sd, mde), adj in zip(rows, adjusted):
+        lines.append(f"| {LABELS.get(arm, arm)} − {LABELS.get(pair_of(arm), pair_of(arm))} | {n} | {mean:+.2f} | "
+                     f"{mean - ci:+.2f} to {mean + ci:+.2f} | {ahead}/{n} | {p:.3f} | {adj:.3f} | {sd:.2f} | {mde:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def share_table(runs: dict[tuple[str, int], list[dict]], arms: list[str], reference: str,
+                resamples: int = 10_000) -> str:
+    """Per arm, the share of ``reference``'s AUC gain it recovers, ``mean(arm − base) / mean(reference − base)`` over
+    the seeds all three finished, with the 95% percentile interval of a paired bootstrap over those seeds."""
+    import numpy as np
+    from scipy import stats
+
+    ref_diffs = auc_differences(runs, reference, pair_of(reference))
+    lines = [f"| arm | n | share of {LABELS.get(reference, reference)}'s gain | 95% bootstrap interval |",
+             "|---|---:|---:|---|"]
+    for arm in arms:
+        diffs = auc_differences(runs, arm, pair_of(arm))
+        seeds = sorted(set(diffs) & set(ref_diffs))
+        a, r = np.array([diffs[s] for s in seeds]), np.array([ref_diffs[s] for s in seeds])
+        share = a.mean() / r.mean()
+        low = high = float("nan")
+        if len(seeds) > 1:
+            ci = stats.bootstrap((a, r), lambda x, y, axis=-1: x.mean(axis) / y.mean(axis), paired=True,
+                                 vectorized=True, n_resamples=resamples, method="percentile",
+                                 random_state=np.random.default_rng(0)).confidence_interval
+            low, high = ci.low, ci.high
+        lines.append(f"| {LABELS.get(arm, arm)} | {len(seeds)} | {100 * share:.0f}% | {100 * low:.0f}% to "
+                     f"{100 * high:.0f}% |")
+    return "\n".join(lines) + "\n"
+
+
 def per_seed_table(runs: dict[tuple[str, int], list[dict]]) -> str:
     """Each finished run's held-out AUC (trapezoids, as :func:`outcomes`) per seed, its difference from the arm's
     baseline (:func:`pair_of`) on the same seed, and the mean of those differences: the table of a sweep or pilot
@@ -277,6 +351,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="also give the paired differences ARM - BASELINE (repeatable), e.g. grpo-ktae-gate:grpo-oracle-blame")
     p.add_argument("--per_seed", action="store_true",
                    help="also give each run's AUC per seed and its difference from the baseline (a sweep's table)")
+    p.add_argument("--primary", default="", metavar="ARM,ARM,...",
+                   help="the primary comparisons of held-out AUC (each arm against its baseline): p, Holm, MDE")
+    p.add_argument("--share_of", default="", metavar="ARM",
+                   help="with --primary: the share of this arm's gain each other primary arm recovers (bootstrap)")
     args = p.parse_args(argv)
     extra_pairs = []
     for spec in args.pair:
@@ -296,10 +374,25 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"{args.csv}: no rows" + (f" of study {args.study!r}" if args.study else ""))
     arms = {a for a, _ in runs}
     unknown = sorted({name for pair in extra_pairs for name in pair} - arms)
+    primary = [a for a in args.primary.split(",") if a]
+    if args.share_of and not primary:
+        p.error("--share_of: give the arms to compare with --primary")
+    for option, names in (("--primary", primary), ("--share_of", [args.share_of] if args.share_of else [])):
+        missing = [a for a in names if a not in arms or pair_of(a) not in arms]
+        if missing:
+            p.error(f"{option}: no arm {', '.join(map(repr, missing))} with its baseline in {args.csv} "
+                    f"(arms: {', '.join(sorted(arms))})")
     if unknown:
         p.error(f"--pair: no arm {', '.join(map(repr, unknown))} in {args.csv} (arms: {', '.join(sorted(arms))})")
     text = tables(runs, args.target, args.last, tuple(extra_pairs)) \
         + "\nHeld-out accuracy (%) at the evaluation steps, mean ± 95% CI:\n\n" + step_table(runs, "heldout_accuracy")
+    if primary:
+        text += "\nPrimary comparisons (held-out AUC, points; p: two-sided paired t-test; Holm over the arms " \
+                "listed; MDE: the effect found with power 0.8 at α 0.05 given that SD):\n\n" + primary_table(runs, primary)
+    if args.share_of:
+        others = [a for a in primary if a != args.share_of]
+        text += f"\nShare of {LABELS.get(args.share_of, args.share_of)}'s AUC gain recovered (paired bootstrap over " \
+                "seeds, 10,000 resamples, percentile):\n\n" + share_table(runs, others, args.share_of)
     if args.per_seed:
         text += "\nHeld-out AUC per seed (trapezoids, mean %) and its difference from the baseline on the same seed " \
                 "(points):\n\n" + per_seed_table(runs)

@@ -134,3 +134,37 @@ def test_per_seed_table_uses_trapezoids_and_pairs_each_seed(tmp_path):
     assert "| GRPO+oracle |" not in text
     assert st.main([str(path), "--target", "0.25", "--out", str(out)]) == 0
     assert "Held-out AUC per seed" not in out.read_text()   # only with --per_seed
+
+
+def test_holm_adjusts_step_down_in_the_order_given():
+    st = load_script()
+    # sorted: 0.01 * 3 = 0.03, 0.03 * 2 = 0.06, 0.04 * 1 = 0.04 -> kept at 0.06 (never below an earlier one)
+    assert st.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert st.holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+
+
+def test_primary_comparisons_and_the_share_of_the_oracle_gain(tmp_path):
+    st = load_script()
+    rows = []
+    gains = {0: 0.1, 1: 0.2, 2: 0.3, 3: 0.1}
+    for seed, gain in gains.items():
+        rows += run_rows("grpo", seed, [0.1, 0.2, 0.3], [0.2] * 10, [50.0] * 10)
+        rows += run_rows("grpo-oracle-blame", seed, [0.1, 0.2 + gain, 0.3 + gain], [0.2] * 10, [50.0] * 10)
+        rows += run_rows("grpo-line", seed, [0.1, 0.2 + gain / 2, 0.3 + gain / 2], [0.2] * 10, [50.0] * 10)
+    path = write_curves_csv(tmp_path / "curves.csv", rows)
+    out = tmp_path / "t.md"
+    assert st.main([str(path), "--target", "0.25", "--primary", "grpo-line,grpo-oracle-blame",
+                    "--share_of", "grpo-oracle-blame", "--out", str(out)]) == 0
+    text = out.read_text()
+    # blame's AUC gains: 0.75 * gain -> 7.5, 15, 22.5, 7.5 points; line's half of each
+    blame = next(line for line in text.splitlines() if line.startswith("| GRPO+oracle (blame) − GRPO | 4 | +13.1"))
+    from scipy import stats
+
+    p = stats.ttest_1samp([7.5, 15.0, 22.5, 7.5], 0.0).pvalue
+    assert f"| {p:.3f} |" in blame and "| 4/4 |" in blame
+    # the line rule gains exactly half on every seed: every bootstrap resample gives 50%
+    assert "| GRPO+line | 4 | 50% | 50% to 50% |" in text
+    with pytest.raises(SystemExit):
+        st.main([str(path), "--target", "0.25", "--share_of", "grpo-oracle-blame"])
+    with pytest.raises(SystemExit):
+        st.main([str(path), "--target", "0.25", "--primary", "grpo-prefix"])
