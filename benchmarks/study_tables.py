@@ -178,8 +178,8 @@ def significant(diffs: list[float]) -> bool:
 def auc_differences(runs: dict[tuple[str, int], list[dict]], arm: str, base: str) -> dict[int, float]:
     """``{seed: AUC(arm) − AUC(base)}`` in points over the seeds where both runs finished."""
     _, finished = finished_runs(runs)
-    return {s: 100 * (auc(curve(finished[arm, s], "heldout_accuracy")) - auc(curve(finished[base, s], "heldout_accuracy")))
-            for arm_, s in finished if arm_ == arm and (base, s) in finished}
+    area = {k: 100 * auc(curve(v, "heldout_accuracy")) for k, v in finished.items() if k[0] in (arm, base)}
+    return {s: area[arm, s] - area[base, s] for arm_, s in sorted(area) if arm_ == arm and (base, s) in area}
 
 
 def holm(p_values: list[float]) -> list[float]:
@@ -254,7 +254,7 @@ def per_seed_table(runs: dict[tuple[str, int], list[dict]]) -> str:
              "|---|---|" + "---:|" * (2 * len(seeds) + 1)]
     for a in ordered_arms(finished):
         base = pair_of(a)
-        diffs = {s: area[a, s] - area[base, s] for s in seeds if (a, s) in area and (base, s) in area}
+        diffs = auc_differences(runs, a, base) if base else {}
         lines.append(f"| {LABELS.get(a, a)} | {LABELS.get(base, base) if base else '–'} | "
                      + " | ".join(f"{area[a, s]:.1f}" if (a, s) in area else "–" for s in seeds) + " | "
                      + " | ".join(f"{diffs[s]:+.2f}" if s in diffs else "–" for s in seeds) + " | "
