@@ -167,3 +167,18 @@ def test_ktae_analyze_reads_a_trainer_run_folder_with_no_flag(tmp_path, cache):
     html = tmp_path / "report.html"
     assert analyze_main([str(run_dir), "--quiet", "--html", str(html)]) == 0
     assert html.stat().st_size > 0
+
+
+def test_rollouts_drawn_by_race_train(tmp_path, cache):
+    """--draw race: the same run, other rollouts on the seed (the held-out evaluation before training is greedy:
+    the same); the vLLM backend takes only its own draw."""
+    evals, rewards = {}, {}
+    for draw in ("inverse", "race"):
+        records = read_metrics(train(tiny_config(tmp_path / draw, cache, steps=2, eval_every=2, save_model=False,
+                                                 draw=draw)))
+        evals[draw] = [r["eval_accuracy"] for r in records if "eval_accuracy" in r]
+        rewards[draw] = [(r["reward"], r["response_length"]) for r in records if "reward" in r]
+    assert evals["race"][0] == evals["inverse"][0] and len(evals["race"]) == 2
+    assert rewards["race"] != rewards["inverse"]
+    with pytest.raises(ValueError, match="--draw"):
+        make_config(draw="race", backend="vllm")

@@ -11,21 +11,31 @@ temperature and top-p warpers, then draws each row's token from ``softmax`` by o
 the tokens do not depend on when the batch shrinks, and they follow the distribution ``generate`` samples from, but
 not its draws (``torch.multinomial``), so a seed gives other rollouts than ``generate`` (``tests/test_decoding.py``
 checks both statements against ``generate``).
+
+``draw="race"`` draws as ``torch.multinomial`` does (what ``generate`` and study 3's code sampled with): one
+exponential number ``E_v`` per row and vocabulary entry, the token ``argmax_v p_v / E_v``, drawn for every row of the
+batch at every step. Both draws follow ``softmax``; they differ in how two runs on one seed whose policies differ a
+little share tokens: the race keeps the token unless the change reorders the winning ratio, while the inverse of the
+cumulative distribution moves a token's interval whenever the probability of any token before it in the vocabulary
+changes (``tests/test_decoding.py`` measures both).
 """
 from __future__ import annotations
 
 import torch
 
-__all__ = ["decode", "SHRINK_BELOW", "new_cache", "keep_logits", "takes_logits_to_keep"]
+__all__ = ["decode", "DRAWS", "SHRINK_BELOW", "new_cache", "keep_logits", "takes_logits_to_keep"]
 
 #: drop the finished rows once at most this share of the batch's rows is still unfinished
 SHRINK_BELOW = 0.75
+#: how a sampled token is drawn: the inverse of the cumulative distribution at one uniform number per row, or a race
+#: of one exponential number per row and vocabulary entry (torch.multinomial's way)
+DRAWS = ("inverse", "race")
 
 
 @torch.inference_mode()
 def decode(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, max_new_tokens: int,
            stop_ids: list[int], pad_id: int, temperature: float = 0.0, top_p: float = 1.0,
-           shrink_below: float = SHRINK_BELOW) -> list[list[int]]:
+           shrink_below: float = SHRINK_BELOW, draw: str = "inverse") -> list[list[int]]:
     """The new tokens of each row: up to and including its first stop token, at most ``max_new_tokens``.
 
     Args:
@@ -36,10 +46,13 @@ def decode(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, max_
         temperature: 0 = greedy; > 0 samples from ``softmax(logits / temperature)``, cut to ``top_p``.
         shrink_below: keep only the unfinished rows once they are at most this share of the rows computed
             (0 = never: every row stays until the last one stops, as in ``generate``; the tokens are the same).
+        draw: ``inverse`` or ``race`` (:data:`DRAWS`): how a sampled token is drawn.
 
     Returns:
         B lists of token ids, in the rows' order.
     """
+    if draw not in DRAWS:
+        raise ValueError(f"draw: expected one of {DRAWS}, got {draw!r}")
     device = input_ids.device
     batch, width = input_ids.shape
     warp = _warpers(temperature, top_p)
@@ -54,8 +67,8 @@ def decode(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, max_
     new = torch.full((batch, max_new_tokens), pad_id, dtype=torch.long, device=device)
     lengths = torch.full((batch,), max_new_tokens, dtype=torch.long, device=device)
     for t in range(max_new_tokens):
-        uniform = torch.rand(batch, device=device)[rows] if temperature > 0 else None   # one per input row
-        tokens = _pick(warp(logits), uniform)                 # [b]
+        noise = _noise(draw, batch, logits.shape[-1], device)[rows] if temperature > 0 else None  # per input row
+        tokens = _pick(warp(logits), noise)                   # [b]
         tokens = torch.where(live, tokens, torch.full_like(tokens, pad_id))
         new[rows, t] = tokens
         ended = live & torch.isin(tokens, stop)
@@ -89,14 +102,26 @@ def _prefill(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, posit
     return _last_logits(out)[owner], cache
 
 
-def _pick(scores: torch.Tensor, uniform: torch.Tensor | None) -> torch.Tensor:
-    """[b] token ids from [b, V] float32 scores: the argmax (``uniform`` None: greedy), or the token whose interval
-    of the cumulative ``softmax(scores)`` holds ``uniform`` [b] (numbers in [0, 1)): a draw from ``softmax(scores)``
-    that never picks a token of probability 0."""
-    if uniform is None:
+def _noise(draw: str, rows: int, vocab: int, device) -> torch.Tensor:
+    """One step's random numbers of ``rows`` rows: ``[rows]`` uniform in [0, 1) (``inverse``), or ``[rows, vocab]``
+    exponential (``race``)."""
+    if draw == "race":   # never 0: a token of probability 0 must lose (0 / 0 would be NaN, which argmax picks)
+        return torch.empty((rows, vocab), device=device).exponential_().clamp_min_(torch.finfo(torch.float32).tiny)
+    return torch.rand(rows, device=device)
+
+
+def _pick(scores: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
+    """[b] token ids from [b, V] float32 scores: the argmax (``noise`` None: greedy); with ``noise`` [b] (uniform
+    numbers in [0, 1)), the token whose interval of the cumulative ``softmax(scores)`` holds it; with ``noise``
+    [b, V] (exponential numbers), ``argmax_v softmax(scores)_v / noise_v``. Either is a draw from
+    ``softmax(scores)`` that never picks a token of probability 0."""
+    if noise is None:
         return scores.argmax(dim=-1)
-    cumulative = torch.softmax(scores, dim=-1).cumsum(dim=-1)
-    point = (uniform * cumulative[:, -1]).unsqueeze(1)
+    probs = torch.softmax(scores, dim=-1)
+    if noise.dim() == 2:
+        return (probs / noise).argmax(dim=-1)
+    cumulative = probs.cumsum(dim=-1)
+    point = (noise * cumulative[:, -1]).unsqueeze(1)
     return torch.searchsorted(cumulative, point, right=True).squeeze(1).clamp_(max=scores.shape[-1] - 1)
 
 

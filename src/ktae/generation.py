@@ -165,6 +165,7 @@ def generate(
     seed: int | None = None,
     progress: bool = True,
     on_batch: Callable[[list[Generation]], None] | None = None,
+    draw: str = "inverse",
 ) -> list[Generation]:
     """Generate ``n`` responses for each prompt.
 
@@ -186,6 +187,8 @@ def generate(
         progress: show a tqdm bar.
         on_batch: called with each finished batch's generations as soon as they
             exist (HF backend: per batch; vLLM: once), so callers can save them.
+        draw: how the HF backend draws a sampled token: ``inverse`` or ``race`` (:func:`ktae.decoding.decode`);
+            vLLM draws its own way and takes only ``inverse`` (the default).
 
     Returns:
         ``len(prompts) * n`` generations ordered by ``(prompt_index, sample_index)``.
@@ -197,6 +200,10 @@ def generate(
     _check_args(prompts, max_new_tokens, temperature, top_p, n, batch_size)
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    from ktae.decoding import DRAWS
+
+    if draw not in DRAWS or (backend == "vllm" and draw != "inverse"):
+        raise ValueError(f"draw must be one of {DRAWS} (backend 'vllm': 'inverse', its own sampler), got {draw!r}")
     if backend == "vllm" and not hasattr(model, "generate"):
         raise TypeError(f"backend='vllm' expects a vllm.LLM as model, got {type(model).__name__}")
     if tokenizer is None and backend == "vllm":
@@ -210,7 +217,7 @@ def generate(
                          f"{list(fit.too_long[:10])}); leave them out before generating")
     if backend == "hf":
         return _generate_hf(model, tokenizer, encoded, fit.limits, float(temperature), float(top_p), n, batch_size,
-                            seed, progress, on_batch)
+                            seed, progress, on_batch, draw)
     return _generate_vllm(model, encoded, fit.limits, float(temperature), float(top_p), n, seed, progress, on_batch)
 
 
@@ -260,7 +267,7 @@ def _hf_generations(chunk: list[tuple[int, int]], rows: list[list[int]], stop: s
 
 
 def _generate_hf(model, tokenizer, encoded, limits, temperature, top_p, n, batch_size, seed, progress,
-                 on_batch) -> list[Generation]:
+                 on_batch, draw) -> list[Generation]:
     """:func:`ktae.decoding.decode` over batches of sequences sorted by prompt length (longest first), each batch
     with its prompts' response limit. Greedy or plain sampling (temperature, top-p): the model's own
     ``generation_config`` (an instruct model's top_k=20, repetition_penalty=1.05, ...) is not read, so "greedy" and
@@ -290,7 +297,7 @@ def _generate_hf(model, tokenizer, encoded, limits, temperature, top_p, n, batch
                 batch = tokenizer.pad({"input_ids": [encoded[p] for p, _ in chunk]}, return_tensors="pt")
                 rows = decode(model, batch["input_ids"].to(device), batch["attention_mask"].to(device),
                               max_new_tokens=limits[chunk[0][0]], stop_ids=stop_ids, pad_id=tokenizer.pad_token_id,
-                              temperature=temperature, top_p=top_p)
+                              temperature=temperature, top_p=top_p, draw=draw)
                 made = _hf_generations(chunk, rows, set(stop_ids), tokenizer)
                 results.update(((g.prompt_index, g.sample_index), g) for g in made)
                 if on_batch is not None:

@@ -42,6 +42,7 @@ from typing import Any, ClassVar, Mapping
 from ktae.core.config import KTAEConfig
 from ktae.core.losses import KL_KINDS, LOSS_AGG_MODES
 from ktae.frontend.options import ESTIMATOR_NAMES, TOKEN_CREDITS, parse_estimator, token_credit
+from ktae.decoding import DRAWS
 from ktae.generation import BACKENDS
 from ktae.loading import DTYPES
 from ktae.options import add_field, make_parser, option, parse
@@ -80,9 +81,9 @@ FLAT_ALIASES: dict[str, str] = {
     **_aliases("task", "min_operands max_operands max_operand max_count max_change", "task_"),
     **_aliases("tiny", "hidden_size intermediate_size max_positions sft_steps sft_batch_size sft_lr correct_fraction "
                        "seed", "tiny_"),
-    **_aliases("rollout", "prompts_per_step rollouts_per_prompt max_new_tokens temperature top_p generation_batch_size "
-                          "backend vllm_gpu_memory_utilization vllm_enforce_eager dynamic_sampling generation_prompts "
-                          "max_generation_batches"),
+    **_aliases("rollout", "prompts_per_step rollouts_per_prompt max_new_tokens temperature top_p draw "
+                          "generation_batch_size backend vllm_gpu_memory_utilization vllm_enforce_eager "
+                          "dynamic_sampling generation_prompts max_generation_batches"),
     **_aliases("algorithm", "estimator ngram reward overlong_buffer overlong_penalty grader_workers"),
     **_aliases("ktae", "alpha beta gamma top threshold fisher_at_one eps", "ktae_"),
     **_aliases("ppo", "mini_batch_prompts micro_batch_size micro_batch_tokens lr weight_decay adam_beta1 adam_beta2 warmup_steps "
@@ -208,6 +209,9 @@ class RolloutConfig(_Section):
     max_new_tokens: int = option(64, "longest response in tokens")
     temperature: float = option(1.0, "sampling temperature of the rollouts (also divides the logits in the update)")
     top_p: float = option(1.0, "nucleus sampling threshold of the rollouts")
+    draw: str = option("inverse", "how a rollout's token is drawn (hf backend): 'inverse' (one uniform number per row) "
+                       "or 'race' (one exponential number per vocabulary entry, as torch.multinomial: runs on one "
+                       "seed whose policies differ a little share more tokens)")
     generation_batch_size: int = option(128, "sequences per generate() call")
     backend: str = option("hf", "generation backend: 'hf' (transformers) or 'vllm' (needs vLLM: docs/vllm.md)")
     vllm_gpu_memory_utilization: float = option(0.4, "vLLM: share of GPU memory for its engine")
@@ -223,6 +227,8 @@ class RolloutConfig(_Section):
                        "max_generation_batches"), _at_least(1), "an integer >= 1")
         self.need(self.generation_prompts >= 0, "generation_prompts", "an integer >= 0")
         self.need(self.backend in BACKENDS, "backend", f"one of {BACKENDS}")
+        self.need(self.draw in DRAWS and (self.backend == "hf" or self.draw == "inverse"), "draw",
+                  f"one of {DRAWS} ('inverse' with backend vllm, which draws its own way)")
         self.need(self.temperature > 0, "temperature", "a number > 0 (RL needs sampling)")
         self.need(math.isfinite(self.temperature), "temperature", "a finite number")
         self.need(0 < self.top_p <= 1, "top_p", "a number in (0, 1]")

@@ -123,7 +123,7 @@ def generate_rollouts(model, tokenizer, prompts: list[str], rollout: RolloutConf
         return engine.generate(prompts, n=rollout.rollouts_per_prompt)
     return generate(model, tokenizer, prompts, max_new_tokens=rollout.max_new_tokens, temperature=rollout.temperature,
                     top_p=rollout.top_p, n=rollout.rollouts_per_prompt, batch_size=rollout.generation_batch_size,
-                    backend="hf", progress=False)
+                    backend="hf", progress=False, draw=rollout.draw)
 
 
 def score(texts: list[str], references: list, lengths: list[int], algorithm: AlgorithmConfig,
