@@ -65,8 +65,7 @@ class MetricsLogger:
         self.quiet = quiet
         if resume_step is not None and self.path.exists():
             # drop what was logged after the checkpoint we resume from, so the file reads like one run
-            kept = [r for r in read_metrics(self.run_dir) if r.get("step", 0) <= resume_step
-                    and not (r.get("step") == resume_step and r.get("_pending"))]
+            kept = [r for r in read_metrics(self.run_dir) if r.get("step", 0) <= resume_step]
             self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
         elif resume_step is None and self.path.exists():
             self.path.unlink()
