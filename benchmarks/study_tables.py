@@ -175,11 +175,20 @@ def significant(diffs: list[float]) -> bool:
     return len(diffs) > 1 and math.isfinite(ci) and abs(mean) > ci
 
 
+def heldout_areas(runs: dict[tuple[str, int], list[dict]]) -> dict[tuple[str, int], float]:
+    """``{(arm, seed): held-out AUC}`` in points (:func:`auc` of each run's held-out curve)."""
+    return {key: 100 * auc(curve(rows, "heldout_accuracy")) for key, rows in runs.items()}
+
+
+def seed_differences(area: dict[tuple[str, int], float], arm: str, base: str) -> dict[int, float]:
+    """``{seed: area[arm, seed] − area[base, seed]}`` over the seeds that have both, in seed order."""
+    return {s: area[arm, s] - area[base, s] for arm_, s in sorted(area) if arm_ == arm and (base, s) in area}
+
+
 def auc_differences(runs: dict[tuple[str, int], list[dict]], arm: str, base: str) -> dict[int, float]:
     """``{seed: AUC(arm) − AUC(base)}`` in points over the seeds where both runs finished."""
     _, finished = finished_runs(runs)
-    area = {k: 100 * auc(curve(v, "heldout_accuracy")) for k, v in finished.items() if k[0] in (arm, base)}
-    return {s: area[arm, s] - area[base, s] for arm_, s in sorted(area) if arm_ == arm and (base, s) in area}
+    return seed_differences(heldout_areas({k: v for k, v in finished.items() if k[0] in (arm, base)}), arm, base)
 
 
 def holm(p_values: list[float]) -> list[float]:
@@ -247,14 +256,14 @@ def per_seed_table(runs: dict[tuple[str, int], list[dict]]) -> str:
     baseline (:func:`pair_of`) on the same seed, and the mean of those differences: the table of a sweep or pilot
     with few seeds, where the intervals of :func:`tables` say little."""
     _, finished = finished_runs(runs)
-    area = {k: 100 * auc(curve(v, "heldout_accuracy")) for k, v in finished.items()}
+    area = heldout_areas(finished)
     seeds = sorted({s for _, s in finished})
     lines = ["| arm | baseline | " + " | ".join(f"AUC s{s}" for s in seeds) + " | "
              + " | ".join(f"− baseline s{s}" for s in seeds) + " | mean − baseline |",
              "|---|---|" + "---:|" * (2 * len(seeds) + 1)]
     for a in ordered_arms(finished):
         base = pair_of(a)
-        diffs = auc_differences(runs, a, base) if base else {}
+        diffs = seed_differences(area, a, base) if base else {}
         lines.append(f"| {LABELS.get(a, a)} | {LABELS.get(base, base) if base else '–'} | "
                      + " | ".join(f"{area[a, s]:.1f}" if (a, s) in area else "–" for s in seeds) + " | "
                      + " | ".join(f"{diffs[s]:+.2f}" if s in diffs else "–" for s in seeds) + " | "

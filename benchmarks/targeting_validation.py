@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from study_tables import auc, curve, runs_of  # noqa: E402
+from study_tables import heldout_areas, runs_of, seed_differences  # noqa: E402
 
 from ktae.core.label_free import LABEL_FREE_CREDITS  # noqa: E402
 from ktae.experiments.compare import read_curves_csv  # noqa: E402
@@ -46,11 +46,10 @@ ARM_RULES = {"grpo": "grpo", "grpo-ktae": "ktae", "grpo-ktae-tuned": "ktae-tuned
 
 def study_gains(csv_path: str | Path, study: str | None = None) -> dict[str, float]:
     """Rule -> mean over seeds of the arm's held-out AUC minus GRPO's (same seed), in points."""
-    runs = runs_of(read_curves_csv(csv_path), study)
-    aucs = {key: 100 * auc(curve(rows, "heldout_accuracy")) for key, rows in runs.items()}
+    aucs = heldout_areas(runs_of(read_curves_csv(csv_path), study))
     out = {}
     for arm, rule in ARM_RULES.items():
-        diffs = [aucs[(arm, seed)] - aucs[("grpo", seed)] for (a, seed) in aucs if a == arm and ("grpo", seed) in aucs]
+        diffs = list(seed_differences(aucs, arm, "grpo").values())
         if diffs:
             out[rule] = sum(diffs) / len(diffs)
     return out
